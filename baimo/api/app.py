@@ -1,0 +1,64 @@
+"""The FastAPI app factory: builds the server's state in the lifespan and wires routes, errors and the UI."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import Depends, FastAPI
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from baimo import __version__
+from baimo.api import conversation_routes, openai_routes
+from baimo.api.deps import api_key, state
+from baimo.api.errors import install_error_handlers
+from baimo.api.limits import BodyLimits
+from baimo.api.state import AppState
+from baimo.config import Settings
+
+STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.baimo = AppState.build(settings)
+        await app.state.baimo.start()
+        try:
+            yield
+        finally:
+            await app.state.baimo.close()
+
+    app = FastAPI(title="Baimo", version=__version__, lifespan=lifespan,
+                  description="Many models as one, behind an OpenAI-compatible API.")
+    app.add_middleware(BodyLimits, max_body_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    app.include_router(openai_routes.router)
+    app.include_router(conversation_routes.router)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="Readiness: configuration, database and models usable")
+    async def readyz(s: AppState = Depends(state)) -> JSONResponse:
+        models = {b.config.id: b.ready for b in s.models}
+        body = {"status": "ready" if s.ready else "starting", "models_loaded": models}
+        return JSONResponse(body, status_code=200 if s.ready else 503)
+
+    @app.get("/api/usage", tags=["usage"], summary="Requests, tokens and cost per model",
+             dependencies=[Depends(api_key)])
+    async def usage(s: AppState = Depends(state)) -> dict:
+        return {"by_model": s.usage.summary(), "recent": s.usage.recent(20)}
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    return app

@@ -1,0 +1,60 @@
+"""One place that turns exceptions into OpenAI-shaped error responses: {"error": {message, type, param, code}}."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from baimo.errors import BaimoError
+
+log = logging.getLogger("baimo.api")
+
+
+def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def _param(loc: tuple) -> str | None:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(parts) or None
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None, str]:
+    err = exc.errors()[0]
+    if err.get("type") == "json_invalid":
+        return "We could not parse the JSON body of your request.", None, "invalid_json"
+    param = _param(tuple(err.get("loc", ())))
+    if err.get("type") == "extra_forbidden":
+        return f"Unrecognized request argument supplied: {param}", param, "unknown_parameter"
+    if err.get("type") == "missing":
+        return f"Missing required parameter: '{param}'.", param, "missing_required_parameter"
+    msg = err.get("msg", "invalid value").removeprefix("Value error, ")
+    return f"Invalid value for '{param}': {msg}" if param else msg, param, "invalid_value"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(BaimoError)
+    async def _baimo(_request: Request, exc: BaimoError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param, code = _validation_message(exc)
+        return JSONResponse(error_body(message, "invalid_request_error", param, code), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        return JSONResponse(error_body(str(exc.detail), type_, None, code), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(error_body("The server had an error while processing your request.",
+                                       "server_error", None, "internal_error"), status_code=500)

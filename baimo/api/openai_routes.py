@@ -1,0 +1,142 @@
+"""OpenAI-compatible routes under /v1: chat completions (streaming and not), models, embeddings."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from baimo.api.deps import api_key, state
+from baimo.api.schemas import ChatCompletionRequest, EmbeddingRequest
+from baimo.api.sse import DONE, ChunkMaker, SSEResponse, completion_id, error_event, event
+from baimo.api.state import AppState
+from baimo.backends.base import Finish, TextDelta
+from baimo.chat import ChatContext, ChatRun
+from baimo.errors import BaimoError, InvalidRequest
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+
+def route_headers(run: ChatRun, *, final: bool) -> dict[str, str]:
+    headers = {"x-baimo-route": run.route,
+               "x-baimo-cost": f"{run.cost if final else run.prompt_cost:.8f}"}
+    if not final:
+        headers["x-baimo-cost-scope"] = "prompt"
+    if run.fitted.dropped:
+        headers["x-baimo-context"] = f"trimmed; dropped={run.fitted.dropped}"
+    return headers
+
+
+def usage_dict(run: ChatRun) -> dict[str, int]:
+    f = run.finish
+    prompt = f.prompt_tokens if f else run.fitted.prompt_tokens
+    completion = f.completion_tokens if f else len(run.text_parts)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def baimo_meta(run: ChatRun) -> dict[str, Any]:
+    return {"route": run.route, "cost": run.cost, "latency_ms": round(run.latency_ms, 1),
+            "ttft_ms": round(run.ttft_ms, 1) if run.ttft_ms is not None else None,
+            "context_dropped": run.fitted.dropped}
+
+
+def finish_reason(f: Finish | None) -> str:
+    return f.reason if f and f.reason in ("stop", "length") else "stop"
+
+
+async def stream_chunks(run: ChatRun, include_usage: bool) -> AsyncIterator[bytes]:
+    maker = ChunkMaker(run.model_id)
+    yield event(maker.chunk({"role": "assistant", "content": ""}))
+    try:
+        async for ev in run.events():
+            if isinstance(ev, TextDelta):
+                yield event(maker.chunk({"content": ev.text}))
+        yield event(maker.chunk({}, finish_reason(run.finish)))
+        if include_usage:
+            yield event(maker.usage_chunk(usage_dict(run), baimo=baimo_meta(run)))
+    except BaimoError as exc:
+        yield error_event(exc)
+    yield DONE
+
+
+@router.post("/chat/completions", summary="Create a chat completion (OpenAI-compatible)")
+async def chat_completions(body: ChatCompletionRequest, s: AppState = Depends(state),
+                           key_id: str | None = Depends(api_key)) -> Any:
+    params = body.generation_params()
+    conversation_id = (body.metadata or {}).get("conversation_id")
+    s.models.get(body.model)  # 404 before anything is stored
+    if conversation_id:
+        s.conversations.get(conversation_id)
+    ctx = ChatContext(stream=body.stream, api_key_id=key_id, conversation_id=conversation_id,
+                      store_message=bool(conversation_id))
+    if conversation_id and params.messages[-1]["role"] == "user":
+        s.conversations.append(conversation_id, "user", params.messages[-1]["content"])
+    run = await s.chat.open(body.model, params, ctx)
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return SSEResponse(stream_chunks(run, include_usage), headers=route_headers(run, final=False))
+    await run.collect()
+    response = {
+        "id": completion_id(), "object": "chat.completion", "created": int(time.time()), "model": run.model_id,
+        "system_fingerprint": None,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": run.text, "refusal": None},
+                     "logprobs": None, "finish_reason": finish_reason(run.finish)}],
+        "usage": usage_dict(run), "baimo": baimo_meta(run),
+    }
+    return JSONResponse(response, headers=route_headers(run, final=True))
+
+
+@router.get("/models", summary="List every callable model id")
+async def list_models(s: AppState = Depends(state), _key: str | None = Depends(api_key)) -> dict[str, Any]:
+    default = s.models.default_id
+    data = []
+    for backend in s.models:
+        c = backend.config
+        data.append({"id": c.id, "object": "model", "created": 0, "owned_by": "baimo",
+                     "baimo": {"kind": c.kind, "context_window": c.context_window, "price_input": c.price_input,
+                               "price_output": c.price_output, "description": c.description,
+                               "fallbacks": c.fallbacks, "default": c.id == default, "ready": backend.ready}})
+    for eid in s.embedders.ids():
+        data.append({"id": eid, "object": "model", "created": 0, "owned_by": "baimo",
+                     "baimo": {"kind": "embedding", "default": False}})
+    return {"object": "list", "data": data}
+
+
+@router.get("/models/{model_id:path}", summary="Describe one model")
+async def get_model(model_id: str, s: AppState = Depends(state), _key: str | None = Depends(api_key)) -> Any:
+    listing = await list_models(s)
+    for m in listing["data"]:
+        if m["id"] == model_id:
+            return m
+    s.models.get(model_id)  # raises model_not_found
+    return None
+
+
+@router.post("/embeddings", summary="Create embeddings (multilingual, batched)")
+async def embeddings(body: EmbeddingRequest, s: AppState = Depends(state),
+                     _key: str | None = Depends(api_key)) -> dict[str, Any]:
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if any(not t for t in texts):
+        raise InvalidRequest("input must not contain empty strings", param="input")
+    embedder = s.embedders.get(body.model)
+    if body.dimensions is not None and body.dimensions != embedder.dim:
+        raise InvalidRequest(f"{body.model} produces {embedder.dim} dimensions; it cannot give {body.dimensions}",
+                             param="dimensions")
+    started = time.perf_counter()
+    vectors = await s.embedders.embed(body.model, texts)
+    tokens = sum(max(1, len(t.encode("utf-8")) // 4) for t in texts)
+    data = []
+    for i, v in enumerate(vectors):
+        emb: Any = base64.b64encode(v.astype("<f4").tobytes()).decode() if body.encoding_format == "base64" \
+            else v.tolist()
+        data.append({"object": "embedding", "index": i, "embedding": emb})
+    from baimo.metering.usage import Usage
+
+    s.usage.record(Usage(endpoint="embeddings", model_requested=body.model, model=body.model, prompt_tokens=tokens,
+                         latency_ms=(time.perf_counter() - started) * 1000))
+    return {"object": "list", "data": data, "model": body.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}

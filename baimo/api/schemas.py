@@ -1,0 +1,135 @@
+"""Typed request bodies at the edge. Unknown fields are rejected; OpenAI fields we cannot honour get a clear 400."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from baimo.backends.base import GenerationParams
+from baimo.errors import InvalidRequest
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextPart(Strict):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(Strict):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+
+    def as_text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text for p in self.content)
+
+
+class StreamOptions(Strict):
+    include_usage: bool = False
+    include_obfuscation: bool | None = None
+
+
+# OpenAI request fields that Baimo accepts in the schema but cannot honour yet: a clear 400 beats silence.
+UNSUPPORTED = {"tools": "tool calling", "tool_choice": "tool calling", "functions": "function calling",
+               "function_call": "function calling", "response_format": "structured output",
+               "logprobs": "log-probabilities", "top_logprobs": "log-probabilities",
+               "audio": "audio output", "modalities": "non-text modalities", "prediction": "predicted outputs"}
+
+
+class ChatCompletionRequest(Strict):
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
+    seed: int | None = None
+    n: Annotated[int, Field(ge=1, le=1)] | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    user: str | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    parallel_tool_calls: bool | None = None
+    service_tier: str | None = None
+    reasoning_effort: str | None = None
+    logit_bias: dict[str, float] | None = None
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    functions: list[Any] | None = None
+    function_call: Any = None
+    response_format: dict[str, Any] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    audio: Any = None
+    modalities: list[str] | None = None
+    prediction: Any = None
+
+    @field_validator("messages")
+    @classmethod
+    def _not_empty(cls, v: list[ChatMessage]) -> list[ChatMessage]:
+        if not v:
+            raise ValueError("messages must contain at least one message")
+        return v
+
+    @model_validator(mode="after")
+    def _supported(self) -> ChatCompletionRequest:
+        for name, what in UNSUPPORTED.items():
+            value = getattr(self, name)
+            if value not in (None, False, [], {}):
+                if name == "response_format" and value.get("type") == "text":
+                    continue
+                raise InvalidRequest(f"`{name}` is not supported by Baimo yet ({what})", param=name)
+        if self.logit_bias:
+            raise InvalidRequest("`logit_bias` is not supported by Baimo yet", param="logit_bias")
+        return self
+
+    def generation_params(self) -> GenerationParams:
+        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.as_text()}
+                    for m in self.messages]
+        if all(not m["content"].strip() for m in messages):
+            raise InvalidRequest("every message is empty; send some text", param="messages")
+        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        return GenerationParams(
+            messages=messages, max_tokens=self.max_completion_tokens or self.max_tokens,
+            temperature=self.temperature, top_p=self.top_p, stop=stop, seed=self.seed,
+            presence_penalty=self.presence_penalty, frequency_penalty=self.frequency_penalty)
+
+
+class EmbeddingRequest(Strict):
+    model: str = Field(min_length=1)
+    input: str | Annotated[list[str], Field(min_length=1, max_length=2048)]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+    user: str | None = None
+
+
+class ConversationCreate(Strict):
+    title: str | None = Field(default=None, max_length=200)
+    model: str | None = None
+
+
+class ConversationPatch(Strict):
+    title: str = Field(min_length=1, max_length=200)
+
+
+class ConversationMessage(Strict):
+    content: str = Field(min_length=1)
+    model: str | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+
+
+class Regenerate(Strict):
+    model: str | None = None

@@ -1,0 +1,72 @@
+"""The Backend protocol every model kind implements, and the request/stream types passed through it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from baimo.config import ModelConfig
+
+
+@dataclass
+class GenerationParams:
+    """What a chat completion asks of a model, already validated and fitted to its window."""
+
+    messages: list[dict[str, str]]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+
+
+@dataclass
+class TextDelta:
+    """A piece of generated text, as soon as the model produced it."""
+
+    text: str
+
+
+@dataclass
+class Finish:
+    """The end of a generation: why it stopped and the token counts."""
+
+    reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+StreamEvent = TextDelta | Finish
+
+
+class Backend(Protocol):
+    """A callable model. Implementations register a factory in `baimo.backends.registry.BACKEND_KINDS`."""
+
+    config: ModelConfig
+
+    async def start(self) -> None:
+        """Load weights or open connections; called lazily before first use or at server start."""
+
+    async def close(self) -> None:
+        """Free resources."""
+
+    @property
+    def ready(self) -> bool:
+        """True once the model can answer without a cold start."""
+
+    def count_tokens(self, messages: list[dict[str, str]]) -> int:
+        """Prompt tokens these messages take with this model's template (exact or a safe over-estimate)."""
+
+    def stream(self, params: GenerationParams) -> AsyncIterator[StreamEvent]:
+        """Generate; yields TextDelta events then exactly one Finish. Closing the iterator stops generation."""
+
+
+def estimate_tokens(messages: list[dict[str, str]]) -> int:
+    """A conservative token estimate for models whose tokenizer we do not have (about 3 UTF-8 bytes a token)."""
+    total = 3
+    for m in messages:
+        total += 4 + (len(m.get("content", "").encode("utf-8")) + 2) // 3
+    return total

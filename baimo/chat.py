@@ -1,0 +1,202 @@
+"""The chat service: resolve a model id, fit the context, call the backend with fallbacks, meter and store.
+
+Fallbacks happen only before the first token: once a client has seen text from one model we never
+splice in another, and a later failure is reported as an error (an SSE `error` event for streams).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from baimo.backends.base import Backend, Finish, GenerationParams, StreamEvent, TextDelta
+from baimo.backends.registry import ModelRegistry
+from baimo.context import Fitted, fit_to_window
+from baimo.errors import BaimoError, ContextLengthExceeded, InvalidRequest, UpstreamError
+from baimo.metering.usage import Usage, UsageLog, cost_usd
+from baimo.store.conversations import ConversationStore
+
+
+@dataclass
+class ChatContext:
+    """Who asked, through which endpoint, and where to store the exchange."""
+
+    endpoint: str = "chat.completions"
+    stream: bool = False
+    api_key_id: str | None = None
+    conversation_id: str | None = None
+    store_message: bool = False
+
+
+@dataclass
+class ChatRun:
+    """One chat completion in flight: the chosen model, its first event, and what it produced so far."""
+
+    service: ChatService
+    requested: str
+    backend: Backend
+    fitted: Fitted
+    route: str
+    ctx: ChatContext
+    started: float
+    first: StreamEvent
+    _events: AsyncIterator[StreamEvent]
+    text_parts: list[str] = field(default_factory=list)
+    finish: Finish | None = None
+    ttft_ms: float | None = None
+    error: BaimoError | None = None
+    stored_message: dict[str, Any] | None = None
+
+    @property
+    def model_id(self) -> str:
+        return self.backend.config.id
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+    @property
+    def prompt_cost(self) -> float:
+        return cost_usd(self.backend.config, self.fitted.prompt_tokens, 0)
+
+    @property
+    def cost(self) -> float:
+        f = self.finish
+        prompt = f.prompt_tokens if f else self.fitted.prompt_tokens
+        completion = f.completion_tokens if f else len(self.text_parts)
+        return cost_usd(self.backend.config, prompt, completion)
+
+    @property
+    def latency_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        """Yield the model's events; record usage (and the message) however the stream ends."""
+        status = "complete"
+        try:
+            event: StreamEvent | None = self.first
+            while event is not None:
+                if isinstance(event, TextDelta):
+                    if self.ttft_ms is None:
+                        self.ttft_ms = self.latency_ms
+                    self.text_parts.append(event.text)
+                else:
+                    self.finish = event
+                yield event
+                event = await anext(self._events, None)
+        except BaimoError as exc:
+            self.error, status = exc, "error"
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            status = "stopped"
+            raise
+        finally:
+            await self._events.aclose()
+            if status == "stopped":
+                self.service.record_in_background(self, status)
+            else:
+                await self.service.record(self, status)
+
+    async def collect(self) -> ChatRun:
+        async for _ in self.events():
+            pass
+        return self
+
+
+class ChatService:
+    def __init__(self, registry: ModelRegistry, usage: UsageLog, conversations: ConversationStore) -> None:
+        self.registry = registry
+        self.usage = usage
+        self.conversations = conversations
+        self._pending: set[asyncio.Future[Any]] = set()
+
+    async def open(self, model: str, params: GenerationParams, ctx: ChatContext) -> ChatRun:
+        """Start a completion and wait for its first event, falling back to the next model on upstream errors."""
+        started = time.perf_counter()
+        primary = self.registry.get(model)
+        candidates = [primary] + [self.registry.get(fb) for fb in primary.config.fallbacks]
+        failures: list[str] = []
+        last_error: BaimoError | None = None
+        for backend in candidates:
+            try:
+                await backend.start()
+                fitted = fit_to_window(params.messages, backend.count_tokens, backend.config.context_window,
+                                       params.max_tokens)
+                events = aiter(backend.stream(replace(params, messages=fitted.messages,
+                                                      max_tokens=fitted.max_tokens)))
+                first = await anext(events)
+            except (UpstreamError, ContextLengthExceeded) as exc:
+                failures.append(f"{backend.config.id} failed ({exc.status_code})")
+                last_error = last_error or exc
+                if isinstance(exc, ContextLengthExceeded) and len(candidates) == 1:
+                    raise
+                continue
+            except StopAsyncIteration:
+                failures.append(f"{backend.config.id} failed (empty stream)")
+                last_error = last_error or UpstreamError(f"{backend.config.id} returned nothing")
+                continue
+            route = ("fallback: " + ", ".join(failures) + " -> " if failures else "direct -> ") + backend.config.id
+            return ChatRun(self, model, backend, fitted, route, ctx, started, first, events)
+        assert last_error is not None
+        self.record_failure(model, ctx, last_error, started, "; ".join(failures))
+        if len(failures) > 1:
+            last_error.message = f"{last_error.message} (tried: {'; '.join(failures)})"
+        raise last_error
+
+    def _usage(self, run: ChatRun, status: str) -> Usage:
+        f = run.finish
+        return Usage(
+            endpoint=run.ctx.endpoint, model_requested=run.requested, model=run.model_id, route=run.route,
+            api_key_id=run.ctx.api_key_id, conversation_id=run.ctx.conversation_id, stream=run.ctx.stream,
+            prompt_tokens=f.prompt_tokens if f else run.fitted.prompt_tokens,
+            completion_tokens=f.completion_tokens if f else len(run.text_parts), cost=run.cost,
+            latency_ms=run.latency_ms, ttft_ms=run.ttft_ms,
+            status_code=run.error.status_code if run.error else (499 if status == "stopped" else 200),
+            finish_reason=f.reason if f else status, error=run.error.message if run.error else None)
+
+    def _write(self, run: ChatRun, status: str) -> None:
+        usage = self._usage(run, status)
+        self.usage.record(usage)
+        if run.ctx.store_message and run.ctx.conversation_id and (run.text or status == "complete"):
+            run.stored_message = self.conversations.append(
+                run.ctx.conversation_id, "assistant", run.text, model=run.model_id, route=run.route,
+                tokens_in=usage.prompt_tokens, tokens_out=usage.completion_tokens,
+                latency_ms=round(usage.latency_ms or 0, 1),
+                ttft_ms=round(usage.ttft_ms, 1) if usage.ttft_ms is not None else None,
+                cost=usage.cost, status=status)
+
+    async def record(self, run: ChatRun, status: str) -> None:
+        if run.ctx.store_message:
+            await asyncio.to_thread(self._write, run, status)
+        else:
+            self.record_in_background(run, status)
+
+    def record_in_background(self, run: ChatRun, status: str) -> None:
+        """Write without making the client wait (and even if the request task is being cancelled)."""
+        future = asyncio.get_running_loop().run_in_executor(None, self._write, run, status)
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+
+    def record_failure(self, model: str, ctx: ChatContext, error: BaimoError, started: float, route: str) -> None:
+        usage = Usage(endpoint=ctx.endpoint, model_requested=model, route=route or None,
+                      api_key_id=ctx.api_key_id, conversation_id=ctx.conversation_id, stream=ctx.stream,
+                      latency_ms=(time.perf_counter() - started) * 1000, status_code=error.status_code,
+                      error=error.message)
+        future = asyncio.get_running_loop().run_in_executor(None, self.usage.record, usage)
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+
+    async def drain(self) -> None:
+        """Wait for background writes (at shutdown)."""
+        if self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+
+def check_messages(messages: list[dict[str, str]]) -> None:
+    if not messages:
+        raise InvalidRequest("messages must contain at least one message", param="messages")
+    if all(not m["content"].strip() for m in messages):
+        raise InvalidRequest("messages are all empty", param="messages")

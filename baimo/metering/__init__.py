@@ -1,0 +1,1 @@
+"""Metering: API keys (hashed), per-request usage records and their cost."""

@@ -1,0 +1,307 @@
+"""Latency Baimo adds in front of a remote OpenAI-compatible model.
+
+Starts the scripted upstream (tests/support/upstream.py, 100 streamed tokens, no delay) and
+`baimo serve` with one `kind: openai` model pointing at it, then, for each concurrency level,
+streams the same chat request straight to the upstream and through Baimo with an httpx async
+client, and reports time-to-first-token and total latency (p50/p99) and what Baimo adds.
+
+    .venv/bin/python bench/gateway_overhead.py                      # 1/10/100 x 200/500/1000
+    .venv/bin/python bench/gateway_overhead.py --requests 50,100,200 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402
+    BaimoServer,
+    baimo_available,
+    dump_json,
+    parse_int_list,
+    percentile,
+    print_table,
+    start_upstream,
+)
+
+GOAL_P50_MS = 2.0
+GOAL_P99_MS = 10.0
+MESSAGES = [{"role": "user", "content": "Count to one hundred, please."}]
+
+
+@dataclass
+class Sample:
+    total: float  # seconds, request sent -> stream finished
+    ttft: float | None  # seconds, request sent -> first non-empty content delta
+    error: str | None = None
+
+
+def proc_cpu_seconds(pid: int | None) -> float | None:
+    """utime+stime of a process (seconds), from /proc/PID/stat."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (FileNotFoundError, IndexError, ValueError):
+        return None
+
+
+async def one_request(client: httpx.AsyncClient, url: str, body: bytes, expected: str | None) -> Sample:
+    t0 = time.perf_counter()
+    ttft: float | None = None
+    parts: list[str] = []
+    done = False
+    try:
+        async with client.stream("POST", url, content=body, headers={"content-type": "application/json"}) as r:
+            if r.status_code != 200:
+                text = (await r.aread())[:300].decode("utf-8", "replace")
+                return Sample(time.perf_counter() - t0, None, f"HTTP {r.status_code}: {text}")
+            async for line in r.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    done = True
+                    continue
+                chunk = json.loads(payload)
+                if "error" in chunk:
+                    return Sample(time.perf_counter() - t0, ttft, f"error chunk: {payload[:300]}")
+                for choice in chunk.get("choices") or ():
+                    content = (choice.get("delta") or {}).get("content")
+                    if content:
+                        if ttft is None:
+                            ttft = time.perf_counter() - t0
+                        parts.append(content)
+    except (httpx.HTTPError, ValueError) as exc:
+        return Sample(time.perf_counter() - t0, ttft, f"{type(exc).__name__}: {exc}")
+    total = time.perf_counter() - t0
+    if not done:
+        return Sample(total, ttft, "stream ended without [DONE]")
+    if expected is not None and "".join(parts) != expected:
+        return Sample(total, ttft, f"unexpected content ({len(''.join(parts))} chars)")
+    return Sample(total, ttft)
+
+
+async def run_level(url: str, model: str, concurrency: int, count: int, expected: str | None) -> tuple[list[Sample], float]:
+    body = json.dumps(
+        {"model": model, "messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}}
+    ).encode()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    samples: list[Sample] = []
+    remaining = count
+
+    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(120.0)) as client:
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                samples.append(await one_request(client, url, body, expected))
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(min(concurrency, count))))
+        elapsed = time.perf_counter() - t0
+    return samples, elapsed
+
+
+def summarise(samples: list[Sample], elapsed: float) -> dict[str, Any]:
+    ok = [s for s in samples if s.error is None]
+    totals = [s.total * 1000 for s in ok]
+    ttfts = [s.ttft * 1000 for s in ok if s.ttft is not None]
+    errors: dict[str, int] = {}
+    for s in samples:
+        if s.error:
+            errors[s.error] = errors.get(s.error, 0) + 1
+    return {
+        "requests": len(samples),
+        "ok": len(ok),
+        "errors": errors,
+        "ttft_p50_ms": percentile(ttfts, 50),
+        "ttft_p99_ms": percentile(ttfts, 99),
+        "total_p50_ms": percentile(totals, 50),
+        "total_p99_ms": percentile(totals, 99),
+        "req_per_s": len(samples) / elapsed if elapsed > 0 else float("nan"),
+        "elapsed_s": elapsed,
+    }
+
+
+async def bench(args: argparse.Namespace, direct_url: str, baimo_url: str, pids: dict[str, int | None]) -> dict:
+    expected = "".join(f"tok{i} " for i in range(args.tokens))
+    results: list[dict[str, Any]] = []
+    for conc, count in zip(args.concurrency, args.requests):
+        for target, url, model in (
+            ("direct", direct_url + "/chat/completions", args.upstream_model),
+            ("baimo", baimo_url + "/chat/completions", args.model),
+        ):
+            warm = max(args.warmup, 2 * conc)
+            warm_samples, _ = await run_level(url, model, conc, warm, expected)
+            bad = [s.error for s in warm_samples if s.error]
+            if bad and len(bad) == len(warm_samples):
+                raise SystemExit(f"{target}: every warm-up request failed, e.g. {bad[0]}")
+            cpu0 = {k: proc_cpu_seconds(p) for k, p in pids.items()}
+            samples, elapsed = await run_level(url, model, conc, count, expected)
+            cpu1 = {k: proc_cpu_seconds(p) for k, p in pids.items()}
+            row = {"concurrency": conc, "target": target, **summarise(samples, elapsed)}
+            for k in pids:
+                if cpu0[k] is not None and cpu1[k] is not None:
+                    row[f"{k}_cpu_ms_per_req"] = (cpu1[k] - cpu0[k]) * 1000 / max(1, len(samples))
+            results.append(row)
+            print(
+                f"  c={conc:<4} {target:<6} n={count:<5} total p50 {row['total_p50_ms']:.2f} ms"
+                f"  p99 {row['total_p99_ms']:.2f} ms  errors {len(samples) - row['ok']}",
+                flush=True,
+            )
+    return {"results": results}
+
+
+def report(args: argparse.Namespace, data: dict[str, Any]) -> None:
+    rows = []
+    for r in data["results"]:
+        rows.append(
+            [
+                str(r["concurrency"]),
+                str(r["requests"]),
+                r["target"],
+                r["ttft_p50_ms"],
+                r["ttft_p99_ms"],
+                r["total_p50_ms"],
+                r["total_p99_ms"],
+                f"{r['req_per_s']:.0f}",
+                fmt_cpu(r.get("baimo_cpu_ms_per_req")),
+                fmt_cpu(r.get("upstream_cpu_ms_per_req")),
+                str(r["requests"] - r["ok"]),
+            ]
+        )
+    print()
+    print_table(
+        f"Streaming latency, {args.tokens} tokens/answer, loopback (ms)",
+        ["conc", "reqs", "path", "ttft p50", "ttft p99", "total p50", "total p99", "req/s",
+         "baimo cpu/req", "upstr cpu/req", "errors"],
+        rows,
+    )
+    added = []
+    by = {(r["concurrency"], r["target"]): r for r in data["results"]}
+    summary = []
+    for conc in args.concurrency:
+        d, b = by.get((conc, "direct")), by.get((conc, "baimo"))
+        if not d or not b:
+            continue
+        a = {
+            "concurrency": conc,
+            "ttft_p50_ms": b["ttft_p50_ms"] - d["ttft_p50_ms"],
+            "ttft_p99_ms": b["ttft_p99_ms"] - d["ttft_p99_ms"],
+            "total_p50_ms": b["total_p50_ms"] - d["total_p50_ms"],
+            "total_p99_ms": b["total_p99_ms"] - d["total_p99_ms"],
+        }
+        a["goal_met"] = a["total_p50_ms"] <= GOAL_P50_MS and a["total_p99_ms"] <= GOAL_P99_MS
+        summary.append(a)
+        added.append(
+            [
+                str(conc),
+                a["ttft_p50_ms"],
+                a["ttft_p99_ms"],
+                a["total_p50_ms"],
+                a["total_p99_ms"],
+                "yes" if a["goal_met"] else "NO",
+            ]
+        )
+    data["added"] = summary
+    print()
+    print_table(
+        f"Added by Baimo (baimo minus direct, ms) - goal: added p50 <= {GOAL_P50_MS:g} ms, p99 <= {GOAL_P99_MS:g} ms",
+        ["conc", "ttft +p50", "ttft +p99", "total +p50", "total +p99", "goal met (total)"],
+        added,
+        notes=[
+            "client, upstream and Baimo share this machine's "
+            f"{os.cpu_count()} cores; at high concurrency the numbers include CPU contention.",
+            "cpu/req = server process CPU time (user+sys) per measured request.",
+        ],
+    )
+    for r in data["results"]:
+        for err, n in r["errors"].items():
+            print(f"  errors c={r['concurrency']} {r['target']}: {n} x {err}")
+
+
+def fmt_cpu(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--concurrency", type=parse_int_list, default=[1, 10, 100], help="levels, e.g. 1,10,100")
+    p.add_argument("--requests", type=parse_int_list, default=[200, 500, 1000], help="measured requests per level")
+    p.add_argument("--warmup", type=int, default=20, help="unmeasured requests per level and path (min 2x conc)")
+    p.add_argument("--tokens", type=int, default=100, help="tokens per scripted answer")
+    p.add_argument("--model", default="remote/scripted", help="Baimo model id to request")
+    p.add_argument("--upstream-model", default="ok", help="upstream model name (scripted behaviour)")
+    p.add_argument("--baimo-url", default=None, help="use a running Baimo (base URL ending in /v1)")
+    p.add_argument("--upstream-url", default=None, help="use a running upstream (base URL ending in /v1)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON ('-' = stdout)")
+    p.add_argument("--keep-home", action="store_true", help="keep Baimo's temporary BAIMO_HOME (logs, db)")
+    args = p.parse_args()
+    if len(args.requests) == 1:
+        args.requests = args.requests * len(args.concurrency)
+    if len(args.requests) != len(args.concurrency):
+        p.error("--requests needs one count per concurrency level (or a single count)")
+
+    upstream = server = None
+    try:
+        if args.upstream_url:
+            direct_url, upstream_pid = args.upstream_url.rstrip("/"), None
+        else:
+            upstream = start_upstream(tokens=args.tokens)
+            direct_url, upstream_pid = upstream.base_url, upstream.pid
+        if args.baimo_url:
+            baimo_url, baimo_pid = args.baimo_url.rstrip("/"), None
+        else:
+            reason = baimo_available()
+            if reason:
+                raise SystemExit(f"cannot run Baimo: {reason}")
+            config = {
+                "default_model": args.model,
+                "models": [
+                    {
+                        "id": args.model,
+                        "kind": "openai",
+                        "base_url": direct_url,
+                        "upstream_model": args.upstream_model,
+                        "price_input": 1.0,
+                        "price_output": 2.0,
+                        "context_window": 8192,
+                    }
+                ],
+            }
+            server = BaimoServer(config, keep_home=args.keep_home).start()
+            baimo_url, baimo_pid = server.url + "/v1", server.pid
+            print(f"baimo serve ready in {server.startup_seconds:.2f}s at {baimo_url} (home {server.home})")
+        print(f"upstream {direct_url}; levels {args.concurrency} x {args.requests} requests", flush=True)
+        data = asyncio.run(bench(args, direct_url, baimo_url, {"baimo": baimo_pid, "upstream": upstream_pid}))
+        data["config"] = {
+            "concurrency": args.concurrency,
+            "requests": args.requests,
+            "tokens": args.tokens,
+            "warmup": args.warmup,
+            "cpus": os.cpu_count(),
+        }
+        report(args, data)
+        dump_json(args.json, data)
+    finally:
+        if server is not None:
+            server.stop()
+        if upstream is not None:
+            upstream.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Test support code: real local servers used instead of remote services (no mock patching)."""
