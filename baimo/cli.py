@@ -96,7 +96,7 @@ def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         weights = {True: "yes", False: "missing (baimo models pull)", None: "remote"}[r["weights_present"]]
         table.add_row(r["id"], r["kind"], str(r["context_window"]), f"{r['price_input']:g}",
                       f"{r['price_output']:g}", weights, "*" if r["default"] else "")
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 @models_app.command("pull")
@@ -259,7 +259,7 @@ def main() -> None:
     try:
         app()
     except BaimoError as exc:
-        err.print(f"[red]error:[/] {exc.message}", highlight=False)
+        sys.stderr.write(f"error: {' '.join(exc.message.split())}\n")
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

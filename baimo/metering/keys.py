@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from typing import Any
 
 from sqlalchemy import select
@@ -13,6 +14,7 @@ from baimo.store.database import Database
 from baimo.store.tables import ApiKey, utcnow
 
 KEY_PREFIX = "bm-"
+ENABLED_TTL_S = 2.0
 
 
 def _hash(key: str) -> str:
@@ -28,6 +30,7 @@ class KeyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._enabled: bool | None = None
+        self._checked = 0.0
 
     def create(self, name: str) -> tuple[dict[str, Any], str]:
         """A new key; the secret is returned only here."""
@@ -57,10 +60,12 @@ class KeyStore:
 
     @property
     def enabled(self) -> bool:
-        """True when at least one key is active (checked once, then kept until keys change here)."""
-        if self._enabled is None:
+        """True when at least one key is active; re-read every few seconds so keys made by the CLI take effect."""
+        now = time.monotonic()
+        if self._enabled is None or now - self._checked > ENABLED_TTL_S:
             with self.db.session() as s:
                 self._enabled = s.scalar(select(ApiKey.id).where(ApiKey.revoked_at.is_(None)).limit(1)) is not None
+            self._checked = now
         return self._enabled
 
     def verify(self, authorization: str | None) -> str | None:

@@ -1080,6 +1080,8 @@ function bind() {
     }
   });
 
+  $("key-cancel").addEventListener("click", () => el.keyDialog.close("cancel"));
+
   el.menuButton.addEventListener("click", () => {
     if (el.app.classList.contains("sidebar-open")) closeSidebar();
     else openSidebar();
