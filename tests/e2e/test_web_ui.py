@@ -208,6 +208,7 @@ def test_chat_streams_meters_persists_and_regenerates(page, server, api):
 
     # extra looks for a human: narrow screen and dark theme
     page.set_viewport_size({"width": 390, "height": 800})
+    page.wait_for_timeout(400)  # let the sidebar finish sliding away
     page.screenshot(path=str(ARTIFACTS / "web_ui_mobile.png"))
     page.set_viewport_size({"width": 1280, "height": 800})
     page.emulate_media(color_scheme="dark")
@@ -243,6 +244,18 @@ def test_rename_and_delete(page, server, api):
     page.reload()
     page.wait_for_function("document.body.dataset.ready === 'true'")
     expect(item).to_have_text(new_title)
+
+    # export the open conversation as Markdown and JSON downloads
+    item.locator("a").click()
+    page.wait_for_url(f"**#/c/{keep['id']}")
+    with page.expect_download() as dl:
+        page.get_by_test_id("export-markdown").click()
+    assert dl.value.suggested_filename.endswith(".md")
+    assert new_title in Path(dl.value.path()).read_text(encoding="utf-8")
+    with page.expect_download() as dl:
+        page.get_by_test_id("export-json").click()
+    assert dl.value.suggested_filename.endswith(".json")
+    assert json.loads(Path(dl.value.path()).read_text(encoding="utf-8"))["title"] == new_title
 
     # delete: open it, dismissing the confirm keeps it, accepting removes it
     target = page.locator(f"[data-testid=conversation-item][data-id='{doomed['id']}']")
@@ -345,8 +358,14 @@ def test_api_key_prompt_on_401(page, server):
         auth = request.headers.get("authorization")
         seen_auth.append(auth)
         if auth != "Bearer sk-e2e-test":
-            body = {"error": {"message": "Invalid API key", "type": "authentication_error", "param": None,
-                              "code": "invalid_api_key"}}
+            body = {
+                "error": {
+                    "message": "Invalid API key",
+                    "type": "authentication_error",
+                    "param": None,
+                    "code": "invalid_api_key",
+                }
+            }
             route.fulfill(status=401, content_type="application/json", body=json.dumps(body))
         else:
             route.continue_()
@@ -359,7 +378,9 @@ def test_api_key_prompt_on_401(page, server):
     page.get_by_test_id("api-key-save").click()
     expect(dialog).to_be_hidden()
     page.wait_for_function("document.body.dataset.ready === 'true'")
-    expect(page.get_by_test_id("model-picker").locator("option").first).not_to_have_text(re.compile("Loading|unavailable"))
+    expect(page.get_by_test_id("model-picker").locator("option").first).not_to_have_text(
+        re.compile("Loading|unavailable")
+    )
     assert page.evaluate("localStorage.getItem('baimo.apiKey')") == "sk-e2e-test"
     assert seen_auth[0] is None and seen_auth[-1] == "Bearer sk-e2e-test"
 
