@@ -128,4 +128,5 @@ def load_config(settings: Settings, *, create: bool = True) -> BaimoConfig:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path}: {where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}") from exc
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{path}: {where + ': ' if where else ''}{message}") from exc

