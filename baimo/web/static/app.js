@@ -299,7 +299,8 @@ async function api(path, opts) {
 async function loadModels() {
   try {
     const body = await api("/v1/models");
-    state.models = (body && body.data) || [];
+    // Embedding models are listed by /v1/models too, but they cannot chat.
+    state.models = ((body && body.data) || []).filter((m) => !(m.baimo && m.baimo.kind === "embedding"));
   } catch (err) {
     el.modelPicker.replaceChildren(h("option", { value: "" }, "Models unavailable"));
     toast(`Could not load models: ${err.message}`);
