@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from baimo import __version__
+from baimo.cli_router import router_app
 from baimo.config import Settings, load_config
 from baimo.errors import BaimoError
 
@@ -27,6 +28,7 @@ keys_app = typer.Typer(help="API keys: once any key exists, the API requires one
 app.add_typer(models_app, name="models")
 app.add_typer(conv_app, name="conversations")
 app.add_typer(keys_app, name="keys")
+app.add_typer(router_app, name="router")
 
 err = Console(stderr=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document to stdout.")]

@@ -90,7 +90,7 @@ def print_table(title: str, headers: Sequence[str], rows: Iterable[Sequence[Any]
             widths[i] = max(widths[i], len(c))
 
     def line(values: Sequence[str]) -> str:
-        return "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths)))
+        return "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths, strict=True)))
 
     rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
     out = [title, rule, line(list(headers)), rule, *(line(r) for r in cells), rule, *notes]
@@ -192,13 +192,13 @@ class BaimoServer:
         env: Mapping[str, str] | None = None,
         port: int | None = None,
         keep_home: bool = False,
-        log_level: str | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.config = dict(config)
         self.extra_env = dict(env or {})
         self.port = port or free_port()
         self.keep_home = keep_home
-        self.log_level = log_level
+        self.extra_args = list(extra_args)
         self.home: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at: float | None = None  # perf_counter just before Popen
@@ -224,7 +224,7 @@ class BaimoServer:
         env = dict(os.environ)
         env.update({"BAIMO_HOME": str(self.home), "BAIMO_MODELS_DIR": str(MODELS_DIR), "PYTHONUNBUFFERED": "1"})
         env.update(self.extra_env)
-        args = [str(BAIMO_BIN), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        args = [str(BAIMO_BIN), "serve", "--host", "127.0.0.1", "--port", str(self.port), *self.extra_args]
         self._log = open(self.home / "server.log", "wb")  # noqa: SIM115 - closed in stop()
         self.started_at = time.perf_counter()
         self.proc = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.home)

@@ -67,22 +67,26 @@ async def one_request(client: httpx.AsyncClient, url: str, body: bytes, expected
             if r.status_code != 200:
                 text = (await r.aread())[:300].decode("utf-8", "replace")
                 return Sample(time.perf_counter() - t0, None, f"HTTP {r.status_code}: {text}")
-            async for line in r.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                payload = line[5:].strip()
-                if payload == "[DONE]":
-                    done = True
-                    continue
-                chunk = json.loads(payload)
-                if "error" in chunk:
-                    return Sample(time.perf_counter() - t0, ttft, f"error chunk: {payload[:300]}")
-                for choice in chunk.get("choices") or ():
-                    content = (choice.get("delta") or {}).get("content")
-                    if content:
-                        if ttft is None:
-                            ttft = time.perf_counter() - t0
-                        parts.append(content)
+            buf = b""
+            async for data in r.aiter_bytes():
+                buf += data
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    if not line.startswith(b"data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == b"[DONE]":
+                        done = True
+                        continue
+                    chunk = json.loads(payload)
+                    if "error" in chunk:
+                        return Sample(time.perf_counter() - t0, ttft, f"error chunk: {payload[:300]!r}")
+                    for choice in chunk.get("choices") or ():
+                        content = (choice.get("delta") or {}).get("content")
+                        if content:
+                            if ttft is None:
+                                ttft = time.perf_counter() - t0
+                            parts.append(content)
     except (httpx.HTTPError, ValueError) as exc:
         return Sample(time.perf_counter() - t0, ttft, f"{type(exc).__name__}: {exc}")
     total = time.perf_counter() - t0
@@ -93,26 +97,39 @@ async def one_request(client: httpx.AsyncClient, url: str, body: bytes, expected
     return Sample(total, ttft)
 
 
-async def run_level(url: str, model: str, concurrency: int, count: int, expected: str | None) -> tuple[list[Sample], float]:
-    body = json.dumps(
-        {"model": model, "messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}}
-    ).encode()
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    samples: list[Sample] = []
-    remaining = count
+class Target:
+    """One path under test (direct or through Baimo) with `concurrency` virtual users.
 
-    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(120.0)) as client:
+    Each virtual user has its own single-connection keep-alive client: one shared pool of 100
+    connections makes httpcore's pool bookkeeping (O(connections) per event) the bottleneck.
+    """
 
-        async def worker() -> None:
+    def __init__(self, name: str, url: str, model: str, concurrency: int) -> None:
+        self.name = name
+        self.url = url
+        self.concurrency = concurrency
+        self.body = json.dumps(
+            {"model": model, "messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}}
+        ).encode()
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        self.clients = [httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(120.0)) for _ in range(concurrency)]
+
+    async def run(self, count: int, expected: str | None) -> tuple[list[Sample], float]:
+        samples: list[Sample] = []
+        remaining = count
+
+        async def user(client: httpx.AsyncClient) -> None:
             nonlocal remaining
             while remaining > 0:
                 remaining -= 1
-                samples.append(await one_request(client, url, body, expected))
+                samples.append(await one_request(client, self.url, self.body, expected))
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(min(concurrency, count))))
-        elapsed = time.perf_counter() - t0
-    return samples, elapsed
+        await asyncio.gather(*(user(c) for c in self.clients[: max(1, min(self.concurrency, count))]))
+        return samples, time.perf_counter() - t0
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(c.aclose() for c in self.clients))
 
 
 def summarise(samples: list[Sample], elapsed: float) -> dict[str, Any]:
@@ -139,27 +156,44 @@ def summarise(samples: list[Sample], elapsed: float) -> dict[str, Any]:
 async def bench(args: argparse.Namespace, direct_url: str, baimo_url: str, pids: dict[str, int | None]) -> dict:
     expected = "".join(f"tok{i} " for i in range(args.tokens))
     results: list[dict[str, Any]] = []
-    for conc, count in zip(args.concurrency, args.requests):
-        for target, url, model in (
-            ("direct", direct_url + "/chat/completions", args.upstream_model),
-            ("baimo", baimo_url + "/chat/completions", args.model),
-        ):
-            warm = max(args.warmup, 2 * conc)
-            warm_samples, _ = await run_level(url, model, conc, warm, expected)
-            bad = [s.error for s in warm_samples if s.error]
-            if bad and len(bad) == len(warm_samples):
-                raise SystemExit(f"{target}: every warm-up request failed, e.g. {bad[0]}")
-            cpu0 = {k: proc_cpu_seconds(p) for k, p in pids.items()}
-            samples, elapsed = await run_level(url, model, conc, count, expected)
-            cpu1 = {k: proc_cpu_seconds(p) for k, p in pids.items()}
-            row = {"concurrency": conc, "target": target, **summarise(samples, elapsed)}
-            for k in pids:
-                if cpu0[k] is not None and cpu1[k] is not None:
-                    row[f"{k}_cpu_ms_per_req"] = (cpu1[k] - cpu0[k]) * 1000 / max(1, len(samples))
+    for conc, count in zip(args.concurrency, args.requests, strict=True):
+        targets = [
+            Target("direct", direct_url + "/chat/completions", args.upstream_model, conc),
+            Target("baimo", baimo_url + "/chat/completions", args.model, conc),
+        ]
+        try:
+            for t in targets:  # warm-up: opens the keep-alive connections, warms both servers
+                warm, _ = await t.run(max(args.warmup, 2 * conc), expected)
+                bad = [s.error for s in warm if s.error]
+                if bad and len(bad) == len(warm):
+                    raise SystemExit(f"{t.name}: every warm-up request failed, e.g. {bad[0]}")
+            samples: dict[str, list[Sample]] = {t.name: [] for t in targets}
+            elapsed = {t.name: 0.0 for t in targets}
+            cpu = {t.name: {k: 0.0 for k in pids} for t in targets}
+            rounds = max(1, min(args.rounds, count))
+            for rnd in range(rounds):  # interleave the paths so drift hits both alike
+                n = count // rounds + (1 if rnd < count % rounds else 0)
+                for t in targets if rnd % 2 == 0 else targets[::-1]:
+                    cpu0 = {k: proc_cpu_seconds(p) for k, p in pids.items()}
+                    got, secs = await t.run(n, expected)
+                    cpu1 = {k: proc_cpu_seconds(p) for k, p in pids.items()}
+                    samples[t.name] += got
+                    elapsed[t.name] += secs
+                    for k in pids:
+                        if cpu0[k] is not None and cpu1[k] is not None:
+                            cpu[t.name][k] += cpu1[k] - cpu0[k]
+        finally:
+            for t in targets:
+                await t.aclose()
+        for t in targets:
+            row = {"concurrency": conc, "target": t.name, **summarise(samples[t.name], elapsed[t.name])}
+            for k, p in pids.items():
+                if p is not None:
+                    row[f"{k}_cpu_ms_per_req"] = cpu[t.name][k] * 1000 / max(1, len(samples[t.name]))
             results.append(row)
             print(
-                f"  c={conc:<4} {target:<6} n={count:<5} total p50 {row['total_p50_ms']:.2f} ms"
-                f"  p99 {row['total_p99_ms']:.2f} ms  errors {len(samples) - row['ok']}",
+                f"  c={conc:<4} {t.name:<6} n={len(samples[t.name]):<5} total p50 {row['total_p50_ms']:.2f} ms"
+                f"  p99 {row['total_p99_ms']:.2f} ms  errors {row['requests'] - row['ok']}",
                 flush=True,
             )
     return {"results": results}
@@ -186,8 +220,19 @@ def report(args: argparse.Namespace, data: dict[str, Any]) -> None:
     print()
     print_table(
         f"Streaming latency, {args.tokens} tokens/answer, loopback (ms)",
-        ["conc", "reqs", "path", "ttft p50", "ttft p99", "total p50", "total p99", "req/s",
-         "baimo cpu/req", "upstr cpu/req", "errors"],
+        [
+            "conc",
+            "reqs",
+            "path",
+            "ttft p50",
+            "ttft p99",
+            "total p50",
+            "total p99",
+            "req/s",
+            "baimo cpu/req",
+            "upstr cpu/req",
+            "errors",
+        ],
         rows,
     )
     added = []
@@ -242,12 +287,14 @@ def main() -> None:
     p.add_argument("--concurrency", type=parse_int_list, default=[1, 10, 100], help="levels, e.g. 1,10,100")
     p.add_argument("--requests", type=parse_int_list, default=[200, 500, 1000], help="measured requests per level")
     p.add_argument("--warmup", type=int, default=20, help="unmeasured requests per level and path (min 2x conc)")
+    p.add_argument("--rounds", type=int, default=4, help="alternate direct/baimo batches this many times per level")
     p.add_argument("--tokens", type=int, default=100, help="tokens per scripted answer")
     p.add_argument("--model", default="remote/scripted", help="Baimo model id to request")
     p.add_argument("--upstream-model", default="ok", help="upstream model name (scripted behaviour)")
     p.add_argument("--baimo-url", default=None, help="use a running Baimo (base URL ending in /v1)")
     p.add_argument("--upstream-url", default=None, help="use a running upstream (base URL ending in /v1)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON ('-' = stdout)")
+    p.add_argument("--baimo-log-level", default=None, help="pass --log-level to baimo serve (default: its own)")
     p.add_argument("--keep-home", action="store_true", help="keep Baimo's temporary BAIMO_HOME (logs, db)")
     args = p.parse_args()
     if len(args.requests) == 1:
@@ -282,7 +329,8 @@ def main() -> None:
                     }
                 ],
             }
-            server = BaimoServer(config, keep_home=args.keep_home).start()
+            extra = ["--log-level", args.baimo_log_level] if args.baimo_log_level else []
+            server = BaimoServer(config, keep_home=args.keep_home, extra_args=extra).start()
             baimo_url, baimo_pid = server.url + "/v1", server.pid
             print(f"baimo serve ready in {server.startup_seconds:.2f}s at {baimo_url} (home {server.home})")
         print(f"upstream {direct_url}; levels {args.concurrency} x {args.requests} requests", flush=True)
@@ -292,6 +340,7 @@ def main() -> None:
             "requests": args.requests,
             "tokens": args.tokens,
             "warmup": args.warmup,
+            "rounds": args.rounds,
             "cpus": os.cpu_count(),
         }
         report(args, data)

@@ -25,6 +25,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaimoServer]:
         yield s
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server for the whole session (Debian's binaries, started here)."""
+    from tests.support.postgres import TempPostgres
+
+    pg = TempPostgres().start()
+    try:
+        yield pg.url
+    finally:
+        pg.stop()
+
+
 @pytest.fixture
 def client(server: BaimoServer):  # type: ignore[no-untyped-def]
     from openai import OpenAI

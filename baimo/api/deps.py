@@ -7,7 +7,7 @@ from fastapi import Request
 from baimo.api.state import AppState
 
 
-def state(request: Request) -> AppState:
+async def state(request: Request) -> AppState:
     return request.app.state.baimo
 
 

@@ -1,8 +1,10 @@
 """Any OpenAI-compatible server (vLLM, Ollama, llama.cpp server, hosted APIs) as a Baimo backend.
 
-Always streams from the upstream and re-emits each chunk as soon as it arrives, so a streaming
-client sees tokens at the upstream's pace; a non-streaming client gets them collected. Connect
-errors are retried; timeouts, HTTP errors and unreadable answers become specific exceptions that
+Always streams from the upstream and re-emits text as soon as it arrives, so a streaming client sees
+tokens at the upstream's pace; a non-streaming client gets them collected. The HTTP client is aiohttp:
+its C parser and `iter_any()` hand over everything that has arrived in one piece, so a burst of upstream
+chunks becomes one event downstream without ever waiting for more (httpx/h11 cost ~30 µs per chunk here).
+Connect errors are retried; timeouts, HTTP errors and unreadable answers become specific exceptions that
 the chat service turns into fallbacks or OpenAI-shaped errors.
 """
 
@@ -14,7 +16,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
 
 from baimo.backends.base import Finish, GenerationParams, StreamEvent, TextDelta, estimate_tokens
 from baimo.config import ModelConfig, Settings
@@ -40,23 +42,27 @@ class OpenAICompatBackend:
 
     def __init__(self, config: ModelConfig, settings: Settings) -> None:
         self.config = config
-        self._client: httpx.AsyncClient | None = None
+        self._session: aiohttp.ClientSession | None = None
 
     @property
     def ready(self) -> bool:
         return True
 
     async def start(self) -> None:
-        if self._client is None:
-            timeout = httpx.Timeout(self.config.timeout, connect=self.config.connect_timeout)
-            limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
-            self._client = httpx.AsyncClient(base_url=self.config.base_url or "", timeout=timeout,
-                                             limits=limits)
+        if self._session is None or self._session.closed:
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout,
+                                            sock_read=self.config.timeout)
+            connector = aiohttp.TCPConnector(limit=1000, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(timeout=timeout, connector=connector, raise_for_status=False)
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def _url(self) -> str:
+        return (self.config.base_url or "").rstrip("/") + "/chat/completions"
 
     def count_tokens(self, messages: list[dict[str, str]]) -> int:
         return estimate_tokens(messages)
@@ -82,75 +88,94 @@ class OpenAICompatBackend:
         body.update({k: v for k, v in optional.items() if v is not None})
         return body
 
-    async def _open(self, params: GenerationParams) -> httpx.Response:
+    async def _open(self, params: GenerationParams) -> aiohttp.ClientResponse:
         await self.start()
-        assert self._client is not None
-        request = self._client.build_request("POST", "chat/completions", json=self._body(params),
-                                             headers=self._headers())
+        assert self._session is not None
         attempt = 0
         while True:
             try:
-                response = await self._client.send(request, stream=True)
+                response = await self._session.post(self._url, json=self._body(params), headers=self._headers())
                 break
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+            except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError,
+                    aiohttp.ConnectionTimeoutError) as exc:
                 if attempt >= self.config.connect_retries:
                     raise UpstreamUnavailable(
                         f"{self.config.id}: cannot connect to {self.config.base_url} "
                         f"after {attempt + 1} attempts ({type(exc).__name__})") from exc
                 attempt += 1
                 await asyncio.sleep(RETRY_BACKOFF_S * attempt)
-            except httpx.TimeoutException as exc:
+            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
                 raise UpstreamTimeout(f"{self.config.id}: upstream did not answer within "
                                       f"{self.config.timeout:g}s") from exc
-        if response.status_code >= 400:
-            body = await response.aread()
-            await response.aclose()
-            message = f"{self.config.id}: upstream answered {response.status_code}: {_upstream_message(body)}"
-            if response.status_code in (429, 503):
+            except aiohttp.ClientError as exc:
+                raise UpstreamError(f"{self.config.id}: upstream request failed ({type(exc).__name__})") from exc
+        if response.status >= 400:
+            try:
+                body = await response.read()
+            except (aiohttp.ClientError, TimeoutError):
+                body = b""
+            response.release()
+            message = f"{self.config.id}: upstream answered {response.status}: {_upstream_message(body)}"
+            if response.status in (429, 503):
                 raise UpstreamUnavailable(message)
-            if response.status_code in (400, 413, 422):
+            if response.status in (400, 413, 422):
                 raise InvalidRequest(message, code="upstream_rejected")
             raise UpstreamError(message)
         return response
 
+    def _parse(self, data: str) -> dict[str, Any]:
+        try:
+            chunk = json.loads(data)
+        except ValueError as exc:
+            raise UpstreamError(f"{self.config.id}: upstream sent a chunk that is not JSON") from exc
+        if not isinstance(chunk, dict):
+            raise UpstreamError(f"{self.config.id}: upstream sent an unexpected chunk")
+        if chunk.get("error"):
+            raise UpstreamError(f"{self.config.id}: upstream error: {_upstream_message(json.dumps(chunk).encode())}")
+        return chunk
+
     async def stream(self, params: GenerationParams) -> AsyncIterator[StreamEvent]:
+        """Re-emit upstream text as it arrives; whatever arrived together becomes one event (never a wait)."""
         response = await self._open(params)
         produced: list[str] = []
         reason: str | None = None
         usage: dict[str, Any] | None = None
+        done = False
+        pending = b""
         try:
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                try:
-                    chunk = json.loads(data)
-                except ValueError as exc:
-                    raise UpstreamError(f"{self.config.id}: upstream sent a chunk that is not JSON") from exc
-                if not isinstance(chunk, dict):
-                    raise UpstreamError(f"{self.config.id}: upstream sent an unexpected chunk")
-                if chunk.get("error"):
-                    raise UpstreamError(f"{self.config.id}: upstream error: "
-                                        f"{_upstream_message(json.dumps(chunk).encode())}")
-                usage = chunk.get("usage") or usage
-                for choice in chunk.get("choices") or []:
-                    text = (choice.get("delta") or {}).get("content")
-                    if text:
-                        produced.append(text)
-                        yield TextDelta(text)
-                    if choice.get("finish_reason"):
-                        reason = choice["finish_reason"]
-            else:
-                if reason is None:
-                    raise UpstreamError(f"{self.config.id}: upstream closed the stream before it finished")
-        except httpx.TimeoutException as exc:
+            async for data in response.content.iter_any():
+                if done:
+                    continue  # read to the end so the connection goes back to the pool
+                pending += data
+                *lines, pending = pending.split(b"\n")
+                texts: list[str] = []
+                for raw in lines:
+                    if not raw.startswith(b"data:"):
+                        continue
+                    payload = raw[5:].strip().decode("utf-8", "replace")
+                    if payload == "[DONE]":
+                        done = True
+                        break
+                    chunk = self._parse(payload)
+                    usage = chunk.get("usage") or usage
+                    for choice in chunk.get("choices") or []:
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            texts.append(text)
+                        if choice.get("finish_reason"):
+                            reason = choice["finish_reason"]
+                if texts:
+                    text = "".join(texts)
+                    produced.append(text)
+                    yield TextDelta(text)
+            if not done and reason is None:
+                raise UpstreamError(f"{self.config.id}: upstream closed the stream before it finished")
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout(f"{self.config.id}: upstream stalled for {self.config.timeout:g}s") from exc
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        except aiohttp.ClientError as exc:
             raise UpstreamError(f"{self.config.id}: upstream connection broke mid-stream") from exc
         finally:
-            await response.aclose()
+            response.release()
         prompt_tokens = (usage or {}).get("prompt_tokens") or estimate_tokens(params.messages)
         completion_tokens = (usage or {}).get("completion_tokens")
         if completion_tokens is None:

@@ -130,9 +130,7 @@ class Behaviour:
     # Constructors --------------------------------------------------------------------------------
 
     @classmethod
-    def ok(
-        cls, text: str = DEFAULT_TEXT, *, tokens: int | None = None, token_delay: float = 0.0
-    ) -> Behaviour:
+    def ok(cls, text: str = DEFAULT_TEXT, *, tokens: int | None = None, token_delay: float = 0.0) -> Behaviour:
         return cls("ok", text=text, tokens=tokens, token_delay=token_delay)
 
     @classmethod
@@ -356,9 +354,7 @@ class _State:
         record: bool,
         embedding_dim: int,
     ) -> None:
-        self.behaviours: dict[str, Behaviour] = {
-            k: Behaviour.from_obj(v) for k, v in (behaviours or {}).items()
-        }
+        self.behaviours: dict[str, Behaviour] = {k: Behaviour.from_obj(v) for k, v in (behaviours or {}).items()}
         self.default = Behaviour.from_obj(default) if default is not None else Behaviour.ok()
         self.api_key = api_key
         self.record = record
@@ -684,9 +680,7 @@ class ScriptedUpstream:
         log_level: str = "warning",
     ) -> None:
         _install_log_filter()
-        self.app = build_app(
-            behaviours, default=default, api_key=api_key, record=record, embedding_dim=embedding_dim
-        )
+        self.app = build_app(behaviours, default=default, api_key=api_key, record=record, embedding_dim=embedding_dim)
         self._state: _State = self.app.state.scripted
         self.host = host
         self._requested_port = port
@@ -820,9 +814,7 @@ class ScriptedUpstreamProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO_ROOT), env.get("PYTHONPATH", "")] if p)
         env["PYTHONUNBUFFERED"] = "1"
-        self.proc = subprocess.Popen(
-            self._args, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=None, text=True
-        )
+        self.proc = subprocess.Popen(self._args, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=None, text=True)
         assert self.proc.stdout is not None
         result: dict[str, str] = {}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,20 @@ from baimo.store.conversations import ConversationStore
 from baimo.store.database import Database
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> ConversationStore:
-    return ConversationStore(Database(f"sqlite:///{tmp_path / 'db.sqlite'}"))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ConversationStore]:
+    if request.param == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    else:
+        db = Database(request.getfixturevalue("postgres_url"))
+    yield ConversationStore(db)
+    if request.param == "postgresql":
+        from baimo.store.tables import Base
+
+        with db.engine.begin() as c:
+            for table in reversed(Base.metadata.sorted_tables):
+                c.execute(table.delete())
+    db.close()
 
 
 def test_migrations_are_idempotent_and_wal_is_on(tmp_path: Path) -> None:

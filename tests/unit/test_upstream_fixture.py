@@ -143,9 +143,7 @@ def test_wire_format_ends_with_usage_then_done(upstream):
 def test_max_tokens_truncates_with_length(client, stream):
     kwargs = {"model": "tok100", "messages": MESSAGES, "max_tokens": 7}
     if stream:
-        chunks = collect(
-            client.chat.completions.create(**kwargs, stream=True, stream_options={"include_usage": True})
-        )
+        chunks = collect(client.chat.completions.create(**kwargs, stream=True, stream_options={"include_usage": True}))
         text = content_of(chunks)
         finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
         usage = chunks[-1].usage
@@ -171,9 +169,7 @@ def test_echo_returns_last_user_message(client, stream):
         {"role": "user", "content": "Echo me, please!"},
     ]
     if stream:
-        text = content_of(
-            collect(client.chat.completions.create(model="echo", messages=messages, stream=True))
-        )
+        text = content_of(collect(client.chat.completions.create(model="echo", messages=messages, stream=True)))
     else:
         text = client.chat.completions.create(model="echo", messages=messages).choices[0].message.content
     assert text == "Echo me, please!"
@@ -194,9 +190,9 @@ def test_token_delay_spaces_out_chunks(client):
 
 def test_set_behaviour_at_runtime(upstream, client):
     upstream.set_behaviour("runtime-model", Behaviour.ok("changed"))
-    assert client.chat.completions.create(model="runtime-model", messages=MESSAGES).choices[
-        0
-    ].message.content == ("changed")
+    assert client.chat.completions.create(model="runtime-model", messages=MESSAGES).choices[0].message.content == (
+        "changed"
+    )
     upstream.set_behaviour("runtime-model", "fail:502")
     with pytest.raises(openai.InternalServerError) as exc:
         client.chat.completions.create(model="runtime-model", messages=MESSAGES)
@@ -355,8 +351,5 @@ def test_subprocess_mode():
         assert reqs[0].authorization == "Bearer sk-proc"
         up.clear()
         up.set_behaviour("bad", Behaviour.ok("recovered"))
-        assert (
-            c.chat.completions.create(model="bad", messages=MESSAGES).choices[0].message.content
-            == "recovered"
-        )
+        assert c.chat.completions.create(model="bad", messages=MESSAGES).choices[0].message.content == "recovered"
         assert len(up.requests) == 1

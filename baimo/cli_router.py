@@ -1,0 +1,234 @@
+"""`baimo router`: train, calibrate, decide with and benchmark learned routers; convert RouteLLM data.
+
+Routers live in BAIMO_HOME/routers/NAME/ (router.json + weights.npz); prompt embeddings are cached in
+BAIMO_HOME/cache/embeddings/. Progress goes to stderr, JSON to stdout, errors are one line (BaimoError).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from baimo.config import Settings
+from baimo.errors import InvalidRequest, NotFound
+
+if TYPE_CHECKING:
+    import numpy as np
+
+router_app = typer.Typer(help="Learned routers: train on outcome files, calibrate, decide, benchmark.",
+                         no_args_is_help=True)
+err = Console(stderr=True)
+
+DataOpt = Annotated[Path, typer.Option("--data", help="Outcome file (JSONL: prompt, scores, costs).")]
+PricesOpt = Annotated[Path | None, typer.Option("--prices", help="YAML: model -> {input, output, output_tokens}; "
+                                                "USD per million tokens, used when a line has no `costs`.")]
+QualityOpt = Annotated[float | None, typer.Option("--target-quality", help="Fraction of the best single model's "
+                                                  "quality to reach as cheaply as possible, e.g. 0.95.")]
+CostOpt = Annotated[float | None, typer.Option("--max-cost", help="Maximum mean USD per request.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document to stdout.")]
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+def _router_dir(name: str) -> Path:
+    if not NAME_RE.match(name):
+        raise InvalidRequest(f"router name {name!r}: use letters, digits, '.', '_' or '-'")
+    return Settings().home / "routers" / name
+
+
+def _cache_dir() -> Path:
+    return Settings().home / "cache" / "embeddings"
+
+
+def _knob(target_quality: float | None, max_cost: float | None) -> None:
+    if target_quality is not None and max_cost is not None:
+        raise InvalidRequest("give either --target-quality or --max-cost, not both")
+    if target_quality is not None and not 0 < target_quality <= 1.5:
+        raise InvalidRequest("--target-quality is a fraction of the best model's quality, e.g. 0.95")
+    if max_cost is not None and max_cost < 0:
+        raise InvalidRequest("--max-cost must be >= 0 (USD per request)")
+
+
+@contextmanager
+def _progress() -> Iterator[Any]:
+    """A rich progress bar on stderr, one task per stage, driven by (stage, done, total) callbacks."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=False) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def _load(data: Path, prices: Path | None) -> Any:
+    from baimo.routing.outcomes import load_outcomes, load_prices
+
+    return load_outcomes(data, load_prices(prices) if prices else None)
+
+
+def _aligned(router: Any, outcomes: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Score and cost matrices in the router's model order."""
+    if set(outcomes.models) != set(router.models):
+        raise InvalidRequest(f"{outcomes.source}: models {sorted(outcomes.models)} differ from the router's "
+                             f"{sorted(router.models)}")
+    order = [outcomes.models.index(m) for m in router.models]
+    return outcomes.scores[:, order], outcomes.costs[:, order]
+
+
+def _open(name: str) -> Any:
+    from baimo.routing.learned import LearnedRouter
+
+    path = _router_dir(name)
+    if not (path / "router.json").exists():
+        raise NotFound(f"no router named {name!r} (train it with `baimo router train --name {name}`)")
+    return LearnedRouter.load(path)
+
+
+@router_app.command("train")
+def train(data: DataOpt, name: Annotated[str, typer.Option("--name", help="Router name.")],
+          target_quality: QualityOpt = None, max_cost: CostOpt = None, prices: PricesOpt = None,
+          tail_chars: Annotated[int, typer.Option(help="Embed only the last N characters of each prompt.")] = 1000,
+          as_json: JsonOpt = False) -> None:
+    """Train a learned router; λ is calibrated on out-of-fold predictions (default --target-quality 0.95)."""
+    from baimo.routing import learned
+    from baimo.routing.metrics import calibrate
+
+    _knob(target_quality, max_cost)
+    if target_quality is None and max_cost is None:
+        target_quality = 0.95
+    path = _router_dir(name)
+    outcomes = _load(data, prices)
+    err.print(f"{len(outcomes)} prompts, models: {', '.join(outcomes.models)}")
+    with _progress() as progress:
+        E = learned.embed_prompts(outcomes.prompts, learned.make_embedder(), tail_chars=tail_chars,
+                                  cache_dir=_cache_dir(), progress=progress)
+        router, P_oof = learned.train(outcomes.prompts, outcomes.models, outcomes.scores, outcomes.costs, E,
+                                      tail_chars=tail_chars, progress=progress)
+    cal = calibrate(router, P_oof, outcomes.prompts, outcomes.scores, outcomes.costs,
+                    target_quality=target_quality, max_cost=max_cost, source=f"out-of-fold:{data}")
+    router.save(path)
+    summary = {"name": name, "path": str(path), "models": router.models, "lambda": router.lam,
+               "hyper": router.to_json()["hyper"], "expected": cal["expected"], "met": cal["met"],
+               "stats": router.stats}
+    exp = cal["expected"]
+    err.print(f"router {name}: λ={router.lam:.4g}, out-of-fold quality {exp['quality']:.4f} "
+              f"(best single {cal['best_quality']:.4f}) at ${exp['cost']:.6g}/request"
+              + ("" if cal["met"] else " — the knob could not be met on the training data"))
+    if as_json:
+        _print_json(summary)
+
+
+@router_app.command("calibrate")
+def calibrate_cmd(name: str, data: DataOpt, target_quality: QualityOpt = None, max_cost: CostOpt = None,
+                  prices: PricesOpt = None, as_json: JsonOpt = False) -> None:
+    """Pick λ on held-out outcomes for one knob and store it with the router."""
+    from baimo.routing.metrics import calibrate
+
+    _knob(target_quality, max_cost)
+    if target_quality is None and max_cost is None:
+        raise InvalidRequest("give --target-quality or --max-cost")
+    router = _open(name)
+    outcomes = _load(data, prices)
+    Y, C = _aligned(router, outcomes)
+    with _progress() as progress:
+        E = router.embed(outcomes.prompts, cache_dir=_cache_dir(), progress=progress)
+    cal = calibrate(router, router.probabilities(E), outcomes.prompts, Y, C, target_quality=target_quality,
+                    max_cost=max_cost, source=f"held-out:{data}")
+    router.save(_router_dir(name))
+    exp = cal["expected"]
+    err.print(f"router {name}: λ={router.lam:.4g}, held-out quality {exp['quality']:.4f} at ${exp['cost']:.6g}"
+              "/request" + ("" if cal["met"] else " — the knob could not be met"))
+    if as_json:
+        _print_json({"name": name, "lambda": router.lam, "expected": exp, "met": cal["met"]})
+
+
+@router_app.command("decide")
+def decide(name: str, data: DataOpt, target_quality: QualityOpt = None, max_cost: CostOpt = None,
+           as_json: JsonOpt = False) -> None:
+    """Choose a model for each line's `prompt` (other fields are ignored)."""
+    from baimo.routing.metrics import lambda_for
+    from baimo.routing.outcomes import load_outcomes
+
+    _knob(target_quality, max_cost)
+    router = _open(name)
+    lam = router.lam
+    if target_quality is not None or max_cost is not None:
+        lam, met = lambda_for(router.calibration, target_quality=target_quality, max_cost=max_cost)
+        if not met:
+            err.print("warning: the knob cannot be met according to the calibration data; using the closest λ")
+    outcomes = load_outcomes(data, need_scores=False)
+    with _progress() as progress:
+        E = router.embed(outcomes.prompts, cache_dir=_cache_dir(), progress=progress)
+    choice = router.choose_index(router.probabilities(E), router.predicted_costs(outcomes.prompts), lam)
+    chosen = [router.models[int(j)] for j in choice]
+    err.print(f"λ={lam:.4g}: " + ", ".join(f"{m} {chosen.count(m)}" for m in router.models))
+    if as_json:
+        _print_json(chosen)
+    else:
+        sys.stdout.write("".join(m + "\n" for m in chosen))
+
+
+@router_app.command("bench")
+def bench(name: str, data: DataOpt, prices: PricesOpt = None, as_json: JsonOpt = False,
+          plot: Annotated[Path | None, typer.Option("--plot", help="Write the cost–quality curve as a PNG.")] = None,
+          quality_frac: Annotated[float, typer.Option(help="Quality target as a fraction of the best model.")]
+          = 0.95) -> None:
+    """Cost–quality curve on scored data: APGR, CPT(50%/80%), cost at 95% of the best model, baselines."""
+    from baimo.routing.metrics import bench_report
+
+    router = _open(name)
+    outcomes = _load(data, prices)
+    Y, C = _aligned(router, outcomes)
+    with _progress() as progress:
+        E = router.embed(outcomes.prompts, cache_dir=_cache_dir(), progress=progress)
+    report = {"router": name, "data": str(data), **bench_report(router, router.probabilities(E), outcomes.prompts,
+                                                                 Y, C, quality_frac)}
+    if plot:
+        from baimo.routing.plot import plot_bench
+
+        plot_bench(report, plot, title=f"router {name} on {Path(data).name}")
+        err.print(f"wrote {plot}")
+    if as_json:
+        _print_json(report)
+        return
+    from rich.table import Table
+
+    table = Table("rule", "APGR", "CPT(50%)", "CPT(80%)", "APGR (cost)", f"cost cut @{quality_frac:.0%}")
+    for key in ("learned", "threshold_rule", "random", "oracle"):
+        r = report[key]
+        table.add_row(key, *[("—" if r[k] is None else f"{r[k]:.3f}")
+                             for k in ("apgr", "cpt50", "cpt80", "apgr_cost", "cost_reduction_at_target")])
+    Console(width=None if sys.stdout.isatty() else 120).print(table)
+
+
+@router_app.command("convert")
+def convert(dataset: Annotated[str, typer.Argument(help="mmlu, gsm8k or mt-bench.")],
+            out: Annotated[Path, typer.Option("--out", help="Writes PREFIX.train.jsonl and PREFIX.test.jsonl.")],
+            source: Annotated[Path | None, typer.Option(help="RouteLLM data folder (default: "
+                                                        "<repo>/../shared/data/routing/routellm).")] = None) -> None:
+    """Convert RouteLLM's public outcomes (contaminated prompts dropped) into a fixed 50/50 train/test split."""
+    from baimo.routing.converters import convert as run
+    from baimo.routing.outcomes import write_outcomes
+
+    train_rows, test_rows = run(dataset, source)
+    for split, rows in (("train", train_rows), ("test", test_rows)):
+        path = out.with_name(f"{out.name}.{split}.jsonl")
+        write_outcomes(path, rows)
+        err.print(f"wrote {path} ({len(rows)} prompts)")

