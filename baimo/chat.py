@@ -124,7 +124,7 @@ class ChatService:
             try:
                 await backend.start()
                 fitted = fit_to_window(params.messages, backend.count_tokens, backend.config.context_window,
-                                       params.max_tokens)
+                                       params.max_tokens or backend.config.max_output_tokens)
                 events = aiter(backend.stream(replace(params, messages=fitted.messages,
                                                       max_tokens=fitted.max_tokens)))
                 first = await anext(events)

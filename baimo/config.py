@@ -48,6 +48,7 @@ class ModelConfig(BaseModel):
     kind: str
     description: str = ""
     context_window: int = Field(default=4096, gt=0)
+    max_output_tokens: int | None = Field(default=None, gt=0, description="reply cap when a request sets none")
     price_input: float = Field(default=0.0, ge=0, description="USD per million prompt tokens")
     price_output: float = Field(default=0.0, ge=0, description="USD per million completion tokens")
     fallbacks: list[str] = Field(default_factory=list)

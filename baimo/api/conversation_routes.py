@@ -103,6 +103,7 @@ async def regenerate(conversation_id: str, body: Regenerate | None = None, s: Ap
     model = (body.model if body else None) or conv["model"] or s.models.default_id or ""
     s.models.get(model)
     s.conversations.drop_last_assistant(conversation_id)
-    return SSEResponse(_answer(s, conversation_id, model, _params(s, conversation_id), None, key_id))
+    params = _params(s, conversation_id, body.temperature if body else None, body.max_tokens if body else None)
+    return SSEResponse(_answer(s, conversation_id, model, params, None, key_id))
 
 

@@ -133,3 +133,5 @@ class ConversationMessage(Strict):
 
 class Regenerate(Strict):
     model: str | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -48,7 +49,8 @@ def test_chat_in_a_conversation_stores_both_sides_with_meta(server) -> None:
     assert stored["messages"][1]["content"] == text
 
     regen = []
-    with httpx.stream("POST", f"{server.url}/api/conversations/{conv['id']}/regenerate", json={}, timeout=60) as r:
+    with httpx.stream("POST", f"{server.url}/api/conversations/{conv['id']}/regenerate", json={"max_tokens": 16},
+                      timeout=60) as r:
         regen = sse_events(r)
     assert regen[0]["object"] == "chat.completion.chunk" and regen[-2]["object"] == "baimo.message"
     after = httpx.get(f"{server.url}/api/conversations/{conv['id']}").json()["messages"]
@@ -108,8 +110,9 @@ def test_client_disconnect_stops_generation_and_keeps_the_partial_answer(server)
 
 def test_pagination_and_search_over_many_conversations(server) -> None:
     db = sqlite3.connect(server.home / "baimo.db")
-    rows = [(f"bulk{i:028d}", f"Bulk conversation {i}", f"2020-01-01 00:{i // 60:02d}:{i % 60:02d}.000000",
-             f"2020-01-01 00:{i // 60:02d}:{i % 60:02d}.000000") for i in range(1200)]
+    base = datetime(2020, 1, 1)
+    stamps = [(base + timedelta(seconds=i)).isoformat(sep=" ", timespec="microseconds") for i in range(10_000)]
+    rows = [(f"bulk{i:028d}", f"Bulk conversation {i}", stamps[i], stamps[i]) for i in range(10_000)]
     db.executemany("INSERT INTO conversations (id, title, created_at, updated_at) VALUES (?, ?, ?, ?)", rows)
     db.commit()
     db.close()
@@ -123,9 +126,9 @@ def test_pagination_and_search_over_many_conversations(server) -> None:
         if not cursor:
             break
     bulk = [s for s in seen if s.startswith("bulk")]
-    assert len(bulk) == 1200 and len(set(seen)) == len(seen) and pages >= 6
-    assert bulk[0] == f"bulk{1199:028d}"  # newest first
-    found = httpx.get(server.url + "/api/conversations", params={"q": "conversation 777"}).json()["data"]
-    assert [c["title"] for c in found] == ["Bulk conversation 777"]
+    assert len(bulk) == 10_000 and len(set(seen)) == len(seen) and pages >= 50
+    assert bulk[0] == f"bulk{9999:028d}"  # newest first
+    found = httpx.get(server.url + "/api/conversations", params={"q": "conversation 7777"}).json()["data"]
+    assert [c["title"] for c in found] == ["Bulk conversation 7777"]
     r = httpx.get(server.url + "/api/conversations", params={"cursor": "garbage!"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "cursor"

@@ -147,3 +147,25 @@ def test_long_conversation_is_fitted_and_says_so(client) -> None:
     dropped = int(raw.headers["x-baimo-context"].split("dropped=")[1])
     assert 0 < dropped < len(messages)
     assert raw.parse().usage.prompt_tokens <= 2048 - 8
+
+
+def test_concurrent_requests_to_one_local_model_queue_safely(server) -> None:
+    """A llama.cpp context is not thread-safe: parallel requests must each get their own whole answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    prompts = [f"Repeat the number {n} three times." for n in (11, 22, 33, 44)]
+
+    def ask(prompt: str):
+        c = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=120)
+        chunks = list(c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": prompt}],
+                                                max_tokens=12, temperature=0, stream=True,
+                                                stream_options={"include_usage": True}))
+        solo = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": prompt}],
+                                         max_tokens=12, temperature=0)
+        return "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices), chunks[-1].usage, solo
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(ask, prompts))
+    for streamed, usage, solo in results:
+        assert usage.completion_tokens > 0
+        assert streamed == solo.choices[0].message.content  # same answer as when asked alone: no interleaving

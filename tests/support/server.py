@@ -22,6 +22,8 @@ models:
     kind: llamacpp
     catalogue: smollm2-135m-instruct-q4_1
     context_window: 2048
+    max_output_tokens: 96
+    threads: 1            # 2 threads collapse when other processes load the cores (MODELS.md)
     price_input: 0.02
     price_output: 0.05
     description: SmolLM2-135M-Instruct for tests
