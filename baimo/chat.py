@@ -175,8 +175,11 @@ class ChatService:
             self.record_in_background(run, status)
 
     def record_in_background(self, run: ChatRun, status: str) -> None:
+        self._in_background(self._write, run, status)
+
+    def _in_background(self, fn: Any, *args: Any) -> None:
         """Write without making the client wait (and even if the request task is being cancelled)."""
-        future = asyncio.get_running_loop().run_in_executor(None, self._write, run, status)
+        future = asyncio.get_running_loop().run_in_executor(None, fn, *args)
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)
 
@@ -185,9 +188,7 @@ class ChatService:
                       api_key_id=ctx.api_key_id, conversation_id=ctx.conversation_id, stream=ctx.stream,
                       latency_ms=(time.perf_counter() - started) * 1000, status_code=error.status_code,
                       error=error.message)
-        future = asyncio.get_running_loop().run_in_executor(None, self.usage.record, usage)
-        self._pending.add(future)
-        future.add_done_callback(self._pending.discard)
+        self._in_background(self.usage.record, usage)
 
     async def drain(self) -> None:
         """Wait for background writes (at shutdown)."""
