@@ -26,7 +26,7 @@ def remote(id_: str, upstream_model: str, base_url: str, **extra: object) -> str
 
 @pytest.fixture(scope="module")
 def upstream():
-    with ScriptedUpstream({"good": Behaviour.ok("Remote models answer well.", token_delay=0.02),
+    with ScriptedUpstream({"good": Behaviour.ok("Remote models answer well.", token_delay=0.1),
                            "hundred": Behaviour.ok(tokens=100),
                            "broken": Behaviour.fail(500, "boom"),
                            "busy": Behaviour.fail(429, "slow down"),
@@ -78,7 +78,7 @@ def test_non_stream_through_remote(oc, upstream) -> None:
 
 
 def test_stream_is_passed_through_as_it_arrives(gateway) -> None:
-    # 5 tokens 20 ms apart upstream: the first must reach the client long before the last is produced.
+    # 4 tokens 100 ms apart upstream: the first must reach the client long before the last is produced.
     arrivals = []
     body = {"model": "remote/good", "messages": USER, "stream": True, "stream_options": {"include_usage": True}}
     start = time.perf_counter()
@@ -88,7 +88,7 @@ def test_stream_is_passed_through_as_it_arrives(gateway) -> None:
             if line.startswith("data:") and '"content":"' in line and '"content":""' not in line:
                 arrivals.append(time.perf_counter() - start)
     assert len(arrivals) >= 4
-    assert arrivals[-1] - arrivals[0] > 0.05
+    assert arrivals[-1] - arrivals[0] > 0.2
 
 
 def test_hundred_token_stream_with_usage(oc) -> None:
