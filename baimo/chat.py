@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -17,6 +18,9 @@ from baimo.backends.registry import ModelRegistry
 from baimo.context import Fitted, fit_to_window
 from baimo.errors import BaimoError, ContextLengthExceeded, InvalidRequest, UpstreamError
 from baimo.metering.usage import Usage, UsageLog, cost_usd
+from baimo.routing.cascade import Attempt, logprob_confidence, run_to_end, verifier_confidence
+from baimo.routing.request import RouteRequest
+from baimo.routing.strategies import RoutePlan, RouterSet
 from baimo.store.conversations import ConversationStore
 
 
@@ -29,6 +33,9 @@ class ChatContext:
     api_key_id: str | None = None
     conversation_id: str | None = None
     store_message: bool = False
+    persona: str | None = None
+    response_id: str = field(default_factory=lambda: "chatcmpl-" + uuid.uuid4().hex[:24])
+    route_prompt: str | None = None  # set when a router decided: kept with the usage record for retraining
 
 
 @dataclass
@@ -49,6 +56,7 @@ class ChatRun:
     ttft_ms: float | None = None
     error: BaimoError | None = None
     stored_message: dict[str, Any] | None = None
+    extra_cost: float = 0.0  # what escalated cascade attempts cost before this answer
 
     @property
     def model_id(self) -> str:
@@ -68,6 +76,10 @@ class ChatRun:
         prompt = f.prompt_tokens if f else self.fitted.prompt_tokens
         completion = f.completion_tokens if f else len(self.text_parts)
         return cost_usd(self.backend.config, prompt, completion)
+
+    @property
+    def total_cost(self) -> float:
+        return self.cost + self.extra_cost
 
     @property
     def latency_ms(self) -> float:
@@ -107,20 +119,39 @@ class ChatRun:
 
 
 class ChatService:
-    def __init__(self, registry: ModelRegistry, usage: UsageLog, conversations: ConversationStore) -> None:
+    def __init__(self, registry: ModelRegistry, usage: UsageLog, conversations: ConversationStore,
+                 routers: RouterSet | None = None) -> None:
         self.registry = registry
+        self.routers = routers
         self.usage = usage
         self.conversations = conversations
         self._pending: set[asyncio.Future[Any]] = set()
 
     async def open(self, model: str, params: GenerationParams, ctx: ChatContext) -> ChatRun:
-        """Start a completion and wait for its first event, falling back to the next model on upstream errors."""
+        """Start a completion and wait for its first event: resolve routers, then try models in order."""
         started = time.perf_counter()
+        if self.routers is not None and model in self.routers:
+            req = RouteRequest(params.messages, persona=ctx.persona, json_mode=params.json_mode)
+            plan = await self.routers.plan(model, req)
+            ctx.route_prompt = req.prompt
+            if plan.cascade is not None:
+                return await self._open_cascade(model, plan, params, ctx, started)
+            backends = [self.registry.get(m) for m in plan.models]
+            return await self._open_first(model, backends, params, ctx, started, plan.reason)
         primary = self.registry.get(model)
-        candidates = [primary] + [self.registry.get(fb) for fb in primary.config.fallbacks]
+        backends = [primary] + [self.registry.get(fb) for fb in primary.config.fallbacks]
+        return await self._open_first(model, backends, params, ctx, started, f"direct -> {model}")
+
+    async def _open_first(self, requested: str, backends: list[Backend], params: GenerationParams, ctx: ChatContext,
+                          started: float, reason: str, extra_cost: float = 0.0) -> ChatRun:
+        """The first backend that starts answering wins; upstream errors fall through to the next, and a
+        context overflow falls through to the next model with a larger window."""
         failures: list[str] = []
         last_error: BaimoError | None = None
-        for backend in candidates:
+        overflow_at = 0
+        for backend in backends:
+            if overflow_at and backend.config.context_window <= overflow_at:
+                continue
             try:
                 await backend.start()
                 fitted = fit_to_window(params.messages, backend.count_tokens, backend.config.context_window,
@@ -129,22 +160,75 @@ class ChatService:
                                                       max_tokens=fitted.max_tokens)))
                 first = await anext(events)
             except (UpstreamError, ContextLengthExceeded) as exc:
-                failures.append(f"{backend.config.id} failed ({exc.status_code})")
+                overflowed = isinstance(exc, ContextLengthExceeded)
+                failures.append(f"{backend.config.id} {'overflowed' if overflowed else 'failed'} ({exc.status_code})")
                 last_error = last_error or exc
-                if isinstance(exc, ContextLengthExceeded) and len(candidates) == 1:
-                    raise
+                if overflowed:
+                    overflow_at = backend.config.context_window
                 continue
             except StopAsyncIteration:
                 failures.append(f"{backend.config.id} failed (empty stream)")
                 last_error = last_error or UpstreamError(f"{backend.config.id} returned nothing")
                 continue
-            route = ("fallback: " + ", ".join(failures) + " -> " if failures else "direct -> ") + backend.config.id
-            return ChatRun(self, model, backend, fitted, route, ctx, started, first, events)
+            route = reason
+            if failures:
+                decided = reason.rsplit(" -> ", 1)[0]
+                route = ("" if decided == "direct" else f"{decided} | ") + \
+                    f"fallback: {', '.join(failures)} -> {backend.config.id}"
+            return ChatRun(self, requested, backend, fitted, route, ctx, started, first, events,
+                           extra_cost=extra_cost)
         assert last_error is not None
-        self.record_failure(model, ctx, last_error, started, "; ".join(failures))
+        self.record_failure(requested, ctx, last_error, started, f"{reason} | " + "; ".join(failures))
         if len(failures) > 1:
             last_error.message = f"{last_error.message} (tried: {'; '.join(failures)})"
         raise last_error
+
+    async def _open_cascade(self, requested: str, plan: RoutePlan, params: GenerationParams, ctx: ChatContext,
+                            started: float) -> ChatRun:
+        """Answer with each model in turn, cheapest first, until one is confident enough; the client sees
+        only the kept answer. The last model is streamed live."""
+        spec = plan.cascade
+        assert spec is not None
+        notes: list[str] = []
+        extra_cost = 0.0
+        for i, model in enumerate(plan.models):
+            backend = self.registry.get(model)
+            if i == len(plan.models) - 1:
+                reason = "cascade: " + "".join(f"{n}; " for n in notes) + f"-> {model}"
+                return await self._open_first(requested, [backend], params, ctx, started, reason, extra_cost)
+            try:
+                attempt = await run_to_end(backend, replace(params, logprobs=spec.scorer == "logprob"))
+            except (UpstreamError, ContextLengthExceeded) as exc:
+                notes.append(f"{model} failed ({exc.status_code})")
+                continue
+            if spec.scorer == "verifier" and spec.verifier:
+                confidence: float | None = await verifier_confidence(
+                    self.registry.get(spec.verifier), ctx.route_prompt or "", attempt.text)
+            else:
+                confidence = logprob_confidence(attempt.finish)
+            conf = 0.0 if confidence is None else confidence
+            if conf >= spec.threshold:
+                reason = ("cascade: " + "".join(f"{n}; " for n in notes)
+                          + f"{model} conf={conf:.2f}>={spec.threshold:.2f} -> {model}")
+                events = aiter([attempt.finish])
+                return ChatRun(self, requested, backend, attempt.fitted, reason, ctx, started,
+                               TextDelta(attempt.text), events, extra_cost=extra_cost)
+            notes.append(f"{model} conf={conf:.2f}<{spec.threshold:.2f}")
+            cost = cost_usd(backend.config, attempt.finish.prompt_tokens, attempt.finish.completion_tokens)
+            extra_cost += cost
+            self._in_background(self._record_escalation, requested, ctx, attempt, cost, notes[-1])
+        raise AssertionError("unreachable: the last cascade model always answers")
+
+    def _record_escalation(self, requested: str, ctx: ChatContext, attempt: Attempt, cost: float, note: str) -> None:
+        f = attempt.finish
+        self.usage.record(Usage(
+            endpoint=ctx.endpoint, model_requested=requested, model=attempt.backend.config.id,
+            route=f"cascade: {note} escalated", api_key_id=ctx.api_key_id, conversation_id=ctx.conversation_id,
+            stream=ctx.stream, prompt_tokens=f.prompt_tokens, completion_tokens=f.completion_tokens, cost=cost,
+            status_code=200, finish_reason="escalated", prompt=ctx.route_prompt, response_id=ctx.response_id))
+        if ctx.route_prompt is not None:
+            self.usage.add_outcome(router=requested, prompt=ctx.route_prompt, model=attempt.backend.config.id,
+                                   score=0.0, source="cascade", response_id=ctx.response_id)
 
     def _usage(self, run: ChatRun, status: str) -> Usage:
         f = run.finish
@@ -155,7 +239,8 @@ class ChatService:
             completion_tokens=f.completion_tokens if f else len(run.text_parts), cost=run.cost,
             latency_ms=run.latency_ms, ttft_ms=run.ttft_ms,
             status_code=run.error.status_code if run.error else (499 if status == "stopped" else 200),
-            finish_reason=f.reason if f else status, error=run.error.message if run.error else None)
+            finish_reason=f.reason if f else status, error=run.error.message if run.error else None,
+            prompt=run.ctx.route_prompt, response_id=run.ctx.response_id)
 
     def _write(self, run: ChatRun, status: str) -> None:
         usage = self._usage(run, status)
@@ -166,7 +251,7 @@ class ChatService:
                 tokens_in=usage.prompt_tokens, tokens_out=usage.completion_tokens,
                 latency_ms=round(usage.latency_ms or 0, 1),
                 ttft_ms=round(usage.ttft_ms, 1) if usage.ttft_ms is not None else None,
-                cost=usage.cost, status=status)
+                cost=usage.cost, status=status, response_id=run.ctx.response_id)
 
     async def record(self, run: ChatRun, status: str) -> None:
         if run.ctx.store_message:
@@ -187,7 +272,7 @@ class ChatService:
         usage = Usage(endpoint=ctx.endpoint, model_requested=model, route=route or None,
                       api_key_id=ctx.api_key_id, conversation_id=ctx.conversation_id, stream=ctx.stream,
                       latency_ms=(time.perf_counter() - started) * 1000, status_code=error.status_code,
-                      error=error.message)
+                      error=error.message, prompt=ctx.route_prompt, response_id=ctx.response_id)
         self._in_background(self.usage.record, usage)
 
     async def drain(self) -> None:

@@ -81,6 +81,78 @@ class EmbedderConfig(BaseModel):
     threads: int | None = None
 
 
+class RuleConfig(BaseModel):
+    """One routing rule: every condition given must hold; the first matching rule wins."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    model: str = Field(description="model or router id to use when the rule matches")
+    name: str | None = None
+    persona: list[str] | None = Field(default=None, description="metadata.persona is one of these")
+    language: list[str] | None = Field(default=None, description="script of the last user message: en, zh, ja, ...")
+    min_chars: int | None = Field(default=None, ge=0)
+    max_chars: int | None = Field(default=None, ge=0)
+    regex: str | None = None
+    keywords: list[str] | None = None
+    has_code: bool | None = None
+    json_mode: bool | None = Field(default=None, alias="json")
+
+    @model_validator(mode="after")
+    def _check_regex(self) -> RuleConfig:
+        if self.regex is not None:
+            import re
+
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"rule {self.name or self.model}: bad regex: {exc}") from exc
+        return self
+
+
+class RouterConfig(BaseModel):
+    """A router: a callable model id that picks a concrete model per request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    strategy: Literal["rules", "learned", "cascade"]
+    description: str = ""
+    # rules
+    rules: list[RuleConfig] = Field(default_factory=list)
+    default: str | None = Field(default=None, description="rules: model or router when no rule matches")
+    # learned (and cascade mode=prompt)
+    learned: str | None = Field(default=None, description="name of a router trained with `baimo router train`")
+    model_map: dict[str, str] = Field(default_factory=dict, description="trained model id -> configured model id")
+    lam: float | None = Field(default=None, ge=0, description="override the calibrated trade-off λ")
+    # cascade
+    cascade: list[str] = Field(default_factory=list, description="models, cheapest first")
+    threshold: float = Field(default=0.5, ge=0, le=1)
+    scorer: Literal["logprob", "verifier"] = "logprob"
+    verifier: str | None = None
+    mode: Literal["full", "prompt"] = "full"
+
+    @model_validator(mode="after")
+    def _check_strategy(self) -> RouterConfig:
+        if self.strategy == "rules" and not (self.rules or self.default):
+            raise ValueError(f"router {self.id}: a rules router needs `rules` or a `default`")
+        if self.strategy == "learned" and not self.learned:
+            raise ValueError(f"router {self.id}: a learned router needs `learned: NAME`")
+        if self.strategy == "cascade":
+            if len(self.cascade) < 2:
+                raise ValueError(f"router {self.id}: a cascade needs at least two models")
+            if self.scorer == "verifier" and not self.verifier:
+                raise ValueError(f"router {self.id}: scorer verifier needs `verifier: MODEL`")
+            if self.mode == "prompt" and not self.learned:
+                raise ValueError(f"router {self.id}: mode prompt judges the prompt with `learned: NAME`")
+        return self
+
+    def targets(self) -> list[str]:
+        """Every model or router id this router may hand a request to."""
+        out = [r.model for r in self.rules] + ([self.default] if self.default else [])
+        out += list(self.model_map.values()) + self.cascade + ([self.verifier] if self.verifier else [])
+        return out
+
+
 class BaimoConfig(BaseModel):
     """The contents of baimo.yaml."""
 
@@ -89,6 +161,7 @@ class BaimoConfig(BaseModel):
     default_model: str | None = None
     embedding_model: str | None = None
     models: list[ModelConfig] = Field(default_factory=list)
+    routers: list[RouterConfig] = Field(default_factory=list)
     embedders: list[EmbedderConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -101,8 +174,16 @@ class BaimoConfig(BaseModel):
             for fb in m.fallbacks:
                 if fb not in ids:
                     raise ValueError(f"model {m.id}: fallback {fb!r} is not a configured model")
-        if self.default_model and self.default_model not in ids:
-            raise ValueError(f"default_model {self.default_model!r} is not a configured model")
+        router_ids = [r.id for r in self.routers]
+        clash = (set(ids) & set(router_ids)) | {i for i in router_ids if router_ids.count(i) > 1}
+        if clash:
+            raise ValueError(f"router ids must be unique and differ from model ids: {', '.join(sorted(clash))}")
+        for r in self.routers:
+            for target in r.targets():
+                if target not in ids and target not in router_ids:
+                    raise ValueError(f"router {r.id}: {target!r} is not a configured model or router")
+        if self.default_model and self.default_model not in ids + router_ids:
+            raise ValueError(f"default_model {self.default_model!r} is not a configured model or router")
         return self
 
 

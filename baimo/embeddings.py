@@ -62,6 +62,10 @@ class EmbedderRegistry:
     def ids(self) -> list[str]:
         return list(self._embedders)
 
+    def first(self) -> Embedder | None:
+        """The default embedder (the first configured), shared by routers and retrieval."""
+        return next(iter(self._embedders.values()), None)
+
     def get(self, embedder_id: str) -> Embedder:
         try:
             return self._embedders[embedder_id]

@@ -15,6 +15,7 @@ from baimo.api import conversation_routes, openai_routes
 from baimo.api.deps import api_key, state
 from baimo.api.errors import install_error_handlers
 from baimo.api.limits import BodyLimits
+from baimo.api.schemas import Feedback
 from baimo.api.state import AppState
 from baimo.config import Settings
 
@@ -50,10 +51,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body = {"status": "ready" if s.ready else "starting", "models_loaded": models}
         return JSONResponse(body, status_code=200 if s.ready else 503)
 
-    @app.get("/api/usage", tags=["usage"], summary="Requests, tokens and cost per model",
+    @app.get("/api/usage", tags=["usage"], summary="Requests, tokens and cost per model, per day, and savings",
              dependencies=[Depends(api_key)])
     async def usage(s: AppState = Depends(state)) -> dict:
-        return {"by_model": s.usage.summary(), "recent": s.usage.recent(20)}
+        by_model = s.usage.summary()
+        strongest = s.strongest_model()
+        chat_rows = [r for r in by_model if r["model"] not in s.embedders.ids()]
+        total = sum(r["cost"] for r in chat_rows)
+        baseline = s.usage.cost_if_all_to(strongest) if strongest else None
+        return {"by_model": by_model, "by_day": s.usage.by_day(), "recent": s.usage.recent(20),
+                "totals": {"requests": sum(r["requests"] for r in chat_rows), "cost": total,
+                           "strongest_model": strongest.id if strongest else None,
+                           "cost_if_all_to_strongest": baseline}}
+
+    @app.post("/api/feedback", tags=["usage"], summary="Rate a response (thumbs up/down or a 0..1 score)",
+              dependencies=[Depends(api_key)])
+    async def feedback(body: Feedback, s: AppState = Depends(state)) -> dict:
+        return s.usage.feedback(body.response_id, body.value, body.comment)
+
+    @app.get("/usage", include_in_schema=False)
+    async def usage_page() -> FileResponse:
+        return FileResponse(STATIC / "usage.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -31,7 +31,7 @@ async def list_conversations(limit: int = Query(50, ge=1, le=200), cursor: str |
 async def create_conversation(body: ConversationCreate | None = None, s: AppState = Depends(state)) -> Any:
     body = body or ConversationCreate()
     if body.model:
-        s.models.get(body.model)
+        s.check_callable(body.model)
     return s.conversations.create(title=body.title, model=body.model)
 
 
@@ -70,7 +70,7 @@ async def _answer(s: AppState, conversation_id: str, model: str, params: Generat
                       conversation_id=conversation_id, store_message=True)
     try:
         run = await s.chat.open(model, params, ctx)
-        maker = ChunkMaker(run.model_id)
+        maker = ChunkMaker(run.model_id, run.ctx.response_id)
         async for ev in run.events():
             if isinstance(ev, TextDelta):
                 yield event(maker.chunk({"content": ev.text}))
@@ -90,7 +90,7 @@ def _params(s: AppState, conversation_id: str, temperature: float | None = None,
 async def send_message(conversation_id: str, body: ConversationMessage, s: AppState = Depends(state),
                        key_id: str | None = Depends(api_key)) -> SSEResponse:
     model = body.model or s.conversations.get(conversation_id)["model"] or s.models.default_id or ""
-    s.models.get(model)  # validate before storing anything
+    s.check_callable(model)  # validate before storing anything
     user_message = s.conversations.append(conversation_id, "user", body.content)
     params = _params(s, conversation_id, body.temperature, body.max_tokens)
     return SSEResponse(_answer(s, conversation_id, model, params, user_message, key_id))
@@ -101,7 +101,7 @@ async def regenerate(conversation_id: str, body: Regenerate | None = None, s: Ap
                      key_id: str | None = Depends(api_key)) -> SSEResponse:
     conv = s.conversations.get(conversation_id)
     model = (body.model if body else None) or conv["model"] or s.models.default_id or ""
-    s.models.get(model)
+    s.check_callable(model)
     s.conversations.drop_last_assistant(conversation_id)
     params = _params(s, conversation_id, body.temperature if body else None, body.max_tokens if body else None)
     return SSEResponse(_answer(s, conversation_id, model, params, None, key_id))

@@ -12,18 +12,18 @@ from fastapi.responses import JSONResponse
 
 from baimo.api.deps import api_key, state
 from baimo.api.schemas import ChatCompletionRequest, EmbeddingRequest
-from baimo.api.sse import DONE, ChunkMaker, SSEResponse, completion_id, error_event, event
+from baimo.api.sse import DONE, ChunkMaker, SSEResponse, error_event, event
 from baimo.api.state import AppState
 from baimo.backends.base import Finish, TextDelta
 from baimo.chat import ChatContext, ChatRun
-from baimo.errors import BaimoError, InvalidRequest
+from baimo.errors import BaimoError, InvalidRequest, ModelNotFound
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 
 def route_headers(run: ChatRun, *, final: bool) -> dict[str, str]:
-    headers = {"x-baimo-route": run.route,
-               "x-baimo-cost": f"{run.cost if final else run.prompt_cost:.8f}"}
+    headers = {"x-baimo-route": run.route, "x-request-id": run.ctx.response_id,
+               "x-baimo-cost": f"{run.total_cost if final else run.prompt_cost + run.extra_cost:.8f}"}
     if not final:
         headers["x-baimo-cost-scope"] = "prompt"
     if run.fitted.dropped:
@@ -39,7 +39,7 @@ def usage_dict(run: ChatRun) -> dict[str, int]:
 
 
 def baimo_meta(run: ChatRun) -> dict[str, Any]:
-    return {"route": run.route, "cost": run.cost, "latency_ms": round(run.latency_ms, 1),
+    return {"route": run.route, "cost": run.total_cost, "latency_ms": round(run.latency_ms, 1),
             "ttft_ms": round(run.ttft_ms, 1) if run.ttft_ms is not None else None,
             "context_dropped": run.fitted.dropped}
 
@@ -49,7 +49,7 @@ def finish_reason(f: Finish | None) -> str:
 
 
 async def stream_chunks(run: ChatRun, include_usage: bool) -> AsyncIterator[bytes]:
-    maker = ChunkMaker(run.model_id)
+    maker = ChunkMaker(run.model_id, run.ctx.response_id)
     yield event(maker.chunk({"role": "assistant", "content": ""}))
     try:
         async for ev in run.events():
@@ -68,11 +68,11 @@ async def chat_completions(body: ChatCompletionRequest, s: AppState = Depends(st
                            key_id: str | None = Depends(api_key)) -> Any:
     params = body.generation_params()
     conversation_id = (body.metadata or {}).get("conversation_id")
-    s.models.get(body.model)  # 404 before anything is stored
+    s.check_callable(body.model)  # 404 before anything is stored
     if conversation_id:
         s.conversations.get(conversation_id)
     ctx = ChatContext(stream=body.stream, api_key_id=key_id, conversation_id=conversation_id,
-                      store_message=bool(conversation_id))
+                      store_message=bool(conversation_id), persona=(body.metadata or {}).get("persona"))
     if conversation_id and params.messages[-1]["role"] == "user":
         s.conversations.append(conversation_id, "user", params.messages[-1]["content"])
     run = await s.chat.open(body.model, params, ctx)
@@ -81,7 +81,7 @@ async def chat_completions(body: ChatCompletionRequest, s: AppState = Depends(st
         return SSEResponse(stream_chunks(run, include_usage), headers=route_headers(run, final=False))
     await run.collect()
     response = {
-        "id": completion_id(), "object": "chat.completion", "created": int(time.time()), "model": run.model_id,
+        "id": run.ctx.response_id, "object": "chat.completion", "created": int(time.time()), "model": run.model_id,
         "system_fingerprint": None,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": run.text, "refusal": None},
                      "logprobs": None, "finish_reason": finish_reason(run.finish)}],
@@ -100,6 +100,10 @@ async def list_models(s: AppState = Depends(state), _key: str | None = Depends(a
                      "baimo": {"kind": c.kind, "context_window": c.context_window, "price_input": c.price_input,
                                "price_output": c.price_output, "description": c.description,
                                "fallbacks": c.fallbacks, "default": c.id == default, "ready": backend.ready}})
+    for r in s.routers.configs():
+        data.append({"id": r.id, "object": "model", "created": 0, "owned_by": "baimo",
+                     "baimo": {"kind": "router", "strategy": r.strategy, "description": r.description,
+                               "candidates": s.routers.candidates(r.id), "default": r.id == default}})
     for eid in s.embedders.ids():
         data.append({"id": eid, "object": "model", "created": 0, "owned_by": "baimo",
                      "baimo": {"kind": "embedding", "default": False}})
@@ -112,8 +116,7 @@ async def get_model(model_id: str, s: AppState = Depends(state), _key: str | Non
     for m in listing["data"]:
         if m["id"] == model_id:
             return m
-    s.models.get(model_id)  # raises model_not_found
-    return None
+    raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
 
 
 @router.post("/embeddings", summary="Create embeddings (multilingual, batched)")

@@ -88,7 +88,7 @@ class ChatCompletionRequest(Strict):
         for name, what in UNSUPPORTED.items():
             value = getattr(self, name)
             if value not in (None, False, [], {}):
-                if name == "response_format" and value.get("type") == "text":
+                if name == "response_format" and value.get("type") in ("text", "json_object"):
                     continue
                 raise InvalidRequest(f"`{name}` is not supported by Baimo yet ({what})", param=name)
         if self.logit_bias:
@@ -104,7 +104,8 @@ class ChatCompletionRequest(Strict):
         return GenerationParams(
             messages=messages, max_tokens=self.max_completion_tokens or self.max_tokens,
             temperature=self.temperature, top_p=self.top_p, stop=stop, seed=self.seed,
-            presence_penalty=self.presence_penalty, frequency_penalty=self.frequency_penalty)
+            presence_penalty=self.presence_penalty, frequency_penalty=self.frequency_penalty,
+            json_mode=(self.response_format or {}).get("type") == "json_object")
 
 
 class EmbeddingRequest(Strict):
@@ -113,6 +114,23 @@ class EmbeddingRequest(Strict):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = None
     user: str | None = None
+
+
+class Feedback(Strict):
+    response_id: str = Field(min_length=1, description="the `id` of a chat completion, or a message's response_id")
+    rating: Literal["up", "down"] | None = None
+    score: Annotated[float, Field(ge=0, le=1)] | None = None
+    comment: str | None = Field(default=None, max_length=4000)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Feedback:
+        if (self.rating is None) == (self.score is None):
+            raise InvalidRequest("give exactly one of `rating` (up/down) or `score` (0..1)", param="rating")
+        return self
+
+    @property
+    def value(self) -> float:
+        return self.score if self.score is not None else (1.0 if self.rating == "up" else 0.0)
 
 
 class ConversationCreate(Strict):

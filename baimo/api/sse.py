@@ -31,8 +31,8 @@ def completion_id() -> str:
 class ChunkMaker:
     """Builds `chat.completion.chunk` objects for one completion."""
 
-    def __init__(self, model: str) -> None:
-        self.id = completion_id()
+    def __init__(self, model: str, response_id: str | None = None) -> None:
+        self.id = response_id or completion_id()
         self.created = int(time.time())
         self.model = model
 

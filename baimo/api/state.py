@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 from baimo.backends.registry import ModelRegistry
 from baimo.chat import ChatService
-from baimo.config import BaimoConfig, Settings, load_config
+from baimo.config import BaimoConfig, ModelConfig, Settings, load_config
 from baimo.embeddings import EmbedderRegistry
 from baimo.metering.keys import KeyStore
 from baimo.metering.usage import UsageLog
+from baimo.routing.strategies import RouterSet
 from baimo.store.conversations import ConversationStore
 from baimo.store.database import Database
 
@@ -23,6 +24,7 @@ class AppState:
     config: BaimoConfig
     db: Database
     models: ModelRegistry
+    routers: RouterSet
     embedders: EmbedderRegistry
     conversations: ConversationStore
     usage: UsageLog
@@ -38,9 +40,21 @@ class AppState:
         models = ModelRegistry(config, settings)
         conversations = ConversationStore(db)
         usage = UsageLog(db)
-        return cls(settings=settings, config=config, db=db, models=models,
-                   embedders=EmbedderRegistry(config.embedders), conversations=conversations, usage=usage,
-                   keys=KeyStore(db), chat=ChatService(models, usage, conversations))
+        embedders = EmbedderRegistry(config.embedders)
+        routers = RouterSet(config, settings, embedder=embedders.first())
+        return cls(settings=settings, config=config, db=db, models=models, routers=routers,
+                   embedders=embedders, conversations=conversations, usage=usage,
+                   keys=KeyStore(db), chat=ChatService(models, usage, conversations, routers))
+
+    def check_callable(self, model_id: str) -> None:
+        """404 unless the id is a model or a router."""
+        if model_id not in self.routers:
+            self.models.get(model_id)
+
+    def strongest_model(self) -> ModelConfig | None:
+        """The most expensive configured model (per output token): the 'send everything there' baseline."""
+        chat_models = [m for m in self.config.models]
+        return max(chat_models, key=lambda m: (m.price_output, m.price_input), default=None)
 
     async def start(self) -> None:
         if self.settings.load_models_at_start:

@@ -21,6 +21,8 @@ class GenerationParams:
     seed: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    logprobs: bool = False  # ask the backend for the sampled tokens' log-probabilities (cascade confidence)
+    json_mode: bool = False  # constrain the answer to a JSON object
 
 
 @dataclass
@@ -37,6 +39,8 @@ class Finish:
     reason: str
     prompt_tokens: int
     completion_tokens: int
+    logprob_sum: float | None = None  # sum of the sampled tokens' log-probabilities, when asked for
+    logprob_tokens: int = 0           # how many tokens that sum covers
 
 
 StreamEvent = TextDelta | Finish

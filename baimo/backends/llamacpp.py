@@ -32,6 +32,40 @@ def _plain_transcript(messages: list[dict[str, str]]) -> str:
     return "\n".join(lines) + "\nAssistant:"
 
 
+class _TokenLogprobs:
+    """A logits processor that records log P of each sampled token, without llama.cpp's costly `logits_all`.
+
+    It sees the raw logits of step t; at step t+1 the token sampled at t is the last input id, so its
+    log-probability is looked up then (and the last one at the end, from the final input id).
+    """
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.count = 0
+        self._last: Any = None  # log-softmax of the previous step
+        self._start: int | None = None
+
+    def _take(self, input_ids: Any) -> None:
+        if self._last is not None:
+            self.total += float(self._last[int(input_ids[-1])])
+            self.count += 1
+
+    def __call__(self, input_ids: Any, logits: Any) -> Any:
+        import numpy as np
+
+        self._take(input_ids)
+        z = logits.astype(np.float64)
+        z = z - z.max()
+        self._last = z - np.log(np.exp(z).sum())
+        return logits
+
+    def finish(self, llm: Any) -> tuple[float | None, int]:
+        if self._last is not None and llm.n_tokens:
+            self._take(llm.input_ids[: llm.n_tokens])
+            self._last = None
+        return (self.total if self.count else None), self.count
+
+
 class LlamaCppBackend:
     """A GGUF model run in this process."""
 
@@ -135,6 +169,11 @@ class LlamaCppBackend:
                 # The context is busy until the worker returns; hold the lock until then.
                 await asyncio.shield(future)
 
+    def _json_grammar(self) -> Any:
+        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+
     def _generate(self, params: GenerationParams, cancel: threading.Event, put: Any) -> None:
         try:
             llm = self._llm
@@ -143,6 +182,7 @@ class LlamaCppBackend:
             if room <= 0:
                 raise UpstreamError(f"prompt of {len(prompt)} tokens fills the context window of {self.config.id}")
             max_tokens = min(params.max_tokens or room, room)
+            scorer = _TokenLogprobs() if params.logprobs else None
             chunks = llm.create_completion(
                 prompt, max_tokens=max_tokens, stream=True,
                 temperature=DEFAULT_TEMPERATURE if params.temperature is None else params.temperature,
@@ -150,6 +190,8 @@ class LlamaCppBackend:
                 stop=self._stop_words + params.stop, seed=params.seed,
                 presence_penalty=params.presence_penalty or 0.0,
                 frequency_penalty=params.frequency_penalty or 0.0,
+                logits_processor=[scorer] if scorer else None,
+                grammar=self._json_grammar() if params.json_mode else None,
             )
             text_parts: list[str] = []
             reason = "length"
@@ -168,7 +210,9 @@ class LlamaCppBackend:
                 chunks.close()
             text = "".join(text_parts)
             completion = len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
-            put(Finish(reason=reason, prompt_tokens=len(prompt), completion_tokens=completion))
+            lp_sum, lp_n = scorer.finish(llm) if scorer else (None, 0)
+            put(Finish(reason=reason, prompt_tokens=len(prompt), completion_tokens=completion,
+                       logprob_sum=lp_sum, logprob_tokens=lp_n))
         except BaseException as exc:  # forwarded to the event loop and raised there
             put(exc)
         finally:

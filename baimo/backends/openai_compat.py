@@ -86,6 +86,10 @@ class OpenAICompatBackend:
                     "seed": params.seed, "presence_penalty": params.presence_penalty,
                     "frequency_penalty": params.frequency_penalty, "stop": params.stop or None}
         body.update({k: v for k, v in optional.items() if v is not None})
+        if params.logprobs:
+            body["logprobs"] = True
+        if params.json_mode:
+            body["response_format"] = {"type": "json_object"}
         return body
 
     async def _open(self, params: GenerationParams) -> aiohttp.ClientResponse:
@@ -142,6 +146,7 @@ class OpenAICompatBackend:
         usage: dict[str, Any] | None = None
         done = False
         pending = b""
+        lp_sum, lp_n = 0.0, 0
         try:
             async for data in response.content.iter_any():
                 if done:
@@ -164,6 +169,10 @@ class OpenAICompatBackend:
                             texts.append(text)
                         if choice.get("finish_reason"):
                             reason = choice["finish_reason"]
+                        for token in ((choice.get("logprobs") or {}).get("content") or []):
+                            if isinstance(token.get("logprob"), int | float):
+                                lp_sum += token["logprob"]
+                                lp_n += 1
                 if texts:
                     text = "".join(texts)
                     produced.append(text)
@@ -181,4 +190,5 @@ class OpenAICompatBackend:
         if completion_tokens is None:
             completion_tokens = estimate_tokens([{"content": "".join(produced)}]) - 7
         yield Finish(reason=reason or "stop", prompt_tokens=int(prompt_tokens),
-                     completion_tokens=max(0, int(completion_tokens)))
+                     completion_tokens=max(0, int(completion_tokens)),
+                     logprob_sum=lp_sum if lp_n else None, logprob_tokens=lp_n)

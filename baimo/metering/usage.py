@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import String, func, select
 
 from baimo.config import ModelConfig
+from baimo.errors import InvalidRequest, NotFound
 from baimo.store.database import Database
-from baimo.store.tables import UsageRecord
+from baimo.store.tables import Message, Outcome, UsageRecord
 
 
 def cost_usd(model: ModelConfig | None, prompt_tokens: int, completion_tokens: int) -> float:
@@ -36,6 +37,8 @@ class Usage:
     status_code: int = 200
     finish_reason: str | None = None
     error: str | None = None
+    prompt: str | None = None
+    response_id: str | None = None
 
 
 class UsageLog:
@@ -54,6 +57,60 @@ class UsageLog:
         with self.db.session() as s:
             return [{"model": m, "requests": n, "prompt_tokens": p or 0, "completion_tokens": c or 0,
                      "cost": cost or 0.0} for m, n, p, c, cost in s.execute(stmt)]
+
+    def by_day(self, days: int = 30) -> list[dict[str, Any]]:
+        """Requests and cost per day and model, oldest first (for the usage page's chart)."""
+        day = func.substr(func.cast(UsageRecord.created_at, String), 1, 10)
+        stmt = (select(day, UsageRecord.model, func.count(), func.sum(UsageRecord.cost))
+                .group_by(day, UsageRecord.model).order_by(day))
+        with self.db.session() as s:
+            rows = [{"day": d, "model": m, "requests": n, "cost": c or 0.0} for d, m, n, c in s.execute(stmt)]
+        keep = sorted({r["day"] for r in rows})[-days:]
+        return [r for r in rows if r["day"] in keep]
+
+    def cost_if_all_to(self, model: ModelConfig) -> float:
+        """What the recorded chat traffic would have cost had every request gone to `model`."""
+        stmt = select(func.sum(UsageRecord.prompt_tokens), func.sum(UsageRecord.completion_tokens)).where(
+            UsageRecord.endpoint != "embeddings", UsageRecord.finish_reason != "escalated")
+        with self.db.session() as s:
+            p, c = s.execute(stmt).one()
+        return cost_usd(model, p or 0, c or 0)
+
+    def add_outcome(self, *, router: str, prompt: str, model: str, score: float, source: str,
+                    response_id: str | None = None, comment: str | None = None) -> None:
+        with self.db.session() as s:
+            s.add(Outcome(router=router, prompt=prompt, model=model, score=score, source=source,
+                          response_id=response_id, comment=comment))
+
+    def feedback(self, response_id: str, score: float, comment: str | None = None) -> dict[str, Any]:
+        """Record a rating of a response; a routed response also becomes an outcome row for retraining."""
+        if not 0.0 <= score <= 1.0:
+            raise InvalidRequest("score must be between 0 and 1", param="score")
+        with self.db.session() as s:
+            record = s.scalar(select(UsageRecord).where(UsageRecord.response_id == response_id,
+                                                        UsageRecord.finish_reason != "escalated")
+                              .order_by(UsageRecord.id.desc()).limit(1))
+            if record is None:
+                message = s.scalar(select(Message).where(Message.response_id == response_id))
+                if message is None:
+                    raise NotFound(f"no response {response_id!r}", param="response_id")
+                raise InvalidRequest(f"response {response_id!r} has no usage record yet", param="response_id")
+            routed = record.prompt is not None and record.model_requested != record.model
+            if routed:
+                s.add(Outcome(router=record.model_requested or "", prompt=record.prompt or "",
+                              model=record.model or "", score=score, source="feedback", response_id=response_id,
+                              comment=comment))
+            return {"response_id": response_id, "model": record.model, "router": record.model_requested
+                    if routed else None, "score": score, "outcome_recorded": routed}
+
+    def outcomes(self, router: str | None = None) -> list[dict[str, Any]]:
+        stmt = select(Outcome).order_by(Outcome.id)
+        if router:
+            stmt = stmt.where(Outcome.router == router)
+        with self.db.session() as s:
+            return [{"router": o.router, "prompt": o.prompt, "model": o.model, "score": o.score,
+                     "source": o.source, "response_id": o.response_id, "created_at": o.created_at.isoformat()}
+                    for o in s.scalars(stmt)]
 
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         stmt = select(UsageRecord).order_by(UsageRecord.id.desc()).limit(limit)

@@ -25,7 +25,8 @@ def conversation_dict(c: Conversation) -> dict[str, Any]:
 def message_dict(m: Message) -> dict[str, Any]:
     return {"id": m.id, "role": m.role, "content": m.content, "model": m.model, "route": m.route,
             "tokens_in": m.tokens_in, "tokens_out": m.tokens_out, "latency_ms": m.latency_ms,
-            "ttft_ms": m.ttft_ms, "cost": m.cost, "status": m.status, "created_at": _iso(m.created_at)}
+            "ttft_ms": m.ttft_ms, "cost": m.cost, "status": m.status, "response_id": m.response_id,
+            "created_at": _iso(m.created_at)}
 
 
 def _iso(d: datetime) -> str:

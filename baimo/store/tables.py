@@ -52,6 +52,7 @@ class Message(Base):
     ttft_ms: Mapped[float | None] = mapped_column(Float)
     cost: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(16), default="complete")
+    response_id: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
 
@@ -78,8 +79,29 @@ class UsageRecord(Base):
     status_code: Mapped[int] = mapped_column(Integer, default=200)
     finish_reason: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
+    response_id: Mapped[str | None] = mapped_column(String(40))
+    prompt: Mapped[str | None] = mapped_column(Text)  # kept only for routed requests, to retrain routers
 
-    __table_args__ = (Index("ix_usage_created", "created_at"), Index("ix_usage_model", "model"))
+    __table_args__ = (Index("ix_usage_created", "created_at"), Index("ix_usage_model", "model"),
+                      Index("ix_usage_response", "response_id"))
+
+
+class Outcome(Base):
+    """How well a model answered a routed prompt: from user ratings and cascade escalations."""
+
+    __tablename__ = "outcomes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    router: Mapped[str] = mapped_column(String(200))
+    prompt: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(String(200))
+    score: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(16))  # feedback | cascade
+    response_id: Mapped[str | None] = mapped_column(String(40))
+    comment: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_outcomes_router", "router", "id"),)
 
 
 class ApiKey(Base):

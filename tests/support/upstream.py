@@ -122,6 +122,9 @@ class Behaviour:
     error_code: str | None = None
     retry_after: float | None = None
     chunks_before_error: int = 3
+    logprob: float = -0.1  # log-probability reported for every token when the request asks for logprobs
+    unsure_marker: str | None = None  # when the last user message contains it, report `unsure_logprob` instead
+    unsure_logprob: float = -3.0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -465,7 +468,10 @@ def build_app(
 
         if stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            gen = _chat_stream(b, cid, created, model, tokens, finish, usage, include_usage)
+            if b.unsure_marker and b.unsure_marker in last_user_text(body["messages"]):
+                b = dataclasses.replace(b, logprob=b.unsure_logprob)
+            gen = _chat_stream(b, cid, created, model, tokens, finish, usage, include_usage,
+                               bool(body.get("logprobs")))
             return StreamingResponse(
                 gen,
                 media_type="text/event-stream",
@@ -581,15 +587,19 @@ async def _chat_stream(
     finish: str,
     usage: dict[str, int],
     include_usage: bool,
+    logprobs: bool = False,
 ) -> AsyncIterator[bytes]:
     def chunk(delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+        lp = None
+        if logprobs and delta.get("content"):
+            lp = {"content": [{"token": delta["content"], "logprob": b.logprob, "bytes": None, "top_logprobs": []}]}
         c: dict[str, Any] = {
             "id": cid,
             "object": "chat.completion.chunk",
             "created": created,
             "model": model,
             "system_fingerprint": None,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            "choices": [{"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish_reason}],
         }
         if include_usage:
             c["usage"] = None

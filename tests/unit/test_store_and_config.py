@@ -37,7 +37,7 @@ def test_migrations_are_idempotent_and_wal_is_on(tmp_path: Path) -> None:
     db = Database(url)
     with db.engine.connect() as c:
         assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert c.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+        assert c.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
 
 
 def test_append_titles_and_orders_messages(store: ConversationStore) -> None:
