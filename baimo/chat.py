@@ -136,11 +136,19 @@ class ChatService:
             ctx.route_prompt = req.prompt
             if plan.cascade is not None:
                 return await self._open_cascade(model, plan, params, ctx, started)
-            backends = [self.registry.get(m) for m in plan.models]
-            return await self._open_first(model, backends, params, ctx, started, plan.reason)
-        primary = self.registry.get(model)
-        backends = [primary] + [self.registry.get(fb) for fb in primary.config.fallbacks]
-        return await self._open_first(model, backends, params, ctx, started, f"direct -> {model}")
+            return await self._open_first(model, self._with_fallbacks(plan.models), params, ctx, started,
+                                          plan.reason)
+        return await self._open_first(model, self._with_fallbacks([model]), params, ctx, started,
+                                      f"direct -> {model}")
+
+    def _with_fallbacks(self, model_ids: list[str]) -> list[Backend]:
+        """Each model followed by its own configured fallbacks, each model once."""
+        order: list[str] = []
+        for mid in model_ids:
+            for m in [mid, *self.registry.get(mid).config.fallbacks]:
+                if m not in order:
+                    order.append(m)
+        return [self.registry.get(m) for m in order]
 
     async def _open_first(self, requested: str, backends: list[Backend], params: GenerationParams, ctx: ChatContext,
                           started: float, reason: str, extra_cost: float = 0.0) -> ChatRun:
@@ -194,7 +202,7 @@ class ChatService:
         for i, model in enumerate(plan.models):
             backend = self.registry.get(model)
             if i == len(plan.models) - 1:
-                reason = "cascade: " + "".join(f"{n}; " for n in notes) + f"-> {model}"
+                reason = f"{plan.reason}: " + "".join(f"{n}; " for n in notes) + f"-> {model}"
                 return await self._open_first(requested, [backend], params, ctx, started, reason, extra_cost)
             try:
                 attempt = await run_to_end(backend, replace(params, logprobs=spec.scorer == "logprob"))
@@ -208,9 +216,9 @@ class ChatService:
                 confidence = logprob_confidence(attempt.finish)
             conf = 0.0 if confidence is None else confidence
             if conf >= spec.threshold:
-                reason = ("cascade: " + "".join(f"{n}; " for n in notes)
+                reason = (f"{plan.reason}: " + "".join(f"{n}; " for n in notes)
                           + f"{model} conf={conf:.2f}>={spec.threshold:.2f} -> {model}")
-                events = aiter([attempt.finish])
+                events = _replay(attempt.finish)
                 return ChatRun(self, requested, backend, attempt.fitted, reason, ctx, started,
                                TextDelta(attempt.text), events, extra_cost=extra_cost)
             notes.append(f"{model} conf={conf:.2f}<{spec.threshold:.2f}")
@@ -279,6 +287,11 @@ class ChatService:
         """Wait for background writes (at shutdown)."""
         if self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+
+async def _replay(*events: StreamEvent) -> AsyncIterator[StreamEvent]:
+    for ev in events:
+        yield ev
 
 
 def check_messages(messages: list[dict[str, str]]) -> None:
