@@ -105,6 +105,9 @@ const ICONS = {
   pencil: '<path d="M4 20h4L19 9l-4-4L4 16v4z"/><path d="m13.5 6.5 4 4"/>',
   trash: '<path d="M4 7h16M10 11v6M14 11v6M6 7l1 13h10l1-13M9 7V4h6v3"/>',
   refresh: '<path d="M20 11a8 8 0 1 0-2.3 5.7"/><path d="M20 4v7h-7"/>',
+  thumbUp: '<path d="M7 10v11H4a1 1 0 0 1-1-1v-9a1 1 0 0 1 1-1h3z"/><path d="M7 10l4-8a3 3 0 0 1 3 3v4h5.5a2 2 0 0 1 2 2.3l-1.3 8A2 2 0 0 1 18.2 21H7"/>',
+  thumbDown: '<path d="M17 14V3h3a1 1 0 0 1 1 1v9a1 1 0 0 1-1 1h-3z"/><path d="M17 14l-4 8a3 3 0 0 1-3-3v-4H4.5a2 2 0 0 1-2-2.3l1.3-8A2 2 0 0 1 5.8 3H17"/>',
+  chart: '<path d="M4 20V10M10 20V4M16 20v-7M21 20H3"/>',
   copy: '<rect x="9" y="9" width="11" height="11" rx="2"/><path d="M5 15V5a1 1 0 0 1 1-1h10"/>',
 };
 
@@ -310,18 +313,30 @@ async function loadModels() {
   const ids = state.models.map((m) => m.id);
   const def = state.models.find((m) => m.baimo && m.baimo.default) || state.models[0];
   const selected = saved && ids.includes(saved) ? saved : def ? def.id : "";
-  el.modelPicker.replaceChildren(
-    ...state.models.map((m) => {
-      const info = m.baimo || {};
-      const tip = [info.description, info.context_window ? `context ${formatNumber(info.context_window)} tokens` : null]
-        .filter(Boolean)
-        .join(" · ");
-      return h("option", { value: m.id, title: tip || null }, m.id + (info.default ? " (default)" : ""));
-    }),
-  );
+  const option = (m) => {
+    const info = m.baimo || {};
+    const tip = isRouter(m)
+      ? [info.description, info.strategy ? `${info.strategy} router` : "router", info.candidates && info.candidates.length ? `over ${info.candidates.join(", ")}` : null]
+      : [info.description, info.context_window ? `context ${formatNumber(info.context_window)} tokens` : null];
+    return h("option", { value: m.id, title: tip.filter(Boolean).join(" · ") || null }, m.id + (info.default ? " (default)" : ""));
+  };
+  const routers = state.models.filter(isRouter);
+  const models = state.models.filter((m) => !isRouter(m));
+  if (routers.length) {
+    el.modelPicker.replaceChildren(
+      h("optgroup", { label: "Routers", "data-testid": "router-group" }, ...routers.map(option)),
+      h("optgroup", { label: "Models", "data-testid": "model-group" }, ...models.map(option)),
+    );
+  } else {
+    el.modelPicker.replaceChildren(...models.map(option));
+  }
   if (!state.models.length) el.modelPicker.append(h("option", { value: "" }, "No models"));
   el.modelPicker.value = selected;
   updateComposer();
+}
+
+function isRouter(m) {
+  return !!(m && m.baimo && m.baimo.kind === "router");
 }
 
 function currentModel() {
@@ -641,7 +656,14 @@ function messageView(m) {
       if (msg.status === "stopped") footer.append(h("span", { class: "badge badge-stopped", "data-testid": "message-status" }, "Stopped"));
       if (msg.status === "error") footer.append(h("span", { class: "badge badge-error", "data-testid": "message-status" }, "Error"));
       const meta = metaText(msg);
-      if (meta) footer.append(h("span", { class: "message-meta", "data-testid": "message-meta" }, meta));
+      if (meta) {
+        const tip = msg.route ? `Route: ${msg.route}` : null;
+        footer.append(h("span", { class: "message-meta", "data-testid": "message-meta", title: tip, "data-route": msg.route || null }, meta));
+      }
+      if (msg.response_id) {
+        root.dataset.responseId = msg.response_id;
+        footer.append(feedbackButtons(msg.response_id));
+      }
       footer.append(h("span", { class: "footer-spacer" }));
       footer.append(
         h(
@@ -657,6 +679,84 @@ function messageView(m) {
   view.setText(view.text);
   if (role === "assistant" && m.status) view.finish(m);
   return view;
+}
+
+/* ------------------------------------------------------------------ */
+/* Feedback (thumbs up / down)                                          */
+/* ------------------------------------------------------------------ */
+
+const FEEDBACK_STORAGE = "baimo.feedback";
+const FEEDBACK_KEEP = 1000; // votes remembered in this browser (oldest dropped first)
+
+function loadVotes() {
+  try {
+    const v = JSON.parse(storageGet(FEEDBACK_STORAGE) || "{}");
+    return v && typeof v === "object" && !Array.isArray(v) ? v : {};
+  } catch {
+    return {};
+  }
+}
+
+function savedVote(responseId) {
+  const v = loadVotes()[responseId];
+  return v === "up" || v === "down" ? v : null;
+}
+
+function saveVote(responseId, rating) {
+  const votes = loadVotes();
+  delete votes[responseId]; // re-insert so it counts as the newest
+  if (rating) votes[responseId] = rating;
+  const keys = Object.keys(votes);
+  for (const k of keys.slice(0, Math.max(0, keys.length - FEEDBACK_KEEP))) delete votes[k];
+  storageSet(FEEDBACK_STORAGE, keys.length ? JSON.stringify(votes) : null);
+}
+
+function feedbackButtons(responseId) {
+  const vote = savedVote(responseId);
+  const button = (rating, label, icon) =>
+    h(
+      "button",
+      {
+        type: "button",
+        class: `icon-btn vote vote-${rating}`,
+        "data-testid": `thumbs-${rating}`,
+        "data-rating": rating,
+        title: label,
+        "aria-label": label,
+        "aria-pressed": vote === rating ? "true" : "false",
+      },
+      svgIcon(icon),
+    );
+  return h(
+    "span",
+    { class: "votes", role: "group", "aria-label": "Rate this answer", "data-response-id": responseId },
+    button("up", "Good answer", ICONS.thumbUp),
+    button("down", "Bad answer", ICONS.thumbDown),
+  );
+}
+
+function showVote(group, rating) {
+  for (const b of group.querySelectorAll("[data-rating]")) b.setAttribute("aria-pressed", b.dataset.rating === rating ? "true" : "false");
+}
+
+async function sendFeedback(button) {
+  const group = button.closest(".votes");
+  const responseId = group && group.dataset.responseId;
+  const rating = button.dataset.rating;
+  if (!responseId || group.classList.contains("busy")) return;
+  const before = savedVote(responseId);
+  if (before === rating) return; // already recorded
+  showVote(group, rating); // optimistic; undone on error
+  group.classList.add("busy");
+  try {
+    await api("/api/feedback", { method: "POST", body: { response_id: responseId, rating } });
+    saveVote(responseId, rating);
+  } catch (err) {
+    if (group.isConnected) showVote(group, before);
+    toast(`Could not send feedback: ${err.message}`);
+  } finally {
+    group.classList.remove("busy");
+  }
 }
 
 // Only the last assistant message of the open conversation offers Regenerate, and not while streaming.
@@ -1041,6 +1141,8 @@ function bind() {
 
   el.messages.addEventListener("click", (e) => {
     if (e.target.closest("[data-testid=regenerate]")) regenerate();
+    const vote = e.target.closest(".votes [data-rating]");
+    if (vote) sendFeedback(vote);
   });
 
   el.form.addEventListener("submit", (e) => {

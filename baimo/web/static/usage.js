@@ -1,0 +1,559 @@
+// Baimo usage page (/usage): totals, per-model table, per-day stacked bar chart (inline SVG), recent requests.
+// Plain ES module, no build step, no chart library.
+
+const KEY_STORAGE = "baimo.apiKey";
+const SVG_NS = "http://www.w3.org/2000/svg";
+const CHART_HEIGHT = 240;
+const FAILED = "(failed)"; // requests that never reached a model (model is null)
+const PALETTE = ["#6366f1", "#10b981", "#f59e0b", "#f43f5e", "#0ea5e9", "#a855f7", "#84cc16", "#f97316", "#14b8a6", "#ec4899"];
+const FAILED_COLOR = "#a1a1aa";
+
+const $ = (id) => document.getElementById(id);
+
+const el = {
+  main: $("usage-main"),
+  status: $("usage-status"),
+  cards: $("cards"),
+  empty: $("usage-empty"),
+  chartPanel: $("chart-panel"),
+  chart: $("chart"),
+  chartNote: $("chart-note"),
+  legend: $("legend"),
+  modelsPanel: $("models-panel"),
+  table: $("usage-table"),
+  recentPanel: $("recent-panel"),
+  recent: $("recent-table"),
+  refresh: $("refresh"),
+  keyDialog: $("key-dialog"),
+  keyInput: $("key-input"),
+  keyText: $("key-dialog-text"),
+  toasts: $("toasts"),
+};
+
+const state = { data: null, kinds: new Map(), colors: new Map(), loading: false };
+
+/* ------------------------------------------------------------------ */
+/* Utilities                                                            */
+/* ------------------------------------------------------------------ */
+
+function storageGet(key) {
+  try {
+    return localStorage.getItem(key);
+  } catch {
+    return null;
+  }
+}
+
+function storageSet(key, value) {
+  try {
+    if (!value) localStorage.removeItem(key);
+    else localStorage.setItem(key, value);
+  } catch {
+    /* no storage */
+  }
+}
+
+function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "style") node.setAttribute("style", v);
+    else node.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+function s(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined) continue;
+    node.setAttribute(k, String(v));
+  }
+  for (const c of children) {
+    if (c === null || c === undefined) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+function toast(message) {
+  const node = h("div", { class: "toast toast-error", role: "status", "data-testid": "toast" }, message);
+  el.toasts.append(node);
+  setTimeout(() => node.classList.add("toast-leave"), 4500);
+  setTimeout(() => node.remove(), 5000);
+}
+
+const fmtInt = (n) => Number(n || 0).toLocaleString("en-US");
+
+function fmtCost(v) {
+  if (v === null || v === undefined || Number.isNaN(Number(v))) return "–";
+  const n = Number(v);
+  const a = Math.abs(n);
+  if (a === 0) return "$0.00";
+  if (a < 0.01) return `$${n.toFixed(6)}`;
+  if (a < 1) return `$${n.toFixed(4)}`;
+  return `$${n.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
+}
+
+function fmtMs(v) {
+  if (v === null || v === undefined) return "–";
+  const n = Number(v);
+  return n >= 10000 ? `${(n / 1000).toFixed(1)} s` : `${fmtInt(Math.round(n))} ms`;
+}
+
+function fmtPct(v, digits = 1) {
+  return `${Number(v).toFixed(digits)}%`;
+}
+
+// Usage timestamps are stored in UTC, sometimes without a zone suffix.
+function parseTime(t) {
+  if (!t) return null;
+  const iso = /[zZ]|[+-]\d\d:?\d\d$/.test(t) ? t : `${t}Z`;
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? null : d;
+}
+
+function fmtTime(t) {
+  const d = parseTime(t);
+  if (!d) return t || "–";
+  const now = new Date();
+  const time = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  if (d.toDateString() === now.toDateString()) return time;
+  return `${d.toLocaleDateString([], { month: "short", day: "numeric" })} ${time}`;
+}
+
+function modelKey(m) {
+  return m === null || m === undefined || m === "" ? FAILED : m;
+}
+
+function colorFor(model) {
+  return state.colors.get(modelKey(model)) || FAILED_COLOR;
+}
+
+/* ------------------------------------------------------------------ */
+/* HTTP (the same stored key as the chat page)                          */
+/* ------------------------------------------------------------------ */
+
+class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+}
+
+let keyPrompt = null;
+
+function askForKey(message) {
+  if (keyPrompt) return keyPrompt;
+  keyPrompt = new Promise((resolve) => {
+    el.keyText.textContent = message;
+    el.keyInput.value = storageGet(KEY_STORAGE) || "";
+    const onClose = () => {
+      el.keyDialog.removeEventListener("close", onClose);
+      keyPrompt = null;
+      if (el.keyDialog.returnValue === "save") {
+        const key = el.keyInput.value.trim();
+        storageSet(KEY_STORAGE, key);
+        resolve(key || null);
+      } else {
+        resolve(null);
+      }
+    };
+    el.keyDialog.addEventListener("close", onClose);
+    el.keyDialog.returnValue = "";
+    el.keyDialog.showModal();
+    el.keyInput.focus();
+  });
+  return keyPrompt;
+}
+
+async function api(path) {
+  for (let attempt = 0; ; attempt++) {
+    const headers = { Accept: "application/json" };
+    const key = storageGet(KEY_STORAGE);
+    if (key) headers.Authorization = `Bearer ${key}`;
+    const res = await fetch(path, { headers });
+    if (res.ok) return res.json();
+    let message = `${res.status} ${res.statusText || "error"}`;
+    try {
+      const body = await res.json();
+      if (body && body.error && body.error.message) message = body.error.message;
+      else if (body && typeof body.detail === "string") message = body.detail;
+    } catch {
+      /* not JSON */
+    }
+    if (res.status === 401 && attempt < 3) {
+      const fresh = await askForKey(
+        key ? `The stored API key was rejected (${message}). Enter a valid key.` : "This server requires an API key. It is stored in this browser only.",
+      );
+      if (fresh) continue;
+    }
+    throw new ApiError(message, res.status);
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* Rendering                                                            */
+/* ------------------------------------------------------------------ */
+
+function assignColors(byModel) {
+  state.colors.clear();
+  let i = 0;
+  for (const row of byModel) {
+    const key = modelKey(row.model);
+    if (state.colors.has(key)) continue;
+    state.colors.set(key, key === FAILED ? FAILED_COLOR : PALETTE[i++ % PALETTE.length]);
+  }
+}
+
+function setCard(id, value, sub) {
+  $(id).textContent = value;
+  if (sub !== undefined) $(`${id}-sub`).textContent = sub || "\u00a0";
+}
+
+function renderCards(data) {
+  const t = data.totals || {};
+  const embeddings = (data.by_model || [])
+    .filter((r) => state.kinds.get(r.model) === "embedding")
+    .reduce((n, r) => n + r.requests, 0);
+  setCard("total-requests", fmtInt(t.requests), embeddings ? `chat completions · ${fmtInt(embeddings)} embeddings` : "chat completions");
+  const avg = t.requests ? Number(t.cost || 0) / t.requests : null;
+  setCard("total-cost", fmtCost(t.cost), avg !== null ? `${fmtCost(avg)} per request` : "");
+
+  const baseline = t.cost_if_all_to_strongest;
+  $("baseline-cost").textContent = baseline === null || baseline === undefined ? "–" : fmtCost(baseline);
+  $("baseline-sub").textContent = t.strongest_model ? `everything on ${t.strongest_model}` : "no priced model to compare with";
+  $("baseline-sub").title = t.strongest_model || "";
+
+  const saving = $("saving");
+  const card = saving.closest(".card");
+  card.classList.remove("card-negative");
+  if (baseline && baseline > 0) {
+    const pct = ((baseline - Number(t.cost || 0)) / baseline) * 100;
+    saving.textContent = fmtPct(pct);
+    saving.dataset.value = pct.toFixed(4);
+    const diff = baseline - Number(t.cost || 0);
+    $("saving-sub").textContent = diff >= 0 ? `${fmtCost(diff)} saved` : `${fmtCost(-diff)} over the strongest model`;
+    if (pct < 0) card.classList.add("card-negative");
+  } else {
+    saving.textContent = "–";
+    delete saving.dataset.value;
+    $("saving-sub").textContent = t.strongest_model ? "nothing to compare yet" : "no priced model configured";
+  }
+}
+
+function modelCell(model, extra = null) {
+  const key = modelKey(model);
+  const kind = state.kinds.get(model);
+  return h(
+    "span",
+    { class: "model-cell" },
+    h("span", { class: "swatch", style: `background:${colorFor(model)}`, "aria-hidden": "true" }),
+    h("span", { class: key === FAILED ? "model-name muted" : "model-name", title: key }, key === FAILED ? "failed (no model)" : key),
+    kind === "embedding" ? h("span", { class: "tag" }, "embeddings") : null,
+    extra,
+  );
+}
+
+function renderModels(data) {
+  const rows = data.by_model || [];
+  const total = rows.reduce((n, r) => n + r.requests, 0);
+  const tbody = el.table.tBodies[0];
+  tbody.replaceChildren(
+    ...rows.map((r) => {
+      const share = total ? (r.requests / total) * 100 : 0;
+      return h(
+        "tr",
+        { "data-testid": "usage-row", "data-model": modelKey(r.model), "data-requests": r.requests },
+        h("td", {}, modelCell(r.model)),
+        h("td", { class: "num" }, fmtInt(r.requests)),
+        h(
+          "td",
+          { class: "share-col" },
+          h(
+            "span",
+            { class: "share", title: `${fmtPct(share)} of all requests` },
+            h("span", { class: "share-track" }, h("span", { class: "share-fill", style: `width:${share.toFixed(2)}%;background:${colorFor(r.model)}` })),
+            h("span", { class: "share-pct" }, fmtPct(share, share >= 10 || share === 0 ? 0 : 1)),
+          ),
+        ),
+        h("td", { class: "num" }, fmtInt(r.prompt_tokens)),
+        h("td", { class: "num" }, fmtInt(r.completion_tokens)),
+        h("td", { class: "num" }, fmtCost(r.cost)),
+      );
+    }),
+  );
+  const sum = (k) => rows.reduce((n, r) => n + Number(r[k] || 0), 0);
+  el.table.tFoot.replaceChildren(
+    h(
+      "tr",
+      {},
+      h("th", { scope: "row" }, "All models"),
+      h("td", { class: "num" }, fmtInt(total)),
+      h("td", { class: "share-col" }),
+      h("td", { class: "num" }, fmtInt(sum("prompt_tokens"))),
+      h("td", { class: "num" }, fmtInt(sum("completion_tokens"))),
+      h("td", { class: "num" }, fmtCost(sum("cost"))),
+    ),
+  );
+}
+
+function addDays(day, n) {
+  const d = new Date(`${day}T00:00:00Z`);
+  d.setUTCDate(d.getUTCDate() + n);
+  return d.toISOString().slice(0, 10);
+}
+
+// The days to draw: every day from the first to the last one with traffic (gaps as empty
+// slots) when that span is short enough, otherwise just the days with traffic.
+function chartDays(byDay) {
+  const present = [...new Set(byDay.map((r) => r.day))].sort();
+  if (!present.length) return [];
+  const first = present[0];
+  const last = present[present.length - 1];
+  const span = Math.round((Date.parse(`${last}T00:00:00Z`) - Date.parse(`${first}T00:00:00Z`)) / 86400000) + 1;
+  if (!(span > 0) || span > 62) return present;
+  // a single day looks lonely: show the week leading up to it
+  const start = span < 7 ? addDays(last, -6) : first;
+  const days = [];
+  for (let d = start; d <= last; d = addDays(d, 1)) days.push(d);
+  return days;
+}
+
+// A whole-number step for `ticks` grid lines covering v (1, 2, 5 × 10^k).
+function niceStep(v, ticks) {
+  const raw = Math.max(1, v / ticks);
+  const exp = 10 ** Math.floor(Math.log10(raw));
+  for (const m of [1, 2, 2.5, 5, 10]) {
+    const step = m * exp;
+    if (step >= raw && Number.isInteger(step)) return step;
+  }
+  return 10 * exp;
+}
+
+function shortDay(day) {
+  const d = new Date(`${day}T00:00:00Z`);
+  return d.toLocaleDateString("en-US", { month: "short", day: "numeric", timeZone: "UTC" });
+}
+
+function renderChart(data) {
+  const byDay = data.by_day || [];
+  const days = chartDays(byDay);
+  const order = [...state.colors.keys()];
+  const cells = new Map(); // day -> Map(modelKey -> row)
+  for (const r of byDay) {
+    if (!cells.has(r.day)) cells.set(r.day, new Map());
+    const m = cells.get(r.day);
+    const key = modelKey(r.model);
+    const prev = m.get(key);
+    m.set(key, prev ? { ...prev, requests: prev.requests + r.requests, cost: prev.cost + r.cost } : { ...r });
+    if (!order.includes(key)) order.push(key);
+  }
+
+  const width = Math.max(300, Math.floor(el.chart.clientWidth || 640));
+  const height = CHART_HEIGHT;
+  const m = { top: 20, right: 8, bottom: 28, left: 44 };
+  const plotW = width - m.left - m.right;
+  const plotH = height - m.top - m.bottom;
+  const totals = days.map((d) => [...(cells.get(d) || new Map()).values()].reduce((n, r) => n + r.requests, 0));
+  const ticks = 4;
+  const step = niceStep(Math.max(1, ...totals), ticks);
+  const yMax = step * ticks;
+  const y = (v) => m.top + plotH - (v / yMax) * plotH;
+  const band = plotW / Math.max(1, days.length);
+  const barW = Math.max(3, Math.min(44, band * 0.68));
+
+  const svg = s("svg", {
+    class: "chart-svg",
+    "data-testid": "usage-chart",
+    width,
+    height,
+    viewBox: `0 0 ${width} ${height}`,
+    role: "img",
+    "aria-label": `Requests per day and model, ${days.length} day${days.length === 1 ? "" : "s"}`,
+  });
+
+  const grid = s("g", { class: "chart-grid" });
+  for (let i = 0; i <= ticks; i++) {
+    const v = step * i;
+    const yy = Math.round(y(v)) + 0.5;
+    grid.append(s("line", { x1: m.left, x2: width - m.right, y1: yy, y2: yy, class: i === 0 ? "axis" : "" }));
+    grid.append(s("text", { x: m.left - 8, y: yy + 4, "text-anchor": "end", class: "tick" }, fmtInt(v)));
+  }
+  svg.append(grid);
+
+  const labelEvery = Math.max(1, Math.ceil(days.length / Math.max(1, Math.floor(plotW / 64))));
+  const bars = s("g", { class: "chart-bars" });
+  const labels = s("g", { class: "chart-labels" });
+  days.forEach((day, i) => {
+    const cx = m.left + band * i + band / 2;
+    const x = cx - barW / 2;
+    let acc = 0;
+    const dayCells = cells.get(day) || new Map();
+    const stack = order.filter((k) => dayCells.has(k));
+    stack.forEach((key, j) => {
+      const r = dayCells.get(key);
+      if (!r.requests) return;
+      const y0 = y(acc);
+      acc += r.requests;
+      const y1 = y(acc);
+      const top = j === stack.length - 1;
+      const rect = s(
+        "rect",
+        {
+          class: "bar",
+          "data-testid": "chart-bar",
+          "data-day": day,
+          "data-model": key,
+          "data-requests": r.requests,
+          x: x.toFixed(2),
+          y: y1.toFixed(2),
+          width: barW.toFixed(2),
+          height: Math.max(1, y0 - y1 - (top ? 0 : 1)).toFixed(2),
+          rx: top ? Math.min(3, barW / 4) : 0,
+          fill: colorFor(key === FAILED ? null : key),
+        },
+        s("title", {}, `${day} · ${key}: ${fmtInt(r.requests)} request${r.requests === 1 ? "" : "s"}, ${fmtCost(r.cost)}`),
+      );
+      bars.append(rect);
+    });
+    if (acc > 0 && barW >= 16) {
+      bars.append(s("text", { x: cx, y: y(acc) - 4, "text-anchor": "middle", class: "bar-total" }, fmtInt(acc)));
+    }
+    if ((days.length - 1 - i) % labelEvery === 0) {
+      // counted from the newest day, so the latest day always has a label
+      labels.append(s("text", { x: cx, y: height - 8, "text-anchor": "middle", class: "tick" }, shortDay(day)));
+    }
+  });
+  svg.append(bars, labels);
+  el.chart.replaceChildren(svg);
+
+  el.legend.replaceChildren(
+    ...order.map((key) => {
+      const reqs = byDay.filter((r) => modelKey(r.model) === key).reduce((n, r) => n + r.requests, 0);
+      return h(
+        "li",
+        { "data-model": key },
+        h("span", { class: "swatch", style: `background:${colorFor(key === FAILED ? null : key)}`, "aria-hidden": "true" }),
+        h("span", {}, key === FAILED ? "failed (no model)" : key),
+        h("span", { class: "legend-count" }, fmtInt(reqs)),
+      );
+    }),
+  );
+  const total = totals.reduce((a, b) => a + b, 0);
+  el.chartNote.textContent = days.length ? `${shortDay(days[0])} – ${shortDay(days[days.length - 1])} (UTC) · ${fmtInt(total)} request${total === 1 ? "" : "s"}` : "";
+}
+
+function statusCell(r) {
+  const ok = r.status_code && r.status_code < 400 && !r.error;
+  const parts = [];
+  if (ok) {
+    parts.push(h("span", { class: "badge badge-ok" }, String(r.status_code)));
+    if (r.finish_reason === "escalated") parts.push(h("span", { class: "badge badge-stopped" }, "escalated"));
+    else if (r.finish_reason && r.finish_reason !== "stop") parts.push(h("span", { class: "muted small" }, r.finish_reason));
+  } else {
+    parts.push(h("span", { class: "badge badge-error", title: r.error || "" }, r.status_code ? String(r.status_code) : "error"));
+    if (r.error) parts.push(h("span", { class: "muted small ellipsis", title: r.error }, r.error));
+  }
+  return h("td", { class: "status-cell" }, h("span", { class: "status-wrap" }, ...parts));
+}
+
+function renderRecent(data) {
+  const rows = (data.recent || []).slice(0, 20);
+  const tbody = el.recent.tBodies[0];
+  tbody.replaceChildren(
+    ...rows.map((r) => {
+      const routed = r.model_requested && r.model && r.model_requested !== r.model;
+      const via = routed ? h("span", { class: "via", title: `requested ${r.model_requested}` }, `via ${r.model_requested}`) : null;
+      const tag = r.endpoint === "embeddings" && state.kinds.get(r.model) !== "embedding" ? h("span", { class: "tag" }, "embeddings") : null;
+      const model = r.model ? modelCell(r.model, tag) : modelCell(null, r.model_requested ? h("span", { class: "via" }, `asked for ${r.model_requested}`) : null);
+      const latencyTip = [r.ttft_ms != null ? `TTFT ${fmtMs(r.ttft_ms)}` : null, r.stream ? "streamed" : null].filter(Boolean).join(" · ");
+      const full = parseTime(r.created_at);
+      return h(
+        "tr",
+        { "data-testid": "recent-row", "data-model": modelKey(r.model), class: r.error || (r.status_code && r.status_code >= 400) ? "row-error" : null },
+        h("td", { class: "nowrap", title: full ? full.toLocaleString() : "" }, fmtTime(r.created_at)),
+        h("td", {}, h("span", { class: "model-stack" }, model, via)),
+        h("td", { class: "route" }, r.route ? h("code", { title: r.route }, r.route) : h("span", { class: "muted" }, "–")),
+        h("td", { class: "num nowrap" }, `${fmtInt(r.prompt_tokens)} / ${fmtInt(r.completion_tokens)}`),
+        h("td", { class: "num" }, fmtCost(r.cost)),
+        h("td", { class: "num nowrap", title: latencyTip || null }, fmtMs(r.latency_ms)),
+        statusCell(r),
+      );
+    }),
+  );
+}
+
+function render() {
+  const data = state.data;
+  if (!data) return;
+  const byModel = data.by_model || [];
+  const empty = !byModel.length && !(data.recent || []).length;
+  assignColors(byModel);
+  el.status.hidden = true;
+  el.cards.hidden = false;
+  renderCards(data);
+  el.empty.hidden = !empty;
+  el.chartPanel.hidden = empty || !(data.by_day || []).length;
+  el.modelsPanel.hidden = empty;
+  el.recentPanel.hidden = empty || !(data.recent || []).length;
+  if (empty) return;
+  renderModels(data);
+  if (!el.chartPanel.hidden) renderChart(data);
+  renderRecent(data);
+}
+
+async function load() {
+  if (state.loading) return;
+  state.loading = true;
+  el.main.setAttribute("aria-busy", "true");
+  el.refresh.disabled = true;
+  try {
+    const [usage, models] = await Promise.all([api("/api/usage"), api("/v1/models").catch(() => null)]);
+    state.kinds.clear();
+    for (const m of (models && models.data) || []) state.kinds.set(m.id, (m.baimo && m.baimo.kind) || "model");
+    state.data = usage;
+    render();
+  } catch (err) {
+    if (!state.data) {
+      el.status.hidden = false;
+      el.status.classList.add("usage-status-error");
+      el.status.textContent = `Could not load usage: ${err.message}`;
+    }
+    toast(`Could not load usage: ${err.message}`);
+  } finally {
+    state.loading = false;
+    el.refresh.disabled = false;
+    el.main.setAttribute("aria-busy", "false");
+    document.body.dataset.ready = "true";
+  }
+}
+
+function debounce(fn, ms) {
+  let t = null;
+  return () => {
+    clearTimeout(t);
+    t = setTimeout(fn, ms);
+  };
+}
+
+el.refresh.addEventListener("click", load);
+$("key-cancel").addEventListener("click", () => el.keyDialog.close("cancel"));
+let lastWidth = 0;
+window.addEventListener(
+  "resize",
+  debounce(() => {
+    const w = el.chart.clientWidth;
+    if (state.data && !el.chartPanel.hidden && w !== lastWidth) {
+      lastWidth = w;
+      renderChart(state.data);
+    }
+  }, 120),
+);
+
+load();
