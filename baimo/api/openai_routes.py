@@ -21,8 +21,13 @@ from baimo.errors import BaimoError, InvalidRequest, ModelNotFound
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 
+def header_safe(value: str) -> str:
+    """HTTP header values are Latin-1: keep what fits, escape the rest (model ids may be any Unicode)."""
+    return value.encode("latin-1", "backslashreplace").decode("latin-1")
+
+
 def route_headers(run: ChatRun, *, final: bool) -> dict[str, str]:
-    headers = {"x-baimo-route": run.route, "x-request-id": run.ctx.response_id,
+    headers = {"x-baimo-route": header_safe(run.route), "x-request-id": run.ctx.response_id,
                "x-baimo-cost": f"{run.total_cost if final else run.prompt_cost + run.extra_cost:.8f}"}
     if not final:
         headers["x-baimo-cost-scope"] = "prompt"

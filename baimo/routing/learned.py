@@ -205,14 +205,15 @@ def threshold_choice(P: np.ndarray, C: np.ndarray, t: float) -> np.ndarray:
 
 
 def lambda_grid(P: np.ndarray, C: np.ndarray, points: int = 120) -> np.ndarray:
-    """λ values spanning every decision change: 0, quantiles of the pairwise break-even ratios, and beyond."""
-    top = np.argmax(P, axis=1)
-    rows = np.arange(len(P))
-    dP = P[rows, top][:, None] - P
-    dC = C[rows, top][:, None] - C
+    """λ values spanning every decision change: 0, quantiles of the pairwise break-even ratios, and beyond.
+
+    Model j beats a cheaper model k while λ < (P_j − P_k) / (C_j − C_k); those ratios are where choices flip.
+    """
+    dP = P[:, :, None] - P[:, None, :]
+    dC = C[:, :, None] - C[:, None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where((dC > 0) & (dP >= 0), dP / dC, np.nan)
-    r = r[np.isfinite(r) & (r > 0)]
+        r = np.where((dC > 0) & (dP > 0), dP / dC, np.nan)
+    r = r[np.isfinite(r)]
     if r.size == 0:
         return np.array([0.0, 1.0])
     qs = np.quantile(r, np.linspace(0, 1, points))
@@ -274,7 +275,7 @@ class LearnedRouter:
         lam = self.lam if lam is None else lam
         j = int(self.choose_index(P, self.predicted_costs([prompt_text]), lam)[0])
         probs = {m: round(float(p), 4) for m, p in zip(self.models, P[0], strict=True)}
-        return self.models[j], probs, f"learned:p={P[0, j]:.2f},λ={lam:.3g} -> {self.models[j]}"
+        return self.models[j], probs, f"learned:p={P[0, j]:.2f},lam={lam:.3g} -> {self.models[j]}"
 
     # persistence
     def to_json(self) -> dict[str, Any]:

@@ -162,7 +162,8 @@ def load_outcomes(path: Path, prices: dict[str, Price] | None = None, *, need_sc
         raise InvalidRequest(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"{path}: cannot read: {exc}") from exc
-    return parse_outcome_lines(text.splitlines(), str(path), prices, need_scores=need_scores)
+    # split on "\n" only: str.splitlines() would also break inside prompts at U+2028, U+0085, \x1c ...
+    return parse_outcome_lines(text.split("\n"), str(path), prices, need_scores=need_scores)
 
 
 def write_outcomes(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -1,0 +1,76 @@
+"""Latency of one learned routing decision (embed one prompt tail + score + decide) on this CPU.
+
+    .venv/bin/python bench/routing_latency.py [--router NAME] [--n 300]
+
+Uses BAIMO_HOME/routers/NAME if given, else trains a small router on GSM8K's train split first. Prompts
+are RouteLLM MMLU and GSM8K test prompts, embedded fresh (no cache), after a warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from baimo.config import Settings  # noqa: E402
+from baimo.routing import learned  # noqa: E402
+from baimo.routing.converters import convert  # noqa: E402
+from baimo.routing.outcomes import parse_outcome_lines  # noqa: E402
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--router", help="name of a trained router in BAIMO_HOME/routers")
+    ap.add_argument("--n", type=int, default=300)
+    ap.add_argument("--tail-chars", type=int, default=None, help="override the router's prompt tail length")
+    args = ap.parse_args()
+    home = Settings().home
+    if args.router:
+        router = learned.LearnedRouter.load(home / "routers" / args.router)
+    else:
+        rows = convert("gsm8k")[0]
+        o = parse_outcome_lines([json.dumps(r) for r in rows])
+        E = learned.embed_prompts(o.prompts, learned.make_embedder(), cache_dir=home / "cache" / "embeddings")
+        router, _ = learned.train(o.prompts, o.models, o.scores, o.costs, E)
+    if args.tail_chars is not None:
+        router.tail_chars = args.tail_chars
+    test = [r["prompt"] for r in convert("mmlu")[1][: args.n // 2]] + [r["prompt"] for r in convert("gsm8k")[1]]
+    prompts = test[: args.n]
+    for p in prompts[:5]:
+        router.choose(p)  # warm-up: load the embedder, fault pages in
+    embed_ms, score_ms, total_ms = [], [], []
+    for p in prompts:
+        t0 = time.perf_counter()
+        E = router.embed([p])
+        t1 = time.perf_counter()
+        P = router.probabilities(E)
+        router.choose_index(P, router.predicted_costs([p]))
+        t2 = time.perf_counter()
+        embed_ms.append((t1 - t0) * 1e3)
+        score_ms.append((t2 - t1) * 1e3)
+        total_ms.append((t2 - t0) * 1e3)
+    t0 = time.perf_counter()
+    for p in prompts[:50]:
+        router.choose(p)
+    choose_ms = (time.perf_counter() - t0) / 50 * 1e3
+    print(f"router: {len(router.models)} models, kNN memory {len(router.knn_E)} prompts, "
+          f"blend {router.hyper.blend}, tail {router.tail_chars} chars; {len(prompts)} prompts")
+    print("| step | p50 ms | p99 ms | mean ms |")
+    print("|---|---|---|---|")
+    for name, v in (("embed prompt tail", embed_ms), ("score + decide", score_ms), ("total", total_ms)):
+        print(f"| {name} | {statistics.median(v):.2f} | {pct(v, 0.99):.2f} | {statistics.fmean(v):.2f} |")
+    print(f"| router.choose() (mean of 50) | | | {choose_ms:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
