@@ -135,6 +135,37 @@ def train(data: DataOpt, name: Annotated[str, typer.Option("--name", help="Route
         _print_json(summary)
 
 
+@router_app.command("retrain")
+def retrain_cmd(name: str, as_json: JsonOpt = False) -> None:
+    """Fold production outcomes (ratings, cascade escalations) of routers using NAME into it."""
+    from baimo.config import load_config
+    from baimo.metering.usage import UsageLog
+    from baimo.routing import learned
+    from baimo.store.database import Database
+
+    settings = Settings()
+    config = load_config(settings)
+    users = [r for r in config.routers if r.learned == name]
+    if not users:
+        raise NotFound(f"no router in baimo.yaml uses the learned router {name!r} (`learned: {name}`)")
+    router = _open(name)
+    since = int(router.stats.get("outcomes_through_id", 0))
+    rows = [o for o in UsageLog(Database(settings.db_url)).outcomes()
+            if o["id"] > since and o["router"] in {r.id for r in users}]
+    reverse = {configured: trained for r in users for trained, configured in r.model_map.items()}
+    labels = [{reverse.get(o["model"], o["model"]): o["score"]} for o in rows]
+    with _progress() as progress:
+        learned.retrain(router, [o["prompt"] for o in rows], labels, progress=progress)
+    if rows:
+        router.stats["outcomes_through_id"] = rows[-1]["id"]
+        router.save(_router_dir(name))
+    summary = {"name": name, "new_outcomes": len(rows),
+               "total_production_outcomes": router.stats.get("n_production_outcomes", 0)}
+    err.print(f"router {name}: folded in {len(rows)} new outcome rows")
+    if as_json:
+        _print_json(summary)
+
+
 @router_app.command("calibrate")
 def calibrate_cmd(name: str, data: DataOpt, target_quality: QualityOpt = None, max_cost: CostOpt = None,
                   prices: PricesOpt = None, as_json: JsonOpt = False) -> None:

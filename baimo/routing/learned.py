@@ -104,9 +104,14 @@ def fit_logistic(X: np.ndarray, Y: np.ndarray, l2: float, iters: int = 12) -> np
     reg = np.full(d + 1, l2)
     reg[-1] = 1e-6  # the bias is not shrunk
     W = np.zeros((Y.shape[1], d + 1))
+    full = Xb
     for j in range(Y.shape[1]):
-        y = Y[:, j]
+        known = ~np.isnan(Y[:, j])  # production outcomes label one model per prompt; the rest are NaN
+        Xb, y = full[known], Y[known, j]
         w = np.zeros(d + 1)
+        if not len(y):
+            W[j] = w
+            continue
         mean = np.clip(y.mean(), 1e-3, 1 - 1e-3)
         w[-1] = np.log(mean / (1 - mean))
         for _ in range(iters):
@@ -130,7 +135,14 @@ def predict_knn(E_train: np.ndarray, Y_train: np.ndarray, E: np.ndarray, k: int)
     k = max(1, min(k, len(E_train)))
     sims = E @ E_train.T
     top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    return Y_train[top].mean(axis=1)
+    if not np.isnan(Y_train).any():
+        return Y_train[top].mean(axis=1)
+    near = Y_train[top]  # (n, k, m) with NaN where a neighbour has no label for that model
+    counts = (~np.isnan(near)).sum(axis=1)
+    fallback = np.broadcast_to(np.nanmean(Y_train, axis=0), counts.shape)
+    with np.errstate(invalid="ignore"):
+        mean = np.nansum(near, axis=1) / np.maximum(counts, 1)
+    return np.where(counts > 0, mean, fallback)
 
 
 @dataclass
@@ -357,3 +369,29 @@ def train(prompts: Sequence[str], models: list[str], scores: np.ndarray, costs: 
                                   "mean_score": {m: round(float(v), 4) for m, v in zip(models, Y.mean(0), strict=True)},
                                   "mean_cost_usd": {m: float(v) for m, v in zip(models, costs.mean(0), strict=True)}})
     return router, P_oof
+
+
+def retrain(router: LearnedRouter, prompts: Sequence[str], labels: Sequence[dict[str, float]],
+            progress: Progress = _quiet) -> LearnedRouter:
+    """Fold production outcomes (one or more labelled models per prompt) into a trained router.
+
+    The new prompts join the kNN memory and the logistic regressions are refitted on everything known,
+    each model on the prompts labelled for it; hyper-parameters, cost model and λ stay as calibrated.
+    """
+    index = {m: j for j, m in enumerate(router.models)}
+    Y_new = np.full((len(prompts), len(router.models)), np.nan)
+    for i, lab in enumerate(labels):
+        for model, score in lab.items():
+            if model in index:
+                Y_new[i, index[model]] = score
+    keep = ~np.isnan(Y_new).all(axis=1)
+    if not keep.any():
+        return router
+    E_new = router.embed([p for p, k in zip(prompts, keep, strict=True) if k], progress=progress)
+    E = np.vstack([router.knn_E.astype(np.float32), E_new.astype(np.float32)])
+    Y = np.vstack([router.knn_Y.astype(np.float64), Y_new[keep]])
+    router.mu, router.sd = E.mean(0), E.std(0) + 1e-6
+    router.W = fit_logistic((E - router.mu) / router.sd, Y, router.hyper.l2)
+    router.knn_E, router.knn_Y = E, Y
+    router.stats["n_production_outcomes"] = int(router.stats.get("n_production_outcomes", 0)) + int(keep.sum())
+    return router

@@ -89,3 +89,27 @@ def test_prompt_mode_cascade_streams_the_first_model_that_clears_the_threshold(g
     hard = ask(gateway, "baimo/fast-first", "Calculate (12 + 30) * 250 - 12.")
     assert easy.parse().model == "remote/weak" and easy.headers["x-baimo-route"].startswith("cascade-prompt:p=")
     assert hard.parse().model == "remote/strong"
+
+
+def test_feedback_and_retrain_fold_production_outcomes_into_the_router(gateway) -> None:
+    import os
+
+    prompts = [f"Say hello to {n} and ask how the weather is." for n in NAMES]
+    probs_before = None
+    for i, text in enumerate(prompts):
+        r = ask(gateway, "baimo/auto", text)
+        if i == 0:
+            probs_before = r.headers["x-baimo-route"]
+        fb = httpx.post(gateway.url + "/api/feedback", json={"response_id": r.parse().id, "rating": "down"})
+        assert fb.json()["outcome_recorded"] is True
+    env = {**os.environ, "BAIMO_HOME": str(gateway.home)}
+    out = subprocess.run([BAIMO, "router", "retrain", "toy", "--json"], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["new_outcomes"] == len(prompts) and summary["total_production_outcomes"] == len(prompts)
+    again = json.loads(subprocess.run([BAIMO, "router", "retrain", "toy", "--json"], env=env, capture_output=True,
+                                      text=True, timeout=300, check=True).stdout)
+    assert again["new_outcomes"] == 0  # each outcome row is folded in once
+    stored = json.loads((gateway.home / "routers" / "toy" / "router.json").read_text())
+    assert stored["stats"]["n_production_outcomes"] == len(prompts) and probs_before
