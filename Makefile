@@ -25,10 +25,11 @@ serve: install
 	$(BIN)/baimo models pull
 	$(BIN)/baimo serve --host $(HOST) --port $(PORT)
 
-## system-deps: Debian packages the browser tests need (chromium)
+## system-deps: Debian packages the tests need: chromium (browser tests), postgresql (BAIMO_DATABASE_URL tests)
 system-deps:
-	@if [ ! -x /usr/bin/chromium ]; then \
-		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium fonts-dejavu-core; \
+	@if [ ! -x /usr/bin/chromium ] || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		$(SUDO) apt-get update && \
+		$(SUDO) apt-get install -y --no-install-recommends chromium fonts-dejavu-core postgresql; \
 	fi
 
 ## test-models: the small local model the tests run for real (SmolLM2-135M, 98 MB)
