@@ -9,30 +9,25 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
+from playwright.sync_api import expect
 
-sync_api = pytest.importorskip("playwright.sync_api")
-expect = sync_api.expect
+from tests.support.browser import (
+    ANSWER_TIMEOUT_MS,
+    ARTIFACTS,
+    assistant_messages,
+    current_conversation_id,
+    open_app,
+    pick_small_model,
+    send,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-ANSWER_TIMEOUT_MS = 120_000
 
 # Records, on every DOM change, the length of the last assistant message and whether the
 # Stop button is showing; read back as window.__baimoObs.
@@ -58,75 +53,6 @@ OBSERVER_JS = """
 """
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser, server):
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not errors, f"uncaught JavaScript errors: {errors}"
-
-
-@pytest.fixture
-def api(server):
-    with httpx.Client(base_url=server.url, timeout=30) as client:
-        yield client
-
-
-def open_app(page, server, hash_: str = "") -> None:
-    page.goto(server.url + "/" + hash_)
-    page.wait_for_function("document.body.dataset.ready === 'true'")
-
-
-def pick_small_model(page) -> str:
-    """Selects the SmolLM2 model when the picker offers it; returns the selected model id."""
-    picker = page.get_by_test_id("model-picker")
-    values = picker.locator("option").evaluate_all("opts => opts.map(o => o.value)")
-    assert values and values[0], "the model picker has no models"
-    small = [v for v in values if "smollm2" in v.lower()]
-    if small:
-        picker.select_option(small[0])
-    return picker.input_value()
-
-
-def assistant_messages(page):
-    return page.locator("[data-testid=message][data-role=assistant]")
-
-
-def current_conversation_id(page) -> str:
-    match = re.search(r"#/c/([^/?#]+)$", page.url)
-    assert match, f"no conversation id in the URL {page.url}"
-    return match.group(1)
-
-
-def send(page, text: str) -> None:
-    composer = page.get_by_test_id("composer")
-    composer.fill(text)
-    composer.press("Enter")
-
-
-def wait_until(predicate, timeout: float = 15, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(interval)
 
 
 def test_chat_streams_meters_persists_and_regenerates(page, server, api):

@@ -10,16 +10,13 @@ from __future__ import annotations
 import copy
 import json
 import re
-from pathlib import Path
 
-import httpx
 import pytest
+from playwright.sync_api import expect
 
-from tests.e2e.test_web_ui import (
+from tests.support.browser import (
     ANSWER_TIMEOUT_MS,
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     assistant_messages,
     current_conversation_id,
     open_app,
@@ -27,40 +24,9 @@ from tests.e2e.test_web_ui import (
     send,
 )
 
-sync_api = pytest.importorskip("playwright.sync_api")
-expect = sync_api.expect
-
 pytestmark = pytest.mark.e2e
 
 SMALL = "local/smollm2-135m"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser, server):
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not errors, f"uncaught JavaScript errors: {errors}"
-
-
-@pytest.fixture
-def api(server):
-    with httpx.Client(base_url=server.url, timeout=30) as client:
-        yield client
 
 
 def wait_ready(page) -> None:
