@@ -1,10 +1,11 @@
 // Baimo web chat. Plain ES module, no build step.
 // Globals from /static/vendor: marked (Markdown parser) and DOMPurify (HTML sanitiser).
 
+import { KEY_STORAGE, apiClient, debounce, h, keyDialog, storageGet, storageSet, toast as showToast } from "/static/client.js";
+
 const PAGE_SIZE = 50;
 const RENDER_INTERVAL_MS = 50;
 const SEARCH_DEBOUNCE_MS = 250;
-const KEY_STORAGE = "baimo.apiKey";
 const MODEL_STORAGE = "baimo.model";
 
 const $ = (id) => document.getElementById(id);
@@ -31,7 +32,6 @@ const el = {
   send: $("send"),
   stop: $("stop"),
   keyDialog: $("key-dialog"),
-  keyForm: $("key-form"),
   keyInput: $("key-input"),
   keyText: $("key-dialog-text"),
   toasts: $("toasts"),
@@ -58,40 +58,6 @@ const state = {
 /* Utilities                                                            */
 /* ------------------------------------------------------------------ */
 
-function storageGet(key) {
-  try {
-    return localStorage.getItem(key);
-  } catch {
-    return null;
-  }
-}
-
-function storageSet(key, value) {
-  try {
-    if (value === null || value === undefined || value === "") localStorage.removeItem(key);
-    else localStorage.setItem(key, value);
-  } catch {
-    /* storage unavailable (private mode): keep working without persistence */
-  }
-}
-
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === null || v === undefined || v === false) continue;
-    if (k === "class") node.className = v;
-    else if (k === "text") node.textContent = v;
-    else if (k.startsWith("on") && typeof v === "function") node.addEventListener(k.slice(2), v);
-    else if (k === "dataset") Object.assign(node.dataset, v);
-    else node.setAttribute(k, v === true ? "" : String(v));
-  }
-  for (const c of children) {
-    if (c === null || c === undefined || c === false) continue;
-    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return node;
-}
-
 function svgIcon(path) {
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
@@ -111,19 +77,8 @@ const ICONS = {
   copy: '<rect x="9" y="9" width="11" height="11" rx="2"/><path d="M5 15V5a1 1 0 0 1 1-1h10"/>',
 };
 
-function debounce(fn, ms) {
-  let t = null;
-  return (...args) => {
-    clearTimeout(t);
-    t = setTimeout(() => fn(...args), ms);
-  };
-}
-
 function toast(message, kind = "error") {
-  const node = h("div", { class: `toast toast-${kind}`, role: "status", "data-testid": "toast" }, message);
-  el.toasts.append(node);
-  setTimeout(() => node.classList.add("toast-leave"), 4500);
-  setTimeout(() => node.remove(), 5000);
+  showToast(el.toasts, message, kind);
 }
 
 function formatNumber(n) {
@@ -212,88 +167,8 @@ function addCopyButtons(container) {
 /* HTTP                                                                 */
 /* ------------------------------------------------------------------ */
 
-class ApiError extends Error {
-  constructor(message, status, body) {
-    super(message);
-    this.status = status;
-    this.body = body;
-  }
-}
-
-async function errorFromResponse(res) {
-  let body = null;
-  let message = `${res.status} ${res.statusText || "error"}`;
-  try {
-    body = await res.json();
-    const err = body && body.error;
-    if (err && err.message) message = err.message;
-    else if (body && typeof body.detail === "string") message = body.detail;
-  } catch {
-    /* not JSON */
-  }
-  return new ApiError(message, res.status, body);
-}
-
-let keyPrompt = null;
-
-function askForKey(message) {
-  if (keyPrompt) return keyPrompt;
-  keyPrompt = new Promise((resolve) => {
-    el.keyText.textContent = message;
-    el.keyInput.value = storageGet(KEY_STORAGE) || "";
-    const onClose = () => {
-      el.keyDialog.removeEventListener("close", onClose);
-      keyPrompt = null;
-      if (el.keyDialog.returnValue === "save") {
-        const key = el.keyInput.value.trim();
-        storageSet(KEY_STORAGE, key);
-        resolve(key || null);
-      } else {
-        resolve(null);
-      }
-    };
-    el.keyDialog.addEventListener("close", onClose);
-    el.keyDialog.returnValue = "";
-    el.keyDialog.showModal();
-    el.keyInput.focus();
-  });
-  return keyPrompt;
-}
-
-// fetch() with the stored API key; on 401 asks for a key and retries. Returns the Response
-// when ok, throws ApiError otherwise.
-async function request(path, { method = "GET", body, signal, headers = {} } = {}) {
-  for (let attempt = 0; ; attempt++) {
-    const hdrs = { ...headers };
-    const key = storageGet(KEY_STORAGE);
-    if (key) hdrs.Authorization = `Bearer ${key}`;
-    if (body !== undefined) hdrs["Content-Type"] = "application/json";
-    const res = await fetch(path, {
-      method,
-      headers: hdrs,
-      body: body !== undefined ? JSON.stringify(body) : undefined,
-      signal,
-    });
-    if (res.status === 401 && attempt < 3) {
-      const err = await errorFromResponse(res);
-      const msg = key
-        ? `The stored API key was rejected (${err.message}). Enter a valid key.`
-        : "This server requires an API key. It is stored in this browser only.";
-      const newKey = await askForKey(msg);
-      if (newKey) continue;
-      throw err;
-    }
-    if (!res.ok) throw await errorFromResponse(res);
-    return res;
-  }
-}
-
-async function api(path, opts) {
-  const res = await request(path, opts);
-  if (res.status === 204) return null;
-  const text = await res.text();
-  return text ? JSON.parse(text) : null;
-}
+const askForKey = keyDialog({ dialog: el.keyDialog, input: el.keyInput, text: el.keyText, cancel: $("key-cancel") });
+const { request, api } = apiClient(askForKey);
 
 /* ------------------------------------------------------------------ */
 /* Models                                                               */
@@ -1182,8 +1057,6 @@ function bind() {
       resetList(state.list.query);
     }
   });
-
-  $("key-cancel").addEventListener("click", () => el.keyDialog.close("cancel"));
 
   el.menuButton.addEventListener("click", () => {
     if (el.app.classList.contains("sidebar-open")) closeSidebar();

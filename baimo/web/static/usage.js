@@ -1,7 +1,8 @@
 // Baimo usage page (/usage): totals, per-model table, per-day stacked bar chart (inline SVG), recent requests.
 // Plain ES module, no build step, no chart library.
 
-const KEY_STORAGE = "baimo.apiKey";
+import { apiClient, debounce, h, keyDialog, toast as showToast } from "/static/client.js";
+
 const SVG_NS = "http://www.w3.org/2000/svg";
 const CHART_HEIGHT = 240;
 const FAILED = "(failed)"; // requests that never reached a model (model is null)
@@ -36,38 +37,6 @@ const state = { data: null, kinds: new Map(), colors: new Map(), loading: false 
 /* Utilities                                                            */
 /* ------------------------------------------------------------------ */
 
-function storageGet(key) {
-  try {
-    return localStorage.getItem(key);
-  } catch {
-    return null;
-  }
-}
-
-function storageSet(key, value) {
-  try {
-    if (!value) localStorage.removeItem(key);
-    else localStorage.setItem(key, value);
-  } catch {
-    /* no storage */
-  }
-}
-
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === null || v === undefined || v === false) continue;
-    if (k === "class") node.className = v;
-    else if (k === "style") node.setAttribute("style", v);
-    else node.setAttribute(k, v === true ? "" : String(v));
-  }
-  for (const c of children) {
-    if (c === null || c === undefined || c === false) continue;
-    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return node;
-}
-
 function s(tag, attrs = {}, ...children) {
   const node = document.createElementNS(SVG_NS, tag);
   for (const [k, v] of Object.entries(attrs)) {
@@ -82,10 +51,7 @@ function s(tag, attrs = {}, ...children) {
 }
 
 function toast(message) {
-  const node = h("div", { class: "toast toast-error", role: "status", "data-testid": "toast" }, message);
-  el.toasts.append(node);
-  setTimeout(() => node.classList.add("toast-leave"), 4500);
-  setTimeout(() => node.remove(), 5000);
+  showToast(el.toasts, message);
 }
 
 const fmtInt = (n) => Number(n || 0).toLocaleString("en-US");
@@ -139,63 +105,9 @@ function colorFor(model) {
 /* HTTP (the same stored key as the chat page)                          */
 /* ------------------------------------------------------------------ */
 
-class ApiError extends Error {
-  constructor(message, status) {
-    super(message);
-    this.status = status;
-  }
-}
-
-let keyPrompt = null;
-
-function askForKey(message) {
-  if (keyPrompt) return keyPrompt;
-  keyPrompt = new Promise((resolve) => {
-    el.keyText.textContent = message;
-    el.keyInput.value = storageGet(KEY_STORAGE) || "";
-    const onClose = () => {
-      el.keyDialog.removeEventListener("close", onClose);
-      keyPrompt = null;
-      if (el.keyDialog.returnValue === "save") {
-        const key = el.keyInput.value.trim();
-        storageSet(KEY_STORAGE, key);
-        resolve(key || null);
-      } else {
-        resolve(null);
-      }
-    };
-    el.keyDialog.addEventListener("close", onClose);
-    el.keyDialog.returnValue = "";
-    el.keyDialog.showModal();
-    el.keyInput.focus();
-  });
-  return keyPrompt;
-}
-
-async function api(path) {
-  for (let attempt = 0; ; attempt++) {
-    const headers = { Accept: "application/json" };
-    const key = storageGet(KEY_STORAGE);
-    if (key) headers.Authorization = `Bearer ${key}`;
-    const res = await fetch(path, { headers });
-    if (res.ok) return res.json();
-    let message = `${res.status} ${res.statusText || "error"}`;
-    try {
-      const body = await res.json();
-      if (body && body.error && body.error.message) message = body.error.message;
-      else if (body && typeof body.detail === "string") message = body.detail;
-    } catch {
-      /* not JSON */
-    }
-    if (res.status === 401 && attempt < 3) {
-      const fresh = await askForKey(
-        key ? `The stored API key was rejected (${message}). Enter a valid key.` : "This server requires an API key. It is stored in this browser only.",
-      );
-      if (fresh) continue;
-    }
-    throw new ApiError(message, res.status);
-  }
-}
+const askForKey = keyDialog({ dialog: el.keyDialog, input: el.keyInput, text: el.keyText, cancel: $("key-cancel") });
+const client = apiClient(askForKey);
+const api = (path) => client.api(path, { headers: { Accept: "application/json" } });
 
 /* ------------------------------------------------------------------ */
 /* Rendering                                                            */
@@ -534,16 +446,7 @@ async function load() {
   }
 }
 
-function debounce(fn, ms) {
-  let t = null;
-  return () => {
-    clearTimeout(t);
-    t = setTimeout(fn, ms);
-  };
-}
-
 el.refresh.addEventListener("click", load);
-$("key-cancel").addEventListener("click", () => el.keyDialog.close("cancel"));
 let lastWidth = 0;
 window.addEventListener(
   "resize",

@@ -1,0 +1,162 @@
+// Shared by the chat page (app.js) and the usage page (usage.js): storage, DOM helpers,
+// toasts and the HTTP client that sends the stored API key and asks for one on 401.
+// Plain ES module, no build step.
+
+export const KEY_STORAGE = "baimo.apiKey";
+
+/* ------------------------------------------------------------------ */
+/* Storage                                                              */
+/* ------------------------------------------------------------------ */
+
+export function storageGet(key) {
+  try {
+    return localStorage.getItem(key);
+  } catch {
+    return null;
+  }
+}
+
+export function storageSet(key, value) {
+  try {
+    if (value === null || value === undefined || value === "") localStorage.removeItem(key);
+    else localStorage.setItem(key, value);
+  } catch {
+    /* storage unavailable (private mode): keep working without persistence */
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* DOM                                                                  */
+/* ------------------------------------------------------------------ */
+
+// h("a", { class, text, dataset: {...}, onclick: fn, other: "attr" }, ...children)
+export function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k.startsWith("on") && typeof v === "function") node.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(node.dataset, v);
+    else node.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+export function debounce(fn, ms) {
+  let t = null;
+  return (...args) => {
+    clearTimeout(t);
+    t = setTimeout(() => fn(...args), ms);
+  };
+}
+
+// A toast in `container` (the page's #toasts) that fades out after a few seconds.
+export function toast(container, message, kind = "error") {
+  const node = h("div", { class: `toast toast-${kind}`, role: "status", "data-testid": "toast" }, message);
+  container.append(node);
+  setTimeout(() => node.classList.add("toast-leave"), 4500);
+  setTimeout(() => node.remove(), 5000);
+}
+
+/* ------------------------------------------------------------------ */
+/* HTTP                                                                 */
+/* ------------------------------------------------------------------ */
+
+export class ApiError extends Error {
+  constructor(message, status, body) {
+    super(message);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+export async function errorFromResponse(res) {
+  let body = null;
+  let message = `${res.status} ${res.statusText || "error"}`;
+  try {
+    body = await res.json();
+    const err = body && body.error;
+    if (err && err.message) message = err.message;
+    else if (body && typeof body.detail === "string") message = body.detail;
+  } catch {
+    /* not JSON */
+  }
+  return new ApiError(message, res.status, body);
+}
+
+// Wires the API-key <dialog> (the same markup on every page) and returns
+// askForKey(message): shows the dialog and resolves with the saved key, or null when
+// cancelled or cleared. Concurrent calls share one prompt.
+export function keyDialog({ dialog, input, text, cancel }) {
+  let pending = null;
+  cancel.addEventListener("click", () => dialog.close("cancel"));
+  return function askForKey(message) {
+    if (pending) return pending;
+    pending = new Promise((resolve) => {
+      text.textContent = message;
+      input.value = storageGet(KEY_STORAGE) || "";
+      const onClose = () => {
+        dialog.removeEventListener("close", onClose);
+        pending = null;
+        if (dialog.returnValue === "save") {
+          const key = input.value.trim();
+          storageSet(KEY_STORAGE, key);
+          resolve(key || null);
+        } else {
+          resolve(null);
+        }
+      };
+      dialog.addEventListener("close", onClose);
+      dialog.returnValue = "";
+      dialog.showModal();
+      input.focus();
+    });
+    return pending;
+  };
+}
+
+// Returns { request, api } bound to askForKey (from keyDialog).
+// request(): fetch() with the stored API key; on 401 asks for a key and retries. Returns
+// the Response when ok, throws ApiError otherwise.
+// api(): request() and the parsed JSON body (null for an empty body).
+export function apiClient(askForKey) {
+  async function request(path, { method = "GET", body, signal, headers = {} } = {}) {
+    for (let attempt = 0; ; attempt++) {
+      const hdrs = { ...headers };
+      const key = storageGet(KEY_STORAGE);
+      if (key) hdrs.Authorization = `Bearer ${key}`;
+      if (body !== undefined) hdrs["Content-Type"] = "application/json";
+      const res = await fetch(path, {
+        method,
+        headers: hdrs,
+        body: body !== undefined ? JSON.stringify(body) : undefined,
+        signal,
+      });
+      if (res.status === 401 && attempt < 3) {
+        const err = await errorFromResponse(res);
+        const msg = key
+          ? `The stored API key was rejected (${err.message}). Enter a valid key.`
+          : "This server requires an API key. It is stored in this browser only.";
+        const newKey = await askForKey(msg);
+        if (newKey) continue;
+        throw err;
+      }
+      if (!res.ok) throw await errorFromResponse(res);
+      return res;
+    }
+  }
+
+  async function api(path, opts) {
+    const res = await request(path, opts);
+    if (res.status === 204) return null;
+    const text = await res.text();
+    return text ? JSON.parse(text) : null;
+  }
+
+  return { request, api };
+}
