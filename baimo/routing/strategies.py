@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from baimo.config import BaimoConfig, RouterConfig, Settings
-from baimo.errors import ConfigError, NotFound
+from baimo.errors import ConfigError, NotFound, UpstreamUnavailable
 from baimo.routing.request import RouteRequest
 from baimo.routing.rules import first_match
 
@@ -83,7 +83,8 @@ class RouterSet:
 
         path = self.settings.home / "routers" / name
         if not (path / "router.json").exists():
-            raise NotFound(f"no trained router {name!r} in {path.parent}; run `baimo router train --name {name}`")
+            raise UpstreamUnavailable(f"the learned router {name!r} is not trained yet (no {path}); "
+                                      f"run `baimo router train --name {name}`")
         return LearnedRouter.load(path, embedder=self.embedder)
 
 

@@ -69,6 +69,9 @@ def gateway(upstreams, tmp_path_factory):
     scorer: verifier
     verifier: remote/judge
     threshold: 0.5
+  - id: baimo/untrained
+    strategy: learned
+    learned: never-trained
   - id: baimo/doomed
     strategy: rules
     default: remote/doomed
@@ -193,3 +196,9 @@ def test_usage_reports_savings_against_the_strongest_model(gateway) -> None:
     totals = httpx.get(gateway.url + "/api/usage").json()["totals"]
     assert totals["strongest_model"] in ("remote/strong", "remote/doomed")
     assert totals["requests"] > 5 and 0 < totals["cost"] < totals["cost_if_all_to_strongest"]
+
+
+def test_a_learned_router_that_was_never_trained_is_503_with_the_fix(oc) -> None:
+    with pytest.raises(openai.APIStatusError) as e:
+        ask(oc, "baimo/untrained", "hello")
+    assert e.value.status_code == 503 and "baimo router train --name never-trained" in e.value.message
