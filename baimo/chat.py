@@ -15,8 +15,8 @@ from typing import Any
 
 from baimo.backends.base import Backend, Finish, GenerationParams, StreamEvent, TextDelta
 from baimo.backends.registry import ModelRegistry
-from baimo.context import Fitted, fit_to_window
-from baimo.errors import BaimoError, ContextLengthExceeded, InvalidRequest, UpstreamError
+from baimo.context import Fitted, start_fitted
+from baimo.errors import BaimoError, ContextLengthExceeded, UpstreamError
 from baimo.metering.usage import Usage, UsageLog, cost_usd
 from baimo.routing.cascade import Attempt, logprob_confidence, run_to_end, verifier_confidence
 from baimo.routing.request import RouteRequest
@@ -161,11 +161,7 @@ class ChatService:
             if overflow_at and backend.config.context_window <= overflow_at:
                 continue
             try:
-                await backend.start()
-                fitted = fit_to_window(params.messages, backend.count_tokens, backend.config.context_window,
-                                       params.max_tokens or backend.config.max_output_tokens)
-                events = aiter(backend.stream(replace(params, messages=fitted.messages,
-                                                      max_tokens=fitted.max_tokens)))
+                fitted, events = await start_fitted(backend, params)
                 first = await anext(events)
             except (UpstreamError, ContextLengthExceeded) as exc:
                 overflowed = isinstance(exc, ContextLengthExceeded)
@@ -292,10 +288,3 @@ class ChatService:
 async def _replay(*events: StreamEvent) -> AsyncIterator[StreamEvent]:
     for ev in events:
         yield ev
-
-
-def check_messages(messages: list[dict[str, str]]) -> None:
-    if not messages:
-        raise InvalidRequest("messages must contain at least one message", param="messages")
-    if all(not m["content"].strip() for m in messages):
-        raise InvalidRequest("messages are all empty", param="messages")

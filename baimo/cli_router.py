@@ -44,7 +44,7 @@ def _print_json(obj: Any) -> None:
 def _router_dir(name: str) -> Path:
     if not NAME_RE.match(name):
         raise InvalidRequest(f"router name {name!r}: use letters, digits, '.', '_' or '-'")
-    return Settings().home / "routers" / name
+    return Settings().routers_dir / name
 
 
 def _cache_dir() -> Path:

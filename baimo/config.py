@@ -35,6 +35,11 @@ class Settings(BaseSettings):
         return self.models_dir or (self.home / "models")
 
     @property
+    def routers_dir(self) -> Path:
+        """Trained learned routers, one folder per name."""
+        return self.home / "routers"
+
+    @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'baimo.db'}"
 

@@ -5,10 +5,14 @@ A single message that cannot fit even alone (with the system prompt) is the call
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from baimo.errors import ContextLengthExceeded
+
+if TYPE_CHECKING:
+    from baimo.backends.base import Backend, GenerationParams, StreamEvent
 
 Messages = list[dict[str, str]]
 MIN_REPLY_TOKENS = 16
@@ -61,3 +65,12 @@ def fit_to_window(messages: Messages, count_tokens: Callable[[Messages], int], w
         keep_from += 1
     room = window - total if max_tokens is None else max_tokens
     return Fitted(candidate, len(turns) - len(kept), total, room)
+
+
+async def start_fitted(backend: Backend, params: GenerationParams) -> tuple[Fitted, AsyncIterator[StreamEvent]]:
+    """Load the backend, fit the request to its window (its reply cap when the request sets none), start it."""
+    await backend.start()
+    fitted = fit_to_window(params.messages, backend.count_tokens, backend.config.context_window,
+                           params.max_tokens or backend.config.max_output_tokens)
+    events = aiter(backend.stream(replace(params, messages=fitted.messages, max_tokens=fitted.max_tokens)))
+    return fitted, events

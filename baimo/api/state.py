@@ -53,8 +53,7 @@ class AppState:
 
     def strongest_model(self) -> ModelConfig | None:
         """The most expensive configured model (per output token): the 'send everything there' baseline."""
-        chat_models = [m for m in self.config.models]
-        return max(chat_models, key=lambda m: (m.price_output, m.price_input), default=None)
+        return max(self.config.models, key=lambda m: (m.price_output, m.price_input), default=None)
 
     async def start(self) -> None:
         if self.settings.load_models_at_start:

@@ -7,10 +7,10 @@ log-probability), or a verifier model's yes/no judgement weighted by its own tok
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from baimo.backends.base import Backend, Finish, GenerationParams, TextDelta
-from baimo.context import Fitted, fit_to_window
+from baimo.context import Fitted, start_fitted
 
 VERIFIER_PROMPT = ("You are a strict grader. Question:\n{question}\n\nProposed answer:\n{answer}\n\n"
                    "Is the proposed answer correct and complete? Reply with exactly one word: yes or no.")
@@ -27,12 +27,10 @@ class Attempt:
 
 async def run_to_end(backend: Backend, params: GenerationParams) -> Attempt:
     """Generate a whole answer (not shown to the client yet)."""
-    await backend.start()
-    fitted = fit_to_window(params.messages, backend.count_tokens, backend.config.context_window,
-                           params.max_tokens or backend.config.max_output_tokens)
+    fitted, events = await start_fitted(backend, params)
     parts: list[str] = []
     finish: Finish | None = None
-    async for ev in backend.stream(replace(params, messages=fitted.messages, max_tokens=fitted.max_tokens)):
+    async for ev in events:
         if isinstance(ev, TextDelta):
             parts.append(ev.text)
         else:

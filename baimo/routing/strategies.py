@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from baimo.config import BaimoConfig, RouterConfig, Settings
@@ -81,7 +80,7 @@ class RouterSet:
     def learned_router(self, name: str) -> Any:
         from baimo.routing.learned import LearnedRouter
 
-        path = self.settings.home / "routers" / name
+        path = self.settings.routers_dir / name
         if not (path / "router.json").exists():
             raise UpstreamUnavailable(f"the learned router {name!r} is not trained yet (no {path}); "
                                       f"run `baimo router train --name {name}`")
@@ -167,7 +166,3 @@ STRATEGIES: dict[str, Callable[[RouterConfig, RouterSet], Strategy]] = {
     "learned": LearnedStrategy,
     "cascade": CascadeStrategy,
 }
-
-
-def routers_home(settings: Settings) -> Path:
-    return settings.home / "routers"
