@@ -36,6 +36,7 @@ class ChatContext:
     persona: str | None = None
     response_id: str = field(default_factory=lambda: "chatcmpl-" + uuid.uuid4().hex[:24])
     route_prompt: str | None = None  # set when a router decided: kept with the usage record for retraining
+    passages: list[Any] | None = None  # knowledge passages put in the prompt (stored as the message's citations)
 
 
 @dataclass
@@ -80,6 +81,14 @@ class ChatRun:
     @property
     def total_cost(self) -> float:
         return self.cost + self.extra_cost
+
+    def citations(self) -> list[dict[str, Any]] | None:
+        """The knowledge passages this answer was given, numbered as in the prompt, with `cited` flags."""
+        if self.ctx.passages is None:
+            return None
+        from baimo.knowledge.grounding import citations
+
+        return citations(self.ctx.passages, self.text)
 
     @property
     def latency_ms(self) -> float:
@@ -140,6 +149,12 @@ class ChatService:
                                           plan.reason)
         return await self._open_first(model, self._with_fallbacks([model]), params, ctx, started,
                                       f"direct -> {model}")
+
+    async def open_fixed(self, requested: str, backend: Backend, params: GenerationParams, ctx: ChatContext,
+                         reason: str) -> ChatRun:
+        """Answer with a backend chosen outside the router (grounded mode's decline), metered like any answer."""
+        return await self._open_first(requested, [backend], params, ctx, time.perf_counter(),
+                                      f"{reason} -> {backend.config.id}")
 
     def _with_fallbacks(self, model_ids: list[str]) -> list[Backend]:
         """Each model followed by its own configured fallbacks, each model once."""
@@ -229,7 +244,8 @@ class ChatService:
             endpoint=ctx.endpoint, model_requested=requested, model=attempt.backend.config.id,
             route=f"cascade: {note} escalated", api_key_id=ctx.api_key_id, conversation_id=ctx.conversation_id,
             stream=ctx.stream, prompt_tokens=f.prompt_tokens, completion_tokens=f.completion_tokens, cost=cost,
-            status_code=200, finish_reason="escalated", prompt=ctx.route_prompt, response_id=ctx.response_id))
+            status_code=200, finish_reason="escalated", prompt=ctx.route_prompt, response_id=ctx.response_id,
+            persona=ctx.persona))
         if ctx.route_prompt is not None:
             self.usage.add_outcome(router=requested, prompt=ctx.route_prompt, model=attempt.backend.config.id,
                                    score=0.0, source="cascade", response_id=ctx.response_id)
@@ -244,7 +260,7 @@ class ChatService:
             latency_ms=run.latency_ms, ttft_ms=run.ttft_ms,
             status_code=run.error.status_code if run.error else (499 if status == "stopped" else 200),
             finish_reason=f.reason if f else status, error=run.error.message if run.error else None,
-            prompt=run.ctx.route_prompt, response_id=run.ctx.response_id)
+            prompt=run.ctx.route_prompt, response_id=run.ctx.response_id, persona=run.ctx.persona)
 
     def _write(self, run: ChatRun, status: str) -> None:
         usage = self._usage(run, status)
@@ -255,7 +271,7 @@ class ChatService:
                 tokens_in=usage.prompt_tokens, tokens_out=usage.completion_tokens,
                 latency_ms=round(usage.latency_ms or 0, 1),
                 ttft_ms=round(usage.ttft_ms, 1) if usage.ttft_ms is not None else None,
-                cost=usage.cost, status=status, response_id=run.ctx.response_id)
+                cost=usage.cost, status=status, response_id=run.ctx.response_id, citations=run.citations())
 
     async def record(self, run: ChatRun, status: str) -> None:
         if run.ctx.store_message:
@@ -276,7 +292,8 @@ class ChatService:
         usage = Usage(endpoint=ctx.endpoint, model_requested=model, route=route or None,
                       api_key_id=ctx.api_key_id, conversation_id=ctx.conversation_id, stream=ctx.stream,
                       latency_ms=(time.perf_counter() - started) * 1000, status_code=error.status_code,
-                      error=error.message, prompt=ctx.route_prompt, response_id=ctx.response_id)
+                      error=error.message, prompt=ctx.route_prompt, response_id=ctx.response_id,
+                      persona=ctx.persona)
         self._in_background(self.usage.record, usage)
 
     async def drain(self) -> None:

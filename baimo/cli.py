@@ -1,4 +1,4 @@
-"""The `baimo` command: serve, models, chat, conversations, keys.
+"""The `baimo` command: serve, models, chat, conversations, keys, router, kb, persona.
 
 Listings take --json and print one JSON document to stdout; progress and logs go to stderr.
 Every error is one readable line on stderr and a non-zero exit, never a traceback.
@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from baimo import __version__
+from baimo.cli_kb import kb_app, persona_app
 from baimo.cli_router import router_app
 from baimo.config import Settings, load_config
 from baimo.errors import BaimoError
@@ -29,6 +30,8 @@ app.add_typer(models_app, name="models")
 app.add_typer(conv_app, name="conversations")
 app.add_typer(keys_app, name="keys")
 app.add_typer(router_app, name="router")
+app.add_typer(kb_app, name="kb")
+app.add_typer(persona_app, name="persona")
 
 err = Console(stderr=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document to stdout.")]

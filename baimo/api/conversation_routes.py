@@ -69,7 +69,8 @@ async def _answer(s: AppState, conversation_id: str, model: str, params: Generat
     ctx = ChatContext(endpoint="conversations", stream=True, api_key_id=key_id,
                       conversation_id=conversation_id, store_message=True)
     try:
-        run = await s.chat.open(model, params, ctx)
+        target, params, options = s.assistant.resolve(model, params, ctx)
+        run = await s.assistant.open(target, params, ctx, options)
         maker = ChunkMaker(run.model_id, run.ctx.response_id)
         async for ev in run.events():
             if isinstance(ev, TextDelta):

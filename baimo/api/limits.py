@@ -19,19 +19,21 @@ async def _send_error(send: Any, exc: BaimoError) -> None:
 
 
 class BodyLimits:
-    def __init__(self, app: Any, max_body_bytes: int) -> None:
+    def __init__(self, app: Any, max_body_bytes: int, max_upload_bytes: int | None = None) -> None:
         self.app = app
-        self.max = max_body_bytes
+        self.max_json = max_body_bytes
+        self.max_upload = max_upload_bytes or max_body_bytes
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
         path = scope["path"]
+        limit = self.max_upload if path.startswith(MULTIPART_OK) else self.max_json
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max:
+        if length is not None and length.isdigit() and int(length) > limit:
             return await _send_error(send, PayloadTooLarge(
-                f"Request body of {int(length)} bytes exceeds the limit of {self.max} bytes."))
+                f"Request body of {int(length)} bytes exceeds the limit of {limit} bytes."))
         if path.startswith(JSON_PREFIXES) and not path.startswith(MULTIPART_OK):
             ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
             if length != b"0" and ctype != b"application/json":
@@ -44,8 +46,8 @@ class BodyLimits:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max:
-                    raise PayloadTooLarge(f"Request body exceeds the limit of {self.max} bytes.")
+                if received > limit:
+                    raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
             return message
 
         await self.app(scope, limited_receive, send)

@@ -17,6 +17,7 @@ from baimo.api.state import AppState
 from baimo.backends.base import Finish, TextDelta
 from baimo.chat import ChatContext, ChatRun
 from baimo.errors import BaimoError, InvalidRequest, ModelNotFound
+from baimo.knowledge.retrieval import Passage
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -53,13 +54,17 @@ def finish_reason(f: Finish | None) -> str:
     return f.reason if f and f.reason in ("stop", "length") else "stop"
 
 
-async def stream_chunks(run: ChatRun, include_usage: bool) -> AsyncIterator[bytes]:
+async def stream_chunks(run: ChatRun, include_usage: bool, passages: list[Passage] | None = None
+                        ) -> AsyncIterator[bytes]:
     maker = ChunkMaker(run.model_id, run.ctx.response_id)
     yield event(maker.chunk({"role": "assistant", "content": ""}))
     try:
         async for ev in run.events():
             if isinstance(ev, TextDelta):
                 yield event(maker.chunk({"content": ev.text}))
+        if passages is not None:
+            # A chunk-shaped event with an empty delta: plain OpenAI clients see nothing; Baimo's UI reads it.
+            yield event(maker.chunk({}, citations=run.citations()), name="citations")
         yield event(maker.chunk({}, finish_reason(run.finish)))
         if include_usage:
             yield event(maker.usage_chunk(usage_dict(run), baimo=baimo_meta(run)))
@@ -78,12 +83,17 @@ async def chat_completions(body: ChatCompletionRequest, s: AppState = Depends(st
         s.conversations.get(conversation_id)
     ctx = ChatContext(stream=body.stream, api_key_id=key_id, conversation_id=conversation_id,
                       store_message=bool(conversation_id), persona=(body.metadata or {}).get("persona"))
+    kn = body.knowledge
+    options = s.assistant.knowledge_options(kn.bases, k=kn.k, grounded=kn.grounded, min_relevance=kn.min_relevance,
+                                            mode=kn.mode) if kn else None
+    target, params, options = s.assistant.resolve(body.model, params, ctx, options)
     if conversation_id and params.messages[-1]["role"] == "user":
         s.conversations.append(conversation_id, "user", params.messages[-1]["content"])
-    run = await s.chat.open(body.model, params, ctx)
+    run = await s.assistant.open(target, params, ctx, options)
+    passages = ctx.passages
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return SSEResponse(stream_chunks(run, include_usage), headers=route_headers(run, final=False))
+        return SSEResponse(stream_chunks(run, include_usage, passages), headers=route_headers(run, final=False))
     await run.collect()
     response = {
         "id": run.ctx.response_id, "object": "chat.completion", "created": int(time.time()), "model": run.model_id,
@@ -92,6 +102,8 @@ async def chat_completions(body: ChatCompletionRequest, s: AppState = Depends(st
                      "logprobs": None, "finish_reason": finish_reason(run.finish)}],
         "usage": usage_dict(run), "baimo": baimo_meta(run),
     }
+    if passages is not None:
+        response["citations"] = run.citations()
     return JSONResponse(response, headers=route_headers(run, final=True))
 
 
@@ -109,6 +121,10 @@ async def list_models(s: AppState = Depends(state), _key: str | None = Depends(a
         data.append({"id": r.id, "object": "model", "created": 0, "owned_by": "baimo",
                      "baimo": {"kind": "router", "strategy": r.strategy, "description": r.description,
                                "candidates": s.routers.candidates(r.id), "default": r.id == default}})
+    for p in s.personas.list():
+        data.append({"id": p.id, "object": "model", "created": 0, "owned_by": "baimo",
+                     "baimo": {"kind": "persona", "description": p.description, "model": p.model or default,
+                               "knowledge": p.knowledge or [], "grounded": p.grounded, "default": False}})
     for eid in s.embedders.ids():
         data.append({"id": eid, "object": "model", "created": 0, "owned_by": "baimo",
                      "baimo": {"kind": "embedding", "default": False}})

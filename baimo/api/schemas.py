@@ -44,6 +44,16 @@ UNSUPPORTED = {"tools": "tool calling", "tool_choice": "tool calling", "function
                "audio": "audio output", "modalities": "non-text modalities", "prediction": "predicted outputs"}
 
 
+class KnowledgeField(Strict):
+    """Baimo extension: answer from knowledge bases (`extra_body={"knowledge": {...}}` in the openai client)."""
+
+    bases: Annotated[list[str], Field(min_length=1, max_length=10)] = Field(description="knowledge base names")
+    k: Annotated[int, Field(ge=1, le=50)] | None = Field(default=None, description="passages to put in the prompt")
+    grounded: bool = Field(default=False, description="decline when no passage reaches min_relevance")
+    min_relevance: Annotated[float, Field(ge=-1, le=1)] | None = None
+    mode: Literal["hybrid", "bm25", "dense"] = "hybrid"
+
+
 class ChatCompletionRequest(Strict):
     model: str = Field(min_length=1)
     messages: list[ChatMessage]
@@ -75,6 +85,7 @@ class ChatCompletionRequest(Strict):
     audio: Any = None
     modalities: list[str] | None = None
     prediction: Any = None
+    knowledge: KnowledgeField | None = None
 
     @field_validator("messages")
     @classmethod
@@ -153,3 +164,33 @@ class Regenerate(Strict):
     model: str | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     max_tokens: Annotated[int, Field(ge=1)] | None = None
+
+
+class KnowledgeBaseCreate(Strict):
+    name: str = Field(min_length=1, max_length=64)
+    description: str = ""
+    embedder: str | None = None
+    chunk_size: Annotated[int, Field(ge=100, le=8000)] | None = None
+    chunk_overlap: Annotated[int, Field(ge=0, le=2000)] | None = None
+
+
+class KnowledgeSearch(Strict):
+    query: str = Field(min_length=1)
+    k: Annotated[int, Field(ge=1, le=100)] = 5
+    mode: Literal["hybrid", "bm25", "dense"] = "hybrid"
+
+
+class PersonaFields(Strict):
+    description: str | None = None
+    instructions: str | None = None
+    model: str | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    knowledge: list[str] | None = None
+    grounded: bool | None = None
+    min_relevance: Annotated[float, Field(ge=-1, le=1)] | None = None
+    top_k: Annotated[int, Field(ge=1, le=50)] | None = None
+    budget_usd: Annotated[float, Field(ge=0)] | None = None
+
+
+class PersonaCreate(PersonaFields):
+    name: str = Field(min_length=1, max_length=64)

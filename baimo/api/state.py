@@ -5,12 +5,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from baimo.assistant import Assistant
 from baimo.backends.registry import ModelRegistry
 from baimo.chat import ChatService
 from baimo.config import BaimoConfig, ModelConfig, Settings, load_config
 from baimo.embeddings import EmbedderRegistry
+from baimo.knowledge.bases import KnowledgeService
+from baimo.knowledge.ingest import Ingestor
+from baimo.knowledge.jobs import IngestJobs
+from baimo.knowledge.retrieval import Retriever
 from baimo.metering.keys import KeyStore
 from baimo.metering.usage import UsageLog
+from baimo.personas import PersonaStore
 from baimo.routing.strategies import RouterSet
 from baimo.store.conversations import ConversationStore
 from baimo.store.database import Database
@@ -30,6 +36,11 @@ class AppState:
     usage: UsageLog
     keys: KeyStore
     chat: ChatService
+    knowledge: KnowledgeService
+    retriever: Retriever
+    ingest_jobs: IngestJobs
+    personas: PersonaStore
+    assistant: Assistant
     ready: bool = False
 
     @classmethod
@@ -42,14 +53,27 @@ class AppState:
         usage = UsageLog(db)
         embedders = EmbedderRegistry(config.embedders)
         routers = RouterSet(config, settings, embedder=embedders.first())
-        return cls(settings=settings, config=config, db=db, models=models, routers=routers,
-                   embedders=embedders, conversations=conversations, usage=usage,
-                   keys=KeyStore(db), chat=ChatService(models, usage, conversations, routers))
+        knowledge = KnowledgeService(db, embedders, config.knowledge, settings.knowledge_dir)
+        retriever = Retriever(knowledge)
+        chat = ChatService(models, usage, conversations, routers)
+        personas = PersonaStore(db, check_model=lambda m: None, check_knowledge=knowledge.get)
+        state = cls(settings=settings, config=config, db=db, models=models, routers=routers,
+                    embedders=embedders, conversations=conversations, usage=usage, keys=KeyStore(db), chat=chat,
+                    knowledge=knowledge, retriever=retriever, ingest_jobs=IngestJobs(Ingestor(knowledge)),
+                    personas=personas, assistant=Assistant(chat, personas, knowledge, retriever, usage,
+                                                           config.knowledge, models.default_id))
+        personas.check_model = state.check_model_or_router
+        return state
 
-    def check_callable(self, model_id: str) -> None:
+    def check_model_or_router(self, model_id: str) -> None:
         """404 unless the id is a model or a router."""
         if model_id not in self.routers:
             self.models.get(model_id)
+
+    def check_callable(self, model_id: str) -> None:
+        """404 unless the id is a model, a router or a persona."""
+        if self.personas.resolve(model_id) is None:
+            self.check_model_or_router(model_id)
 
     def strongest_model(self) -> ModelConfig | None:
         """The most expensive configured model (per output token): the 'send everything there' baseline."""
@@ -63,5 +87,6 @@ class AppState:
 
     async def close(self) -> None:
         await self.chat.drain()
+        self.ingest_jobs.close()
         await self.models.close()
         self.db.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import String, func, select
@@ -39,6 +40,7 @@ class Usage:
     error: str | None = None
     prompt: str | None = None
     response_id: str | None = None
+    persona: str | None = None
 
 
 class UsageLog:
@@ -49,11 +51,13 @@ class UsageLog:
         with self.db.session() as s:
             s.add(UsageRecord(**asdict(usage)))
 
-    def summary(self) -> list[dict[str, Any]]:
-        """Requests, tokens and cost per model."""
+    def summary(self, persona: str | None = None) -> list[dict[str, Any]]:
+        """Requests, tokens and cost per model (of one persona's traffic when `persona` is given)."""
         stmt = (select(UsageRecord.model, func.count(), func.sum(UsageRecord.prompt_tokens),
                        func.sum(UsageRecord.completion_tokens), func.sum(UsageRecord.cost))
                 .group_by(UsageRecord.model).order_by(func.count().desc()))
+        if persona is not None:
+            stmt = stmt.where(UsageRecord.persona == persona)
         with self.db.session() as s:
             return [{"model": m, "requests": n, "prompt_tokens": p or 0, "completion_tokens": c or 0,
                      "cost": cost or 0.0} for m, n, p, c, cost in s.execute(stmt)]
@@ -67,6 +71,26 @@ class UsageLog:
             rows = [{"day": d, "model": m, "requests": n, "cost": c or 0.0} for d, m, n, c in s.execute(stmt)]
         keep = sorted({r["day"] for r in rows})[-days:]
         return [r for r in rows if r["day"] in keep]
+
+    def persona_report(self, persona: str) -> dict[str, Any]:
+        """A persona's 'salary slip': requests, tokens and cost, and the share each model served."""
+        models = [m for m in self.summary(persona) if m["model"] is not None or m["requests"]]
+        total = sum(m["requests"] for m in models)
+        for m in models:
+            m["share"] = m["requests"] / total if total else 0.0
+        return {"persona": persona, "requests": total,
+                "prompt_tokens": sum(m["prompt_tokens"] for m in models),
+                "completion_tokens": sum(m["completion_tokens"] for m in models),
+                "cost": sum(m["cost"] for m in models), "this_month_cost": self.month_cost(persona),
+                "models": models}
+
+    def month_cost(self, persona: str) -> float:
+        """What a persona has spent since the start of this calendar month (UTC), for its budget."""
+        start = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        stmt = select(func.sum(UsageRecord.cost)).where(UsageRecord.persona == persona,
+                                                        UsageRecord.created_at >= start)
+        with self.db.session() as s:
+            return float(s.scalar(stmt) or 0.0)
 
     def cost_if_all_to(self, model: ModelConfig) -> float:
         """What the recorded chat traffic would have cost had every request gone to `model`."""

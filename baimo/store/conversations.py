@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +27,7 @@ def message_dict(m: Message) -> dict[str, Any]:
     return {"id": m.id, "role": m.role, "content": m.content, "model": m.model, "route": m.route,
             "tokens_in": m.tokens_in, "tokens_out": m.tokens_out, "latency_ms": m.latency_ms,
             "ttft_ms": m.ttft_ms, "cost": m.cost, "status": m.status, "response_id": m.response_id,
-            "created_at": _iso(m.created_at)}
+            "citations": json.loads(m.citations) if m.citations else None, "created_at": _iso(m.created_at)}
 
 
 def _iso(d: datetime) -> str:
@@ -116,6 +117,8 @@ class ConversationStore:
         with self.db.session() as s:
             c = self._get(s, conversation_id)
             seq = (s.scalar(select(func.max(Message.seq)).where(Message.conversation_id == c.id)) or 0) + 1
+            if meta.get("citations") is not None:
+                meta["citations"] = json.dumps(meta["citations"], ensure_ascii=False)
             m = Message(conversation_id=c.id, seq=seq, role=role, content=content, **meta)
             s.add(m)
             c.updated_at = utcnow()

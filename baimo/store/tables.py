@@ -1,4 +1,4 @@
-"""The relational schema: conversations, messages, usage records and API keys."""
+"""The relational schema: conversations, messages, usage records, API keys, knowledge bases and personas."""
 
 from __future__ import annotations
 
@@ -53,6 +53,7 @@ class Message(Base):
     cost: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(16), default="complete")
     response_id: Mapped[str | None] = mapped_column(String(40))
+    citations: Mapped[str | None] = mapped_column(Text)  # JSON list of the knowledge passages given, when any
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
 
@@ -81,9 +82,10 @@ class UsageRecord(Base):
     error: Mapped[str | None] = mapped_column(Text)
     response_id: Mapped[str | None] = mapped_column(String(40))
     prompt: Mapped[str | None] = mapped_column(Text)  # kept only for routed requests, to retrain routers
+    persona: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_usage_created", "created_at"), Index("ix_usage_model", "model"),
-                      Index("ix_usage_response", "response_id"))
+                      Index("ix_usage_response", "response_id"), Index("ix_usage_persona", "persona", "created_at"))
 
 
 class Outcome(Base):
@@ -113,3 +115,56 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(128), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class KnowledgeBase(Base):
+    """A named collection of documents; its chunks and vectors live in the vector store, keyed by `id`."""
+
+    __tablename__ = "knowledge_bases"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    embedder: Mapped[str] = mapped_column(String(200))
+    chunk_size: Mapped[int] = mapped_column(Integer)
+    chunk_overlap: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class KnowledgeDocument(Base):
+    """One ingested file: its content hash decides whether re-adding it does anything."""
+
+    __tablename__ = "knowledge_documents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kb_id: Mapped[str] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="CASCADE"))
+    doc_id: Mapped[str] = mapped_column(String(40))
+    source: Mapped[str] = mapped_column(String(1000))
+    format: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(500), default="")
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(Integer, default=0)
+    chunks: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ix_knowledge_documents_kb_doc", "kb_id", "doc_id", unique=True),)
+
+
+class Persona(Base):
+    """A 'digital employee': instructions, knowledge, a model or router, and a monthly budget."""
+
+    __tablename__ = "personas"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    instructions: Mapped[str] = mapped_column(Text, default="")
+    model: Mapped[str | None] = mapped_column(String(200))
+    temperature: Mapped[float | None] = mapped_column(Float)
+    knowledge: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of knowledge base names
+    grounded: Mapped[bool] = mapped_column(Boolean, default=False)
+    min_relevance: Mapped[float | None] = mapped_column(Float)
+    top_k: Mapped[int | None] = mapped_column(Integer)
+    budget_usd: Mapped[float | None] = mapped_column(Float)  # per calendar month (UTC)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,162 @@
+"""Knowledge bases and their documents: names and settings in the SQL database, chunks in the chunk store.
+
+The SQL rows are the catalogue (what exists, each file's content hash); the chunk store holds the searchable
+text and vectors. `KnowledgeService` is the one object the API, CLI and chat path use.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from baimo.config import KnowledgeConfig
+from baimo.embeddings import Embedder, EmbedderRegistry
+from baimo.errors import Conflict, InvalidRequest, NotFound
+from baimo.knowledge.store import CHUNK_STORES, ChunkStore
+from baimo.store.database import Database
+from baimo.store.tables import KnowledgeBase, KnowledgeDocument
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass
+class BaseInfo:
+    id: str
+    name: str
+    description: str
+    embedder: str
+    chunk_size: int
+    chunk_overlap: int
+    created_at: str
+    documents: int
+    chunks: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"object": "knowledge_base", **self.__dict__}
+
+
+def document_dict(d: KnowledgeDocument) -> dict[str, Any]:
+    return {"object": "knowledge_document", "id": d.doc_id, "source": d.source, "format": d.format,
+            "title": d.title, "sha256": d.sha256, "bytes": d.bytes, "chunks": d.chunks,
+            "updated_at": d.updated_at.isoformat()}
+
+
+class KnowledgeService:
+    def __init__(self, db: Database, embedders: EmbedderRegistry, config: KnowledgeConfig, store_path: Path,
+                 *, store_kind: str = "lancedb") -> None:
+        self.db = db
+        self.embedders = embedders
+        self.config = config
+        self.store_path = store_path
+        self._store_kind = store_kind
+        self._store: ChunkStore | None = None
+
+    @property
+    def store(self) -> ChunkStore:
+        """Opened on first use, so servers and CLI commands that never touch knowledge never load LanceDB."""
+        if self._store is None:
+            self._store = CHUNK_STORES[self._store_kind](self.store_path, ann_index_rows=self.config.ann_index_rows)
+        return self._store
+
+    def embedder_for(self, base: KnowledgeBase | BaseInfo) -> Embedder:
+        return self.embedders.get(base.embedder)
+
+    # -- knowledge bases -------------------------------------------------------------------------------------
+    def create(self, name: str, *, description: str = "", embedder: str | None = None,
+               chunk_size: int | None = None, chunk_overlap: int | None = None) -> BaseInfo:
+        if not NAME_PATTERN.match(name):
+            raise InvalidRequest("a knowledge base name is 1-64 letters, digits, '_', '.' or '-', starting with a "
+                                 "letter or digit", param="name")
+        embedder = embedder or self.config.embedder
+        self.embedders.get(embedder)  # 404 for an unknown embedder
+        size = chunk_size or self.config.chunk_size
+        overlap = self.config.chunk_overlap if chunk_overlap is None else chunk_overlap
+        if overlap >= size:
+            raise InvalidRequest("chunk_overlap must be smaller than chunk_size", param="chunk_overlap")
+        with self.db.session() as s:
+            if s.scalar(select(KnowledgeBase).where(KnowledgeBase.name == name)) is not None:
+                raise Conflict(f"knowledge base {name!r} already exists", param="name")
+            s.add(KnowledgeBase(name=name, description=description, embedder=embedder, chunk_size=size,
+                                chunk_overlap=overlap))
+        return self.info(name)
+
+    def _row(self, s: Any, name: str) -> KnowledgeBase:
+        row = s.scalar(select(KnowledgeBase).where(KnowledgeBase.name == name))
+        if row is None:
+            raise NotFound(f"no knowledge base {name!r}", param="name")
+        return row
+
+    def get(self, name: str) -> KnowledgeBase:
+        with self.db.session() as s:
+            return self._row(s, name)
+
+    def info(self, name: str) -> BaseInfo:
+        with self.db.session() as s:
+            row = self._row(s, name)
+            return self._info(s, row)
+
+    def _info(self, s: Any, row: KnowledgeBase) -> BaseInfo:
+        docs, chunks = s.execute(select(func.count(), func.coalesce(func.sum(KnowledgeDocument.chunks), 0))
+                                 .where(KnowledgeDocument.kb_id == row.id)).one()
+        return BaseInfo(id=row.id, name=row.name, description=row.description, embedder=row.embedder,
+                        chunk_size=row.chunk_size, chunk_overlap=row.chunk_overlap,
+                        created_at=row.created_at.isoformat(), documents=docs, chunks=int(chunks))
+
+    def list(self) -> list[BaseInfo]:
+        with self.db.session() as s:
+            return [self._info(s, row) for row in s.scalars(select(KnowledgeBase).order_by(KnowledgeBase.name))]
+
+    def delete(self, name: str) -> None:
+        """Drop the chunks first: a kill in between leaves a catalogue row whose base is empty, never orphans."""
+        base = self.get(name)
+        self.store.drop(base.id)
+        with self.db.session() as s:
+            s.delete(self._row(s, name))
+
+    # -- documents -------------------------------------------------------------------------------------------
+    def documents(self, name: str) -> list[dict[str, Any]]:
+        base = self.get(name)
+        with self.db.session() as s:
+            rows = s.scalars(select(KnowledgeDocument).where(KnowledgeDocument.kb_id == base.id)
+                             .order_by(KnowledgeDocument.source))
+            return [document_dict(d) for d in rows]
+
+    def document(self, base: KnowledgeBase, doc_id: str) -> KnowledgeDocument | None:
+        with self.db.session() as s:
+            return s.scalar(select(KnowledgeDocument).where(KnowledgeDocument.kb_id == base.id,
+                                                            KnowledgeDocument.doc_id == doc_id))
+
+    def remove_document(self, name: str, doc: str) -> dict[str, Any]:
+        """Remove a document by its source name or its id."""
+        base = self.get(name)
+        with self.db.session() as s:
+            row = s.scalar(select(KnowledgeDocument).where(
+                KnowledgeDocument.kb_id == base.id,
+                (KnowledgeDocument.source == doc) | (KnowledgeDocument.doc_id == doc)))
+            if row is None:
+                raise NotFound(f"knowledge base {name!r} has no document {doc!r}", param="document")
+            removed = document_dict(row)
+        self.store.delete_doc(base.id, removed["id"])
+        with self.db.session() as s:
+            row = s.scalar(select(KnowledgeDocument).where(KnowledgeDocument.kb_id == base.id,
+                                                           KnowledgeDocument.doc_id == removed["id"]))
+            if row is not None:
+                s.delete(row)
+        return removed
+
+    def save_document(self, base: KnowledgeBase, *, doc_id: str, source: str, fmt: str, title: str, sha256: str,
+                      size: int, chunks: int) -> None:
+        from baimo.store.tables import utcnow
+
+        with self.db.session() as s:
+            row = s.scalar(select(KnowledgeDocument).where(KnowledgeDocument.kb_id == base.id,
+                                                           KnowledgeDocument.doc_id == doc_id))
+            if row is None:
+                row = KnowledgeDocument(kb_id=base.id, doc_id=doc_id)
+                s.add(row)
+            row.source, row.format, row.title, row.sha256 = source, fmt, title[:500], sha256
+            row.bytes, row.chunks, row.updated_at = size, chunks, utcnow()

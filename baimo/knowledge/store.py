@@ -1,0 +1,197 @@
+"""Where chunks and their vectors live: a small protocol, and the embedded LanceDB store under BAIMO_HOME.
+
+A server-side store (a vector database server) plugs in by implementing `ChunkStore` and registering a kind in
+`CHUNK_STORES`; the rest of `baimo.knowledge` only talks to the protocol. LanceDB commits each `add` and `delete`
+as one new table version, so a kill mid-ingest leaves every earlier commit intact and searchable.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+# Lance's Rust logger warns about things we do on purpose (e.g. creating a table); keep stderr for real problems.
+os.environ.setdefault("LANCE_LOG", "error")
+
+TEXT_COLUMN = "search_text"
+VECTOR_COLUMN = "vector"
+RESULT_COLUMNS = ["chunk_id", "doc_id", "source", "location", "heading", "ordinal", "text", VECTOR_COLUMN]
+
+
+@dataclass
+class ChunkRecord:
+    """One chunk as stored: the text shown to people, the text indexed for search, and its vector."""
+
+    chunk_id: str
+    doc_id: str
+    doc_sha: str
+    source: str
+    location: str
+    heading: str
+    ordinal: int
+    text: str
+    search_text: str
+    vector: np.ndarray
+
+
+@dataclass
+class StoredHit:
+    chunk_id: str
+    doc_id: str
+    source: str
+    location: str
+    heading: str
+    ordinal: int
+    text: str
+    vector: np.ndarray
+    score: float  # the store's own score: BM25 for text search, cosine similarity for vector search
+
+
+class ChunkStore(Protocol):
+    def add(self, kb_id: str, records: list[ChunkRecord]) -> None: ...
+    def delete_doc(self, kb_id: str, doc_id: str, *, except_sha: str | None = None) -> None: ...
+    def text_search(self, kb_id: str, query: str, k: int) -> list[StoredHit]: ...
+    def vector_search(self, kb_id: str, vector: np.ndarray, k: int) -> list[StoredHit]: ...
+    def count(self, kb_id: str) -> int: ...
+    def drop(self, kb_id: str) -> None: ...
+    def maintain(self, kb_id: str) -> None: ...
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class LanceChunkStore:
+    """One LanceDB table per knowledge base: BM25 full-text index (ICU word segmentation, so Chinese, Japanese
+    and Arabic are split into words) plus a cosine vector index once the table is large."""
+
+    def __init__(self, path: Path, *, ann_index_rows: int = 20_000) -> None:
+        import lancedb
+
+        path.mkdir(parents=True, exist_ok=True)
+        # Re-read the table version on each query so chunks added by another process (the CLI) show at once.
+        self._db = lancedb.connect(str(path), read_consistency_interval=timedelta(0))
+        self.ann_index_rows = ann_index_rows
+        self._tables: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def table_name(kb_id: str) -> str:
+        return f"kb_{kb_id}"
+
+    def _table(self, kb_id: str) -> Any | None:
+        name = self.table_name(kb_id)
+        table = self._tables.get(name)
+        if table is None:
+            try:
+                table = self._db.open_table(name)
+            except (ValueError, FileNotFoundError):
+                return None
+            self._tables[name] = table
+        return table
+
+    def add(self, kb_id: str, records: list[ChunkRecord]) -> None:
+        if not records:
+            return
+        import pyarrow as pa
+
+        dim = int(records[0].vector.shape[0])
+        data = pa.table({
+            "chunk_id": pa.array([r.chunk_id for r in records], pa.string()),
+            "doc_id": pa.array([r.doc_id for r in records], pa.string()),
+            "doc_sha": pa.array([r.doc_sha for r in records], pa.string()),
+            "source": pa.array([r.source for r in records], pa.string()),
+            "location": pa.array([r.location for r in records], pa.string()),
+            "heading": pa.array([r.heading for r in records], pa.string()),
+            "ordinal": pa.array([r.ordinal for r in records], pa.int32()),
+            "text": pa.array([r.text for r in records], pa.string()),
+            TEXT_COLUMN: pa.array([r.search_text for r in records], pa.string()),
+            VECTOR_COLUMN: pa.FixedSizeListArray.from_arrays(
+                pa.array(np.stack([r.vector for r in records]).astype(np.float32).ravel()), dim),
+        })
+        with self._lock:
+            table = self._table(kb_id)
+            if table is None:
+                table = self._db.create_table(self.table_name(kb_id), data=data)
+                self._tables[self.table_name(kb_id)] = table
+                self._create_text_index(table)
+            else:
+                table.add(data)
+
+    @staticmethod
+    def _create_text_index(table: Any) -> None:
+        from lancedb.index import FTS
+
+        # No stemming or stop words: they are English-only and would damage every other language.
+        table.create_index(TEXT_COLUMN, config=FTS(base_tokenizer="icu", stem=False, remove_stop_words=False,
+                                                   lower_case=True, ascii_folding=True), replace=True)
+
+    def delete_doc(self, kb_id: str, doc_id: str, *, except_sha: str | None = None) -> None:
+        with self._lock:
+            table = self._table(kb_id)
+            if table is None:
+                return
+            where = f"doc_id = {_quote(doc_id)}"
+            if except_sha is not None:
+                where += f" AND doc_sha != {_quote(except_sha)}"
+            table.delete(where)
+
+    def _hits(self, rows: list[dict[str, Any]], score: Callable[[dict[str, Any]], float]) -> list[StoredHit]:
+        return [StoredHit(chunk_id=r["chunk_id"], doc_id=r["doc_id"], source=r["source"], location=r["location"],
+                          heading=r["heading"], ordinal=int(r["ordinal"]), text=r["text"],
+                          vector=np.asarray(r[VECTOR_COLUMN], dtype=np.float32), score=score(r)) for r in rows]
+
+    def text_search(self, kb_id: str, query: str, k: int) -> list[StoredHit]:
+        table = self._table(kb_id)
+        if table is None or not query.strip():
+            return []
+        rows = (table.search(query, query_type="fts", fts_columns=TEXT_COLUMN).limit(k)
+                .select([*RESULT_COLUMNS, "_score"]).to_list())
+        return self._hits(rows, lambda r: float(r["_score"]))
+
+    def vector_search(self, kb_id: str, vector: np.ndarray, k: int) -> list[StoredHit]:
+        table = self._table(kb_id)
+        if table is None:
+            return []
+        query = table.search(vector.astype(np.float32), vector_column_name=VECTOR_COLUMN).distance_type("cosine")
+        rows = query.limit(k).nprobes(32).refine_factor(4).select([*RESULT_COLUMNS, "_distance"]).to_list()
+        return self._hits(rows, lambda r: 1.0 - float(r["_distance"]))
+
+    def count(self, kb_id: str) -> int:
+        table = self._table(kb_id)
+        return 0 if table is None else int(table.count_rows())
+
+    def drop(self, kb_id: str) -> None:
+        with self._lock:
+            self._tables.pop(self.table_name(kb_id), None)
+            try:
+                self._db.drop_table(self.table_name(kb_id))
+            except (ValueError, FileNotFoundError):
+                pass
+
+    def maintain(self, kb_id: str) -> None:
+        """After an ingest: fold new rows into the indexes, compact small files, and build the approximate
+        vector index once the table is big enough that a flat scan gets slow (~270 ms at 100k chunks here)."""
+        with self._lock:
+            table = self._table(kb_id)
+            if table is None:
+                return
+            indexed = {ix.name: ix for ix in table.list_indices()}
+            has_vector_index = any(getattr(ix, "columns", []) == [VECTOR_COLUMN] for ix in indexed.values())
+            if not any(getattr(ix, "columns", []) == [TEXT_COLUMN] for ix in indexed.values()):
+                self._create_text_index(table)
+            if not has_vector_index and table.count_rows() >= self.ann_index_rows:
+                from lancedb.index import IvfHnswSq
+
+                table.create_index(VECTOR_COLUMN, config=IvfHnswSq(distance_type="cosine"))
+            table.optimize()
+
+
+CHUNK_STORES: dict[str, Callable[..., ChunkStore]] = {"lancedb": LanceChunkStore}

@@ -1,0 +1,163 @@
+"""Personas ("digital employees"): a name, instructions, knowledge bases, a model or router, and a budget.
+
+Each persona is callable as `persona/<name>`. Resolving one gives the concrete model or router to call, the
+system prompt to put first, the default temperature, and the knowledge options for retrieval.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import select
+
+from baimo.backends.base import GenerationParams
+from baimo.errors import Conflict, InvalidRequest, NotFound
+from baimo.knowledge.grounding import KnowledgeOptions
+from baimo.store.database import Database
+from baimo.store.tables import Persona, utcnow
+
+PREFIX = "persona/"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+FIELDS = ("description", "instructions", "model", "temperature", "knowledge", "grounded", "min_relevance",
+          "top_k", "budget_usd")
+
+
+@dataclass
+class PersonaSpec:
+    name: str
+    description: str = ""
+    instructions: str = ""
+    model: str | None = None          # a model or router id; None = the server's default model
+    temperature: float | None = None
+    knowledge: list[str] | None = None
+    grounded: bool = False
+    min_relevance: float | None = None  # None = knowledge.min_relevance from baimo.yaml
+    top_k: int | None = None
+    budget_usd: float | None = None     # per calendar month (UTC); None = no limit
+
+    @property
+    def id(self) -> str:
+        return PREFIX + self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"object": "persona", "id": self.id, **self.__dict__, "knowledge": list(self.knowledge or [])}
+
+    def apply(self, params: GenerationParams) -> GenerationParams:
+        """The persona's instructions go first; the client's own system messages follow them."""
+        messages = params.messages
+        if self.instructions.strip():
+            messages = [{"role": "system", "content": self.instructions}, *messages]
+        temperature = params.temperature if params.temperature is not None else self.temperature
+        return replace(params, messages=messages, temperature=temperature)
+
+    def knowledge_options(self, default_k: int, default_min_relevance: float) -> KnowledgeOptions | None:
+        if not self.knowledge:
+            return None
+        return KnowledgeOptions(bases=list(self.knowledge), k=self.top_k or default_k, grounded=self.grounded,
+                                min_relevance=default_min_relevance if self.min_relevance is None
+                                else self.min_relevance)
+
+
+def _spec(row: Persona) -> PersonaSpec:
+    return PersonaSpec(name=row.name, description=row.description, instructions=row.instructions, model=row.model,
+                       temperature=row.temperature, knowledge=json.loads(row.knowledge or "[]"),
+                       grounded=row.grounded, min_relevance=row.min_relevance, top_k=row.top_k,
+                       budget_usd=row.budget_usd)
+
+
+class PersonaStore:
+    """CRUD on personas. `check_model` and `check_knowledge` raise for unknown targets (404 / 400)."""
+
+    def __init__(self, db: Database, check_model: Callable[[str], None],
+                 check_knowledge: Callable[[str], object]) -> None:
+        self.db = db
+        self.check_model = check_model
+        self.check_knowledge = check_knowledge
+
+    def _validate(self, values: dict[str, Any]) -> None:
+        model = values.get("model")
+        if model:
+            if model.startswith(PREFIX):
+                raise InvalidRequest("a persona cannot use another persona as its model", param="model")
+            self.check_model(model)
+        for kb in values.get("knowledge") or []:
+            self.check_knowledge(kb)
+        t = values.get("temperature")
+        if t is not None and not 0 <= t <= 2:
+            raise InvalidRequest("temperature must be between 0 and 2", param="temperature")
+        if values.get("top_k") is not None and not 1 <= values["top_k"] <= 50:
+            raise InvalidRequest("top_k must be between 1 and 50", param="top_k")
+        if values.get("budget_usd") is not None and values["budget_usd"] < 0:
+            raise InvalidRequest("budget_usd must not be negative", param="budget_usd")
+        if values.get("min_relevance") is not None and not -1 <= values["min_relevance"] <= 1:
+            raise InvalidRequest("min_relevance is a cosine similarity between -1 and 1", param="min_relevance")
+
+    def create(self, name: str, **values: Any) -> PersonaSpec:
+        if not NAME_PATTERN.match(name):
+            raise InvalidRequest("a persona name is 1-64 letters, digits, '_', '.' or '-', starting with a letter "
+                                 "or digit", param="name")
+        unknown = set(values) - set(FIELDS)
+        if unknown:
+            raise InvalidRequest(f"unknown persona fields: {', '.join(sorted(unknown))}")
+        self._validate(values)
+        with self.db.session() as s:
+            if s.scalar(select(Persona).where(Persona.name == name)) is not None:
+                raise Conflict(f"persona {name!r} already exists", param="name")
+            row = Persona(name=name)
+            self._assign(row, {"description": "", "instructions": "", "grounded": False, "knowledge": [], **values})
+            s.add(row)
+        return self.get(name)
+
+    @staticmethod
+    def _assign(row: Persona, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            if key == "knowledge":
+                value = json.dumps(list(value or []))
+            elif key in ("description", "instructions") and value is None:
+                value = ""
+            elif key == "grounded":
+                value = bool(value)
+            setattr(row, key, value)
+        row.updated_at = utcnow()
+
+    def update(self, name: str, **values: Any) -> PersonaSpec:
+        unknown = set(values) - set(FIELDS)
+        if unknown:
+            raise InvalidRequest(f"unknown persona fields: {', '.join(sorted(unknown))}")
+        self._validate(values)
+        with self.db.session() as s:
+            self._assign(self._row(s, name), values)
+        return self.get(name)
+
+    def _row(self, s: Any, name: str) -> Persona:
+        row = s.scalar(select(Persona).where(Persona.name == name))
+        if row is None:
+            raise NotFound(f"no persona {name!r}", param="name")
+        return row
+
+    def get(self, name: str) -> PersonaSpec:
+        with self.db.session() as s:
+            return _spec(self._row(s, name))
+
+    def list(self) -> list[PersonaSpec]:
+        with self.db.session() as s:
+            return [_spec(r) for r in s.scalars(select(Persona).order_by(Persona.name))]
+
+    def delete(self, name: str) -> None:
+        with self.db.session() as s:
+            s.delete(self._row(s, name))
+
+    def resolve(self, model_id: str) -> PersonaSpec | None:
+        """The persona a `persona/<name>` id names (404 if none), or None for any other id."""
+        if not model_id.startswith(PREFIX):
+            return None
+        try:
+            return self.get(model_id[len(PREFIX):])
+        except NotFound:
+            from baimo.errors import ModelNotFound
+
+            raise ModelNotFound(f"The model '{model_id}' does not exist", param="model") from None

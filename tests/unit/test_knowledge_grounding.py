@@ -1,0 +1,71 @@
+"""Grounding logic without a model: language of the decline, numbered sources, citation flags, RRF, personas."""
+
+from __future__ import annotations
+
+import pytest
+
+from baimo.backends.base import GenerationParams
+from baimo.knowledge.grounding import DECLINES, citations, decline_message, detect_language, question_of, with_sources
+from baimo.knowledge.retrieval import Passage, rrf
+from baimo.personas import PersonaSpec
+
+
+def passage(source: str, text: str, location: str = "page 1") -> Passage:
+    return Passage(knowledge_base="kb", source=source, location=location, heading="", ordinal=0, text=text,
+                   chunk_id=source, score=0.5, similarity=0.6)
+
+
+@pytest.mark.parametrize(("text", "lang"), [
+    ("Who won the football world cup in 1998?", "en"),
+    ("Qui a gagné la coupe du monde de football en 1998 ?", "fr"),
+    ("¿Quién ganó la copa del mundo de fútbol en 1998?", "es"),
+    ("Quem ganhou a copa do mundo de futebol em 1998?", "pt"),
+    ("Wer hat die Fußball-Weltmeisterschaft 1998 gewonnen und wo ist das?", "de"),
+    ("من فاز بكأس العالم لكرة القدم عام 1998؟", "ar"),
+    ("1998年のサッカーワールドカップで優勝したのはどこですか？", "ja"),
+    ("1998年世界杯足球赛的冠军是谁？", "zh"),
+])
+def test_decline_is_in_the_users_language(text: str, lang: str) -> None:
+    assert detect_language(text) == lang
+    assert decline_message(text) == DECLINES[lang]
+
+
+def test_sources_are_numbered_into_the_system_message() -> None:
+    msgs = [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": "torque?"}]
+    out = with_sources(msgs, [passage("a.md", "42 Nm"), passage("b.pdf", "45 Nm max", "page 3")], grounded=True)
+    assert out[0]["content"].startswith("You are helpful.")
+    assert "[1] (a.md, page 1) 42 Nm" in out[0]["content"] and "[2] (b.pdf, page 3) 45 Nm max" in out[0]["content"]
+    assert "do not know" in out[0]["content"]
+    assert msgs[0]["content"] == "You are helpful."  # the caller's messages are not changed
+    plain = with_sources([{"role": "user", "content": "q"}], [passage("a.md", "x")], grounded=False)
+    assert plain[0]["role"] == "system" and "do not know" not in plain[0]["content"]
+
+
+def test_citation_flags_follow_the_answer() -> None:
+    cites = citations([passage("a.md", "x"), passage("b.md", "y"), passage("c.md", "z")], "See [3] and [1].")
+    assert [c["cited"] for c in cites] == [True, False, True]
+    assert [c["index"] for c in cites] == [1, 2, 3]
+
+
+def test_question_is_the_last_user_message() -> None:
+    assert question_of([{"role": "user", "content": "first"}, {"role": "assistant", "content": "a"},
+                        {"role": "user", "content": "second"}]) == "second"
+    assert question_of([{"role": "system", "content": "s"}]) == ""
+
+
+def test_rrf_rewards_agreement() -> None:
+    scores = rrf([["a", "b", "c"], ["b", "d"]])
+    assert max(scores, key=scores.__getitem__) == "b"
+    assert scores["a"] > scores["d"]
+
+
+def test_persona_instructions_come_first_and_request_temperature_wins() -> None:
+    p = PersonaSpec(name="x", instructions="Be formal.", temperature=0.2)
+    params = p.apply(GenerationParams(messages=[{"role": "system", "content": "client"},
+                                                {"role": "user", "content": "hi"}]))
+    assert [m["content"] for m in params.messages] == ["Be formal.", "client", "hi"]
+    assert params.temperature == 0.2
+    assert p.apply(GenerationParams(messages=[{"role": "user", "content": "hi"}], temperature=1.0)).temperature == 1.0
+    assert p.knowledge_options(5, 0.3) is None
+    opts = PersonaSpec(name="y", knowledge=["kb"], grounded=True, top_k=3).knowledge_options(5, 0.3)
+    assert opts is not None and opts.k == 3 and opts.grounded and opts.min_relevance == 0.3
