@@ -1,9 +1,11 @@
 """Add files to a knowledge base: hash, parse, chunk, embed, store; skip unchanged files, replace changed ones.
 
-Order per document, chosen so a kill -9 at any point leaves a usable base: (1) append the new chunks (one
-atomic store commit), (2) delete the document's older chunks, (3) record the new hash in the catalogue. A kill
-after (1) leaves the document searchable (perhaps twice, until the next add of that file repairs it); a kill
-before (1) leaves the previous version in place. Files that fail to parse are reported and the batch goes on.
+Order per document, chosen so a kill -9 at any point leaves a usable base: (0) delete leftovers of an
+interrupted earlier attempt at this same version, (1) append the new chunks (one atomic store commit),
+(2) delete the document's other versions, (3) record the new hash in the catalogue. A kill before (1) leaves the
+previous version in place; a kill after it leaves the new version searchable (next to the old one until (2)),
+and the next add of that file finishes the job without duplicates. Files that fail to parse are reported and
+the batch goes on.
 """
 
 from __future__ import annotations
@@ -121,6 +123,7 @@ class Ingestor:
                                        source=f.source, location=c.location, heading=c.heading,
                                        ordinal=c.ordinal, text=c.text, search_text=st, vector=vectors[i])
                            for i, (c, st) in enumerate(zip(chunks, search_texts, strict=True))]
+                store.delete_doc(base.id, doc_id, only_sha=sha)
                 store.add(base.id, records)
                 store.delete_doc(base.id, doc_id, except_sha=sha)
                 self.knowledge.save_document(base, doc_id=doc_id, source=f.source, fmt=doc.format, title=doc.title,

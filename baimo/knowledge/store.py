@@ -56,7 +56,8 @@ class StoredHit:
 
 class ChunkStore(Protocol):
     def add(self, kb_id: str, records: list[ChunkRecord]) -> None: ...
-    def delete_doc(self, kb_id: str, doc_id: str, *, except_sha: str | None = None) -> None: ...
+    def delete_doc(self, kb_id: str, doc_id: str, *, except_sha: str | None = None,
+                   only_sha: str | None = None) -> None: ...
     def text_search(self, kb_id: str, query: str, k: int) -> list[StoredHit]: ...
     def vector_search(self, kb_id: str, vector: np.ndarray, k: int) -> list[StoredHit]: ...
     def count(self, kb_id: str) -> int: ...
@@ -133,7 +134,9 @@ class LanceChunkStore:
         table.create_index(TEXT_COLUMN, config=FTS(base_tokenizer="icu", stem=False, remove_stop_words=False,
                                                    lower_case=True, ascii_folding=True), replace=True)
 
-    def delete_doc(self, kb_id: str, doc_id: str, *, except_sha: str | None = None) -> None:
+    def delete_doc(self, kb_id: str, doc_id: str, *, except_sha: str | None = None,
+                   only_sha: str | None = None) -> None:
+        """Delete a document's chunks: all of them, all but one version, or only one version."""
         with self._lock:
             table = self._table(kb_id)
             if table is None:
@@ -141,6 +144,8 @@ class LanceChunkStore:
             where = f"doc_id = {_quote(doc_id)}"
             if except_sha is not None:
                 where += f" AND doc_sha != {_quote(except_sha)}"
+            if only_sha is not None:
+                where += f" AND doc_sha = {_quote(only_sha)}"
             table.delete(where)
 
     def _hits(self, rows: list[dict[str, Any]], score: Callable[[dict[str, Any]], float]) -> list[StoredHit]:
