@@ -134,8 +134,8 @@ def kb_search(name: str, query: str,
 @kb_app.command("delete")
 def kb_delete(name: str) -> None:
     """Delete a knowledge base and everything in it."""
-    _state().knowledge.delete(name)
-    err.print(f"deleted knowledge base {name}")
+    personas = _state().delete_knowledge_base(name)
+    err.print(f"deleted knowledge base {name}" + (f"; removed from personas {', '.join(personas)}" if personas else ""))
 
 
 # -- personas ----------------------------------------------------------------------------------------------------

@@ -151,6 +151,18 @@ class PersonaStore:
         with self.db.session() as s:
             s.delete(self._row(s, name))
 
+    def forget_knowledge(self, kb_name: str) -> list[str]:
+        """Take a deleted knowledge base out of every persona that used it; returns those personas' names."""
+        changed = []
+        with self.db.session() as s:
+            for row in s.scalars(select(Persona)):
+                bases = json.loads(row.knowledge or "[]")
+                if kb_name in bases:
+                    row.knowledge = json.dumps([b for b in bases if b != kb_name])
+                    row.updated_at = utcnow()
+                    changed.append(row.name)
+        return changed
+
     def resolve(self, model_id: str) -> PersonaSpec | None:
         """The persona a `persona/<name>` id names (404 if none), or None for any other id."""
         if not model_id.startswith(PREFIX):

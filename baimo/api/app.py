@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from baimo import __version__
-from baimo.api import conversation_routes, openai_routes
+from baimo.api import conversation_routes, knowledge_routes, openai_routes, persona_routes
 from baimo.api.deps import api_key, state
 from baimo.api.errors import install_error_handlers
 from baimo.api.limits import BodyLimits
@@ -36,10 +36,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Baimo", version=__version__, lifespan=lifespan,
                   description="Many models as one, behind an OpenAI-compatible API.")
-    app.add_middleware(BodyLimits, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimits, max_body_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes)
     install_error_handlers(app)
     app.include_router(openai_routes.router)
     app.include_router(conversation_routes.router)
+    app.include_router(knowledge_routes.router)
+    app.include_router(persona_routes.router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness")
     async def healthz() -> dict[str, str]:
@@ -72,6 +74,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/usage", include_in_schema=False)
     async def usage_page() -> FileResponse:
         return FileResponse(STATIC / "usage.html")
+
+    @app.get("/knowledge", include_in_schema=False)
+    @app.get("/personas", include_in_schema=False)
+    async def knowledge_page() -> FileResponse:
+        """Knowledge bases and personas: one page, two tabs (the path picks the tab)."""
+        return FileResponse(STATIC / "knowledge.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -43,8 +43,8 @@ async def get_base(name: str, s: AppState = Depends(state)) -> dict[str, Any]:
 
 @router.delete("/api/knowledge/{name}", summary="Delete a knowledge base and all its documents")
 async def delete_base(name: str, s: AppState = Depends(state)) -> dict[str, Any]:
-    await asyncio.to_thread(s.knowledge.delete, name)
-    return {"object": "knowledge_base", "name": name, "deleted": True}
+    personas = await asyncio.to_thread(s.delete_knowledge_base, name)
+    return {"object": "knowledge_base", "name": name, "deleted": True, "personas_updated": personas}
 
 
 @router.get("/api/knowledge/{name}/documents", summary="List a knowledge base's documents")

@@ -65,6 +65,11 @@ class AppState:
         personas.check_model = state.check_model_or_router
         return state
 
+    def delete_knowledge_base(self, name: str) -> list[str]:
+        """Delete a base and take it out of the personas that used it (returned), so they keep working."""
+        self.knowledge.delete(name)
+        return self.personas.forget_knowledge(name)
+
     def check_model_or_router(self, model_id: str) -> None:
         """404 unless the id is a model or a router."""
         if model_id not in self.routers:

@@ -17,6 +17,7 @@ from baimo.config import KnowledgeConfig
 from baimo.embeddings import Embedder, EmbedderRegistry
 from baimo.errors import Conflict, InvalidRequest, NotFound
 from baimo.knowledge.store import CHUNK_STORES, ChunkStore
+from baimo.store.conversations import iso_utc
 from baimo.store.database import Database
 from baimo.store.tables import KnowledgeBase, KnowledgeDocument
 
@@ -42,7 +43,7 @@ class BaseInfo:
 def document_dict(d: KnowledgeDocument) -> dict[str, Any]:
     return {"object": "knowledge_document", "id": d.doc_id, "source": d.source, "format": d.format,
             "title": d.title, "sha256": d.sha256, "bytes": d.bytes, "chunks": d.chunks,
-            "updated_at": d.updated_at.isoformat()}
+            "updated_at": iso_utc(d.updated_at)}
 
 
 class KnowledgeService:
@@ -104,7 +105,7 @@ class KnowledgeService:
                                  .where(KnowledgeDocument.kb_id == row.id)).one()
         return BaseInfo(id=row.id, name=row.name, description=row.description, embedder=row.embedder,
                         chunk_size=row.chunk_size, chunk_overlap=row.chunk_overlap,
-                        created_at=row.created_at.isoformat(), documents=docs, chunks=int(chunks))
+                        created_at=iso_utc(row.created_at), documents=docs, chunks=int(chunks))
 
     def list(self) -> list[BaseInfo]:
         with self.db.session() as s:

@@ -20,17 +20,18 @@ MAX_PAGE = 200
 
 def conversation_dict(c: Conversation) -> dict[str, Any]:
     return {"id": c.id, "title": c.title, "model": c.model,
-            "created_at": _iso(c.created_at), "updated_at": _iso(c.updated_at)}
+            "created_at": iso_utc(c.created_at), "updated_at": iso_utc(c.updated_at)}
 
 
 def message_dict(m: Message) -> dict[str, Any]:
     return {"id": m.id, "role": m.role, "content": m.content, "model": m.model, "route": m.route,
             "tokens_in": m.tokens_in, "tokens_out": m.tokens_out, "latency_ms": m.latency_ms,
             "ttft_ms": m.ttft_ms, "cost": m.cost, "status": m.status, "response_id": m.response_id,
-            "citations": json.loads(m.citations) if m.citations else None, "created_at": _iso(m.created_at)}
+            "citations": json.loads(m.citations) if m.citations else None, "created_at": iso_utc(m.created_at)}
 
 
-def _iso(d: datetime) -> str:
+def iso_utc(d: datetime) -> str:
+    """ISO 8601 in UTC with its zone (SQLite hands back naive datetimes that are UTC)."""
     return d.isoformat() if d.tzinfo else d.isoformat() + "Z"
 
 

@@ -144,7 +144,14 @@ def test_api_upload_search_documents_and_remove(kb_server: BaimoServer, docs: Pa
     assert r.status_code == 200 and r.json()["deleted"]
     assert httpx.get(f"{base}/api/knowledge/uploads/documents").json()["data"] == []
     assert httpx.post(f"{base}/api/knowledge/uploads/search", json={"query": "Quorvath"}).json()["data"] == []
-    assert httpx.delete(f"{base}/api/knowledge/uploads").status_code == 200
+    assert httpx.post(f"{base}/api/personas", json={"name": "reader", "model": "remote/citer",
+                                                    "knowledge": ["uploads"]}).status_code == 201
+    r = httpx.delete(f"{base}/api/knowledge/uploads")
+    assert r.status_code == 200 and r.json()["personas_updated"] == ["reader"]
+    assert httpx.get(f"{base}/api/personas/reader").json()["knowledge"] == []
+    chat = httpx.post(f"{base}/v1/chat/completions", json={"model": "persona/reader",
+                                                           "messages": [{"role": "user", "content": "hi"}]})
+    assert chat.status_code == 200 and "citations" not in chat.json()
 
 
 def test_persona_answers_with_citations_through_openai_client(kb_server: BaimoServer, docs: Path) -> None:

@@ -1,6 +1,7 @@
 // Baimo web chat. Plain ES module, no build step.
 // Globals from /static/vendor: marked (Markdown parser) and DOMPurify (HTML sanitiser).
 
+import { linkCitations, passageViewer, sourcesList } from "/static/citations.js";
 import { KEY_STORAGE, apiClient, debounce, h, keyDialog, storageGet, storageSet, toast as showToast } from "/static/client.js";
 
 const PAGE_SIZE = 50;
@@ -34,6 +35,7 @@ const el = {
   keyDialog: $("key-dialog"),
   keyInput: $("key-input"),
   keyText: $("key-dialog-text"),
+  passageDialog: $("passage-dialog"),
   toasts: $("toasts"),
 };
 
@@ -53,6 +55,9 @@ const state = {
   stream: null, // {convId, controller, view}
   loadToken: 0, // bumps on every conversation switch
 };
+
+// the dialog that shows a cited knowledge passage (the Sources list and [n] markers open it)
+const openPassage = passageViewer(el.passageDialog);
 
 /* ------------------------------------------------------------------ */
 /* Utilities                                                            */
@@ -178,7 +183,7 @@ async function loadModels() {
   try {
     const body = await api("/v1/models");
     // Embedding models are listed by /v1/models too, but they cannot chat.
-    state.models = ((body && body.data) || []).filter((m) => !(m.baimo && m.baimo.kind === "embedding"));
+    state.models = ((body && body.data) || []).filter((m) => kindOf(m) !== "embedding");
   } catch (err) {
     el.modelPicker.replaceChildren(h("option", { value: "" }, "Models unavailable"));
     toast(`Could not load models: ${err.message}`);
@@ -186,32 +191,43 @@ async function loadModels() {
   }
   const saved = storageGet(MODEL_STORAGE);
   const ids = state.models.map((m) => m.id);
-  const def = state.models.find((m) => m.baimo && m.baimo.default) || state.models[0];
+  const def = state.models.find((m) => m.baimo && m.baimo.default) || state.models.find((m) => kindOf(m) !== "persona") || state.models[0];
   const selected = saved && ids.includes(saved) ? saved : def ? def.id : "";
-  const option = (m) => {
-    const info = m.baimo || {};
-    const tip = isRouter(m)
-      ? [info.description, info.strategy ? `${info.strategy} router` : "router", info.candidates && info.candidates.length ? `over ${info.candidates.join(", ")}` : null]
-      : [info.description, info.context_window ? `context ${formatNumber(info.context_window)} tokens` : null];
-    return h("option", { value: m.id, title: tip.filter(Boolean).join(" · ") || null }, m.id + (info.default ? " (default)" : ""));
-  };
-  const routers = state.models.filter(isRouter);
-  const models = state.models.filter((m) => !isRouter(m));
-  if (routers.length) {
-    el.modelPicker.replaceChildren(
-      h("optgroup", { label: "Routers", "data-testid": "router-group" }, ...routers.map(option)),
-      h("optgroup", { label: "Models", "data-testid": "model-group" }, ...models.map(option)),
-    );
+  // Personas first (they are what most people pick), then routers, then plain models.
+  const groups = [
+    { label: "Personas", testid: "persona-group", items: state.models.filter((m) => kindOf(m) === "persona") },
+    { label: "Routers", testid: "router-group", items: state.models.filter((m) => kindOf(m) === "router") },
+    { label: "Models", testid: "model-group", items: state.models.filter((m) => !["persona", "router"].includes(kindOf(m))) },
+  ].filter((g) => g.items.length);
+  if (groups.length > 1) {
+    el.modelPicker.replaceChildren(...groups.map((g) => h("optgroup", { label: g.label, "data-testid": g.testid }, ...g.items.map(modelOption))));
   } else {
-    el.modelPicker.replaceChildren(...models.map(option));
+    el.modelPicker.replaceChildren(...state.models.map(modelOption));
   }
   if (!state.models.length) el.modelPicker.append(h("option", { value: "" }, "No models"));
   el.modelPicker.value = selected;
   updateComposer();
 }
 
-function isRouter(m) {
-  return !!(m && m.baimo && m.baimo.kind === "router");
+function kindOf(m) {
+  return (m && m.baimo && m.baimo.kind) || "model";
+}
+
+function modelOption(m) {
+  const info = m.baimo || {};
+  const kind = kindOf(m);
+  let tip;
+  let label = m.id;
+  if (kind === "persona") {
+    label = m.id.replace(/^persona\//, "");
+    const kb = info.knowledge && info.knowledge.length ? `knowledge: ${info.knowledge.join(", ")}` : null;
+    tip = [info.description, info.model ? `on ${info.model}` : null, kb, info.grounded ? "answers only from its knowledge" : null];
+  } else if (kind === "router") {
+    tip = [info.description, info.strategy ? `${info.strategy} router` : "router", info.candidates && info.candidates.length ? `over ${info.candidates.join(", ")}` : null];
+  } else {
+    tip = [info.description, info.context_window ? `context ${formatNumber(info.context_window)} tokens` : null];
+  }
+  return h("option", { value: m.id, title: tip.filter(Boolean).join(" · ") || null }, label + (info.default ? " (default)" : ""));
 }
 
 function currentModel() {
@@ -504,6 +520,7 @@ function messageView(m) {
     root,
     content,
     text: m.content || "",
+    citations: null, // knowledge passages the answer was given (set when it is finished)
     setText(text) {
       view.text = text;
       if (role === "user") {
@@ -511,6 +528,7 @@ function messageView(m) {
       } else {
         content.innerHTML = renderMarkdown(text);
         addCopyButtons(content);
+        linkCitations(content, view.citations, openPassage);
       }
     },
     finish(msg) {
@@ -518,12 +536,14 @@ function messageView(m) {
       if (msg.id) root.dataset.id = msg.id;
       if (msg.status) root.dataset.status = msg.status;
       if (typeof msg.content === "string") view.text = msg.content;
+      if (msg.citations !== undefined) view.citations = msg.citations && msg.citations.length ? msg.citations : null;
       view.setText(view.text);
       view.setFooter(msg);
     },
     setFooter(msg) {
-      for (const n of body.querySelectorAll(".message-footer, .message-error")) n.remove();
+      for (const n of body.querySelectorAll(".message-footer, .message-error, .sources")) n.remove();
       if (role !== "assistant") return;
+      if (view.citations) body.append(sourcesList(view.citations, openPassage));
       if (msg.status === "error" && msg.error) {
         body.append(h("div", { class: "message-error", role: "alert" }, msg.error));
       }

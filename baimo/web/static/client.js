@@ -1,5 +1,6 @@
-// Shared by the chat page (app.js) and the usage page (usage.js): storage, DOM helpers,
-// toasts and the HTTP client that sends the stored API key and asks for one on 401.
+// Shared by the chat page (app.js), the usage page (usage.js) and the knowledge page (knowledge.js,
+// personas.js): storage, DOM helpers, toasts and the HTTP client that sends the stored API key and
+// asks for one on 401.
 // Plain ES module, no build step.
 
 export const KEY_STORAGE = "baimo.apiKey";
@@ -64,6 +65,30 @@ export function toast(container, message, kind = "error") {
 }
 
 /* ------------------------------------------------------------------ */
+/* Formatting                                                           */
+/* ------------------------------------------------------------------ */
+
+export const fmtInt = (n) => Number(n || 0).toLocaleString("en-US");
+
+export function fmtCost(v) {
+  if (v === null || v === undefined || Number.isNaN(Number(v))) return "–";
+  const n = Number(v);
+  const a = Math.abs(n);
+  if (a === 0) return "$0.00";
+  if (a < 0.01) return `$${n.toFixed(6)}`;
+  if (a < 1) return `$${n.toFixed(4)}`;
+  return `$${n.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
+}
+
+// Server timestamps are UTC, sometimes without a zone suffix.
+export function parseTime(t) {
+  if (!t) return null;
+  const iso = /[zZ]|[+-]\d\d:?\d\d$/.test(t) ? t : `${t}Z`;
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? null : d;
+}
+
+/* ------------------------------------------------------------------ */
 /* HTTP                                                                 */
 /* ------------------------------------------------------------------ */
 
@@ -122,19 +147,21 @@ export function keyDialog({ dialog, input, text, cancel }) {
 
 // Returns { request, api } bound to askForKey (from keyDialog).
 // request(): fetch() with the stored API key; on 401 asks for a key and retries. Returns
-// the Response when ok, throws ApiError otherwise.
+// the Response when ok, throws ApiError otherwise. A FormData body is sent as multipart
+// (the browser sets its Content-Type and boundary); any other body is sent as JSON.
 // api(): request() and the parsed JSON body (null for an empty body).
 export function apiClient(askForKey) {
   async function request(path, { method = "GET", body, signal, headers = {} } = {}) {
+    const multipart = typeof FormData !== "undefined" && body instanceof FormData;
     for (let attempt = 0; ; attempt++) {
       const hdrs = { ...headers };
       const key = storageGet(KEY_STORAGE);
       if (key) hdrs.Authorization = `Bearer ${key}`;
-      if (body !== undefined) hdrs["Content-Type"] = "application/json";
+      if (body !== undefined && !multipart) hdrs["Content-Type"] = "application/json";
       const res = await fetch(path, {
         method,
         headers: hdrs,
-        body: body !== undefined ? JSON.stringify(body) : undefined,
+        body: body === undefined ? undefined : multipart ? body : JSON.stringify(body),
         signal,
       });
       if (res.status === 401 && attempt < 3) {

@@ -1,7 +1,7 @@
 // Baimo usage page (/usage): totals, per-model table, per-day stacked bar chart (inline SVG), recent requests.
 // Plain ES module, no build step, no chart library.
 
-import { apiClient, debounce, h, keyDialog, toast as showToast } from "/static/client.js";
+import { apiClient, debounce, fmtCost, fmtInt, h, keyDialog, parseTime, toast as showToast } from "/static/client.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const CHART_HEIGHT = 240;
@@ -54,18 +54,6 @@ function toast(message) {
   showToast(el.toasts, message);
 }
 
-const fmtInt = (n) => Number(n || 0).toLocaleString("en-US");
-
-function fmtCost(v) {
-  if (v === null || v === undefined || Number.isNaN(Number(v))) return "–";
-  const n = Number(v);
-  const a = Math.abs(n);
-  if (a === 0) return "$0.00";
-  if (a < 0.01) return `$${n.toFixed(6)}`;
-  if (a < 1) return `$${n.toFixed(4)}`;
-  return `$${n.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
-}
-
 function fmtMs(v) {
   if (v === null || v === undefined) return "–";
   const n = Number(v);
@@ -74,14 +62,6 @@ function fmtMs(v) {
 
 function fmtPct(v, digits = 1) {
   return `${Number(v).toFixed(digits)}%`;
-}
-
-// Usage timestamps are stored in UTC, sometimes without a zone suffix.
-function parseTime(t) {
-  if (!t) return null;
-  const iso = /[zZ]|[+-]\d\d:?\d\d$/.test(t) ? t : `${t}Z`;
-  const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? null : d;
 }
 
 function fmtTime(t) {
