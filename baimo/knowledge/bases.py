@@ -149,15 +149,16 @@ class KnowledgeService:
                 s.delete(row)
         return removed
 
-    def save_document(self, base: KnowledgeBase, *, doc_id: str, source: str, fmt: str, title: str, sha256: str,
-                      size: int, chunks: int) -> None:
+    def save_documents(self, base: KnowledgeBase, docs: list[dict[str, Any]]) -> None:
+        """Insert or update catalogue rows (doc_id, source, fmt, title, sha256, size, chunks) in one transaction."""
         from baimo.store.tables import utcnow
 
         with self.db.session() as s:
-            row = s.scalar(select(KnowledgeDocument).where(KnowledgeDocument.kb_id == base.id,
-                                                           KnowledgeDocument.doc_id == doc_id))
-            if row is None:
-                row = KnowledgeDocument(kb_id=base.id, doc_id=doc_id)
-                s.add(row)
-            row.source, row.format, row.title, row.sha256 = source, fmt, title[:500], sha256
-            row.bytes, row.chunks, row.updated_at = size, chunks, utcnow()
+            for d in docs:
+                row = s.scalar(select(KnowledgeDocument).where(KnowledgeDocument.kb_id == base.id,
+                                                               KnowledgeDocument.doc_id == d["doc_id"]))
+                if row is None:
+                    row = KnowledgeDocument(kb_id=base.id, doc_id=d["doc_id"])
+                    s.add(row)
+                row.source, row.format, row.title, row.sha256 = d["source"], d["fmt"], d["title"][:500], d["sha256"]
+                row.bytes, row.chunks, row.updated_at = d["size"], d["chunks"], utcnow()

@@ -58,6 +58,7 @@ class ChunkStore(Protocol):
     def add(self, kb_id: str, records: list[ChunkRecord]) -> None: ...
     def delete_doc(self, kb_id: str, doc_id: str, *, except_sha: str | None = None,
                    only_sha: str | None = None) -> None: ...
+    def replace_documents(self, kb_id: str, records: list[ChunkRecord], versions: dict[str, str]) -> None: ...
     def text_search(self, kb_id: str, query: str, k: int) -> list[StoredHit]: ...
     def vector_search(self, kb_id: str, vector: np.ndarray, k: int) -> list[StoredHit]: ...
     def count(self, kb_id: str) -> int: ...
@@ -148,6 +149,23 @@ class LanceChunkStore:
                 where += f" AND doc_sha = {_quote(only_sha)}"
             table.delete(where)
 
+    def replace_documents(self, kb_id: str, records: list[ChunkRecord], versions: dict[str, str]) -> None:
+        """Make `versions` (doc_id -> sha) the only versions of those documents: drop leftovers of these same
+        versions, append `records` in one commit, then drop every other version of the documents."""
+        if not versions:
+            return
+        same = " OR ".join(f"(doc_id = {_quote(d)} AND doc_sha = {_quote(v)})" for d, v in versions.items())
+        other = " OR ".join(f"(doc_id = {_quote(d)} AND doc_sha != {_quote(v)})" for d, v in versions.items())
+        with self._lock:
+            table = self._table(kb_id)
+            if table is not None:
+                table.delete(same)
+        self.add(kb_id, [r for r in records if r.vector is not None])
+        with self._lock:
+            table = self._table(kb_id)
+            if table is not None:
+                table.delete(other)
+
     def _hits(self, rows: list[dict[str, Any]], score: Callable[[dict[str, Any]], float]) -> list[StoredHit]:
         return [StoredHit(chunk_id=r["chunk_id"], doc_id=r["doc_id"], source=r["source"], location=r["location"],
                           heading=r["heading"], ordinal=int(r["ordinal"]), text=r["text"],
@@ -192,6 +210,10 @@ class LanceChunkStore:
             has_vector_index = any(getattr(ix, "columns", []) == [VECTOR_COLUMN] for ix in indexed.values())
             if not any(getattr(ix, "columns", []) == [TEXT_COLUMN] for ix in indexed.values()):
                 self._create_text_index(table)
+            if not any(getattr(ix, "columns", []) == ["doc_id"] for ix in indexed.values()):
+                from lancedb.index import BTree
+
+                table.create_index("doc_id", config=BTree())  # replacing or removing a document finds it fast
             if not has_vector_index and table.count_rows() >= self.ann_index_rows:
                 from lancedb.index import IvfHnswSq
 

@@ -9,16 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from baimo.knowledge.parsing import (
-    SUPPORTED_SUFFIXES,
-    ParseError,
-    _fix_rtl_line,
-    _guess_runs,
-    _join_lines,
-    _nfkc_presentation_forms,
-    parse_bytes,
-    parse_file,
-)
+from baimo.knowledge.parsing import SUPPORTED_SUFFIXES, ParseError, parse_bytes, parse_file
+from baimo.knowledge.pdf_text import fix_rtl_line, guess_runs, join_lines, nfkc_presentation_forms
 
 DEJAVU = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 CJK_FONTS = ["/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
@@ -107,33 +99,33 @@ def test_arabic_indic_digits_and_brackets_keep_their_order() -> None:
 
 def test_fix_rtl_line_on_pypdf_runs() -> None:
     # pypdf's runs for a logical-order stream: each RTL run reversed in place.
-    assert _fix_rtl_line([" اهناكس ددع غلبي .رصم ةمصاع يه ةرهاقلا", "10 ", ".ابيرقت ةمسن نييالم"]) == CAIRO
+    assert fix_rtl_line([" اهناكس ددع غلبي .رصم ةمصاع يه ةرهاقلا", "10 ", ".ابيرقت ةمسن نييالم"]) == CAIRO
     # ... and for a visual-order stream: runs right, run order visual, period at the visual start.
-    assert _fix_rtl_line([".", " ملايين نسمة تقريبا", "10 ", "القاهرة هي عاصمة مصر. يبلغ عدد سكانها"]) == CAIRO
+    assert fix_rtl_line([".", " ملايين نسمة تقريبا", "10 ", "القاهرة هي عاصمة مصر. يبلغ عدد سكانها"]) == CAIRO
     # Hebrew final letters at word starts mean reversed words.
-    assert _fix_rtl_line([".לארשי לש הריבה ריע איה םילשורי"]) == "ירושלים היא עיר הבירה של ישראל."
+    assert fix_rtl_line([".לארשי לש הריבה ריע איה םילשורי"]) == "ירושלים היא עיר הבירה של ישראל."
     # Lines without RTL letters are left alone.
-    assert _fix_rtl_line(["plain  Latin text"]) == "plain  Latin text"
+    assert fix_rtl_line(["plain  Latin text"]) == "plain  Latin text"
 
 
 def test_guessed_runs_when_pypdf_runs_are_unknown() -> None:
     line = " اهناكس ددع غلبي .رصم ةمصاع يه ةرهاقلا10 .ابيرقت ةمسن نييالم"
-    assert _fix_rtl_line(_guess_runs(line)) == CAIRO
+    assert fix_rtl_line(guess_runs(line)) == CAIRO
 
 
 def test_page_score_decides_lines_without_clues() -> None:
     # "مرحبا بكم" alone has no article, no ة, no punctuation: the page's evidence decides.
-    assert _fix_rtl_line(["مكب ابحرم"], page_score=3.0) == "مرحبا بكم"
-    assert _fix_rtl_line(["مرحبا بكم"], page_score=-3.0) == "مرحبا بكم"
+    assert fix_rtl_line(["مكب ابحرم"], page_score=3.0) == "مرحبا بكم"
+    assert fix_rtl_line(["مرحبا بكم"], page_score=-3.0) == "مرحبا بكم"
 
 
 def test_nfkc_only_touches_arabic_presentation_forms() -> None:
-    assert _nfkc_presentation_forms("ﬁne ① ﻻ") == "ﬁne ① لا"
+    assert nfkc_presentation_forms("ﬁne ① ﻻ") == "ﬁne ① لا"
 
 
 def test_cjk_lines_join_without_spaces() -> None:
-    assert _join_lines(["日本語の文章は", "スペースなしで続きます。"]) == "日本語の文章はスペースなしで続きます。"
-    assert _join_lines(["exam-", "ple and well-", "Known"]) == "example and well- Known"
+    assert join_lines(["日本語の文章は", "スペースなしで続きます。"]) == "日本語の文章はスペースなしで続きます。"
+    assert join_lines(["exam-", "ple and well-", "Known"]) == "example and well- Known"
 
 
 def test_japanese_pdf_when_a_cjk_font_is_installed() -> None:
