@@ -48,3 +48,4 @@ bench: install test-models
 	BAIMO_MODELS_DIR=$(TEST_MODELS) $(BIN)/python bench/gateway_overhead.py
 	BAIMO_MODELS_DIR=$(TEST_MODELS) $(BIN)/python bench/local_tokens.py
 	BAIMO_MODELS_DIR=$(TEST_MODELS) $(BIN)/python bench/cold_start.py
+	$(BIN)/python bench/knowledge.py

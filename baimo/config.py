@@ -110,6 +110,8 @@ class KnowledgeConfig(BaseModel):
                                  description="grounded mode: cosine similarity a passage needs to count")
     bm25_margin: float = Field(default=0.10, ge=0, le=2,
                                description="hybrid: BM25 hits must be this close to the best dense similarity")
+    ingest_workers: int = Field(default=2, ge=0, le=64,
+                                description="processes that embed large ingestion batches (0 or 1: in process)")
     ann_index_rows: int = Field(default=20_000, ge=1000,
                                 description="build an approximate vector index once a base has this many chunks")
 

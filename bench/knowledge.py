@@ -27,7 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from baimo.config import EmbedderConfig, KnowledgeConfig  # noqa: E402
 from baimo.embeddings import EmbedderRegistry  # noqa: E402
 from baimo.knowledge.bases import KnowledgeService  # noqa: E402
+from baimo.knowledge.chunking import chunk_document  # noqa: E402
 from baimo.knowledge.ingest import Ingestor, SourceFile  # noqa: E402
+from baimo.knowledge.parsing import parse_bytes  # noqa: E402
 from baimo.knowledge.retrieval import Retriever  # noqa: E402
 from baimo.knowledge.store import ChunkRecord  # noqa: E402
 from baimo.store.database import Database  # noqa: E402
@@ -43,24 +45,29 @@ def pct(values: list[float], q: float) -> float:
 
 
 def documents(target_chunks: int) -> tuple[list[SourceFile], list[str]]:
+    """Markdown files of three problems per section and four sections per file, until the chunker (run here
+    only to count) says there are `target_chunks` chunks."""
     rows = [json.loads(line) for line in GSM8K.read_text(encoding="utf-8").splitlines()]
     questions = [r["question"] for r in rows]
     docs: list[SourceFile] = []
-    per_doc = 10
-    n_docs = max(1, target_chunks * 700 // (per_doc * 260))  # ~260 characters a question, ~700 a chunk
-    for d in range(n_docs):
+    total, q = 0, 0
+    while total < target_chunks:
+        d = len(docs)
         parts = [f"# Problem set {d}\n"]
-        for j in range(per_doc):
-            q = questions[(d * per_doc + j) % len(questions)]
-            parts.append(f"## Problem {d}.{j}\n\n{q} (Set {d}, item {j}.)\n")
-        text = "\n".join(parts).encode("utf-8")
-        docs.append(SourceFile(f"set-{d:05d}.md", lambda text=text: text))
+        for section in range(4):
+            parts.append(f"## Part {section + 1}\n")
+            for _ in range(3):
+                parts.append(f"{questions[q % len(questions)]} (Set {d}, problem {q}.)\n")
+                q += 1
+        data = "\n".join(parts).encode("utf-8")
+        total += len(chunk_document(parse_bytes(data, "x.md")))
+        docs.append(SourceFile(f"set-{d:05d}.md", lambda data=data: data))
     return docs, questions
 
 
-def service(home: Path) -> KnowledgeService:
+def service(home: Path, threads: int = 1) -> KnowledgeService:
     db = Database(f"sqlite:///{home / 'baimo.db'}")
-    embedders = EmbedderRegistry([EmbedderConfig(id="local/multilingual-use", kind="use")])
+    embedders = EmbedderRegistry([EmbedderConfig(id="local/multilingual-use", kind="use", threads=threads)])
     return KnowledgeService(db, embedders, KnowledgeConfig(), home / "knowledge")
 
 
@@ -120,11 +127,12 @@ def scale_up(svc: KnowledgeService, base: str, times: int) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--chunks", type=int, default=10_000)
+    ap.add_argument("--threads", type=int, default=1, help="encoder threads (the server default is 1)")
     ap.add_argument("--scale", type=int, default=10)
     ap.add_argument("--queries", type=int, default=200)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        svc = service(Path(tmp))
+        svc = service(Path(tmp), args.threads)
         svc.create("bench")
         docs, questions = documents(args.chunks)
         rng = np.random.default_rng(1)
@@ -132,6 +140,7 @@ def main() -> None:
         print(f"ingesting {len(docs)} documents...", file=sys.stderr)
         report = Ingestor(svc).add("bench", docs)
         rate = report.chunks / report.seconds
+        print(f"  {report.chunks} chunks in {report.seconds:.1f} s: {rate:.0f} chunks/s", file=sys.stderr)
         n_small = svc.store.count(svc.get("bench").id)
         retriever = Retriever(svc)
         small = query_latency(retriever, "bench", queries)

@@ -93,5 +93,6 @@ class AppState:
     async def close(self) -> None:
         await self.chat.drain()
         self.ingest_jobs.close()
+        self.knowledge.close()
         await self.models.close()
         self.db.close()

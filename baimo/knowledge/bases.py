@@ -7,21 +7,25 @@ text and vectors. `KnowledgeService` is the one object the API, CLI and chat pat
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import func, select
 
 from baimo.config import KnowledgeConfig
 from baimo.embeddings import Embedder, EmbedderRegistry
 from baimo.errors import Conflict, InvalidRequest, NotFound
+from baimo.knowledge.embed_pool import EmbedderPool
 from baimo.knowledge.store import CHUNK_STORES, ChunkStore
 from baimo.store.conversations import iso_utc
 from baimo.store.database import Database
 from baimo.store.tables import KnowledgeBase, KnowledgeDocument
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+BULK_MIN_TEXTS = 128  # below this, starting worker processes (~2 s to load the encoder) does not pay
 
 
 @dataclass
@@ -55,6 +59,7 @@ class KnowledgeService:
         self.store_path = store_path
         self._store_kind = store_kind
         self._store: ChunkStore | None = None
+        self._pools: dict[str, EmbedderPool] = {}
 
     @property
     def store(self) -> ChunkStore:
@@ -65,6 +70,23 @@ class KnowledgeService:
 
     def embedder_for(self, base: KnowledgeBase | BaseInfo) -> Embedder:
         return self.embedders.get(base.embedder)
+
+    def embed_bulk(self, base: KnowledgeBase, texts: list[str]) -> Callable[[], np.ndarray]:
+        """Start embedding many passages; call the result to wait for the vectors. In worker processes when
+        configured and worth it (the caller can prepare the next batch meanwhile), else here and now."""
+        embedder = self.embedder_for(base)
+        if self.config.ingest_workers < 2 or len(texts) < BULK_MIN_TEXTS:
+            vectors = embedder.embed(texts)
+            return lambda: vectors
+        pool = self._pools.get(base.embedder)
+        if pool is None:
+            pool = self._pools[base.embedder] = EmbedderPool(embedder.config, self.config.ingest_workers)
+        return pool.submit(texts)
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
 
     # -- knowledge bases -------------------------------------------------------------------------------------
     def create(self, name: str, *, description: str = "", embedder: str | None = None,

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from baimo.errors import InvalidRequest
 from baimo.knowledge.bases import KnowledgeService
 from baimo.knowledge.chunking import Chunk, chunk_document
@@ -95,6 +97,15 @@ class _Pending:
     chunks: list[Chunk]
 
 
+@dataclass
+class _Batch:
+    """Documents whose chunks are being embedded; `vectors()` waits for the result."""
+
+    docs: list[_Pending]
+    texts: list[str]
+    vectors: Callable[[], np.ndarray]
+
+
 class Ingestor:
     def __init__(self, knowledge: KnowledgeService, *, batch_chunks: int = BATCH_CHUNKS) -> None:
         self.knowledge = knowledge
@@ -102,29 +113,35 @@ class Ingestor:
 
     def add(self, kb_name: str, files: list[SourceFile], *, progress: Callable[[Progress], None] | None = None,
             report: IngestReport | None = None) -> IngestReport:
+        """Ingest files in batches; while one batch is being embedded (in worker processes when configured),
+        the next is read, parsed and chunked."""
         base = self.knowledge.get(kb_name)
         report = report or IngestReport()
         state = Progress(files_total=len(files))
         started = time.perf_counter()
         seen: set[str] = set()
         pending: list[_Pending] = []
+        inflight: _Batch | None = None
         for f in files:
             state.current = f.source
             if progress:
                 progress(state)
             if f.source in seen:
                 report.failed.append({"source": f.source, "reason": "given twice in one batch"})
-                state.files_done += 1
                 continue
             seen.add(f.source)
             item = self._prepare(base, f, report)
             if item is not None:
                 pending.append(item)
                 if sum(len(p.chunks) for p in pending) >= self.batch_chunks:
-                    self._commit(base, pending, report, state)
-                    pending = []
-            state.files_done = len(seen) - len(pending)
-        self._commit(base, pending, report, state)
+                    if inflight is not None:
+                        self._write(base, inflight, report, state)
+                    inflight, pending = self._embed(base, pending), []
+            state.files_done = len(seen) - len(pending) - (len(inflight.docs) if inflight else 0)
+        if inflight is not None:
+            self._write(base, inflight, report, state)
+        if pending:
+            self._write(base, self._embed(base, pending), report, state)
         state.files_done, state.current = len(files), ""
         if progress:
             progress(state)
@@ -154,25 +171,27 @@ class Ingestor:
         chunks = chunk_document(doc, size=base.chunk_size, overlap=base.chunk_overlap)
         return _Pending(f.source, doc_id, sha, len(data), doc.format, doc.title, existing is not None, chunks)
 
-    def _commit(self, base: KnowledgeBase, pending: list[_Pending], report: IngestReport, state: Progress) -> None:
-        """Embed a batch of documents together and write them as one store commit, then their catalogue rows."""
-        if not pending:
-            return
+    def _embed(self, base: KnowledgeBase, pending: list[_Pending]) -> _Batch:
+        """Start embedding a batch of documents together (the result is awaited in `_write`)."""
         texts = [f"{c.heading}\n{c.text}" if c.heading else c.text for p in pending for c in p.chunks]
-        vectors = self.knowledge.embedder_for(base).embed(texts) if texts else None
+        return _Batch(pending, texts, self.knowledge.embed_bulk(base, texts))
+
+    def _write(self, base: KnowledgeBase, batch: _Batch, report: IngestReport, state: Progress) -> None:
+        """Write an embedded batch as one store commit, then its catalogue rows (see the module docstring)."""
+        vectors = batch.vectors()
         records: list[ChunkRecord] = []
-        for p in pending:
+        for p in batch.docs:
             for c in p.chunks:
                 i = len(records)
                 records.append(ChunkRecord(chunk_id=f"{p.doc_id}:{p.sha[:12]}:{c.ordinal}", doc_id=p.doc_id,
                                            doc_sha=p.sha, source=p.source, location=c.location, heading=c.heading,
-                                           ordinal=c.ordinal, text=c.text, search_text=texts[i],
-                                           vector=vectors[i] if vectors is not None else None))
-        self.knowledge.store.replace_documents(base.id, records, {p.doc_id: p.sha for p in pending})
+                                           ordinal=c.ordinal, text=c.text, search_text=batch.texts[i],
+                                           vector=vectors[i]))
+        self.knowledge.store.replace_documents(base.id, records, {p.doc_id: p.sha for p in batch.docs})
         self.knowledge.save_documents(base, [
             {"doc_id": p.doc_id, "source": p.source, "fmt": p.fmt, "title": p.title, "sha256": p.sha,
-             "size": p.size, "chunks": len(p.chunks)} for p in pending])
-        for p in pending:
+             "size": p.size, "chunks": len(p.chunks)} for p in batch.docs])
+        for p in batch.docs:
             (report.updated if p.updated else report.added).append(p.source)
         report.chunks += len(records)
         state.chunks_done += len(records)

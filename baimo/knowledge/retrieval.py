@@ -8,6 +8,7 @@ absolute relevance measure that grounded mode compares with its threshold.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -58,6 +59,7 @@ def rrf(rankings: list[list[str]], k: int = RRF_K) -> dict[str, float]:
 class Retriever:
     def __init__(self, knowledge: KnowledgeService) -> None:
         self.knowledge = knowledge
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="baimo-bm25")
 
     def search(self, bases: list[str], query: str, *, k: int = 5, mode: str = "hybrid",
                margin: float | None = None) -> list[Passage]:
@@ -79,6 +81,9 @@ class Retriever:
             if base.embedder not in query_vectors:
                 query_vectors[base.embedder] = self.knowledge.embedder_for(base).embed([query], is_query=True)[0]
             qv = query_vectors[base.embedder]
+            # BM25 runs in a second thread while the vector search runs here (LanceDB releases the GIL).
+            text_future = self._pool.submit(self.knowledge.store.text_search, base.id, query, n) \
+                if mode in ("hybrid", "bm25") else None
             best_dense = -1.0
             if mode in ("hybrid", "dense"):
                 vector_hits = self.knowledge.store.vector_search(base.id, qv, n)
@@ -87,8 +92,8 @@ class Retriever:
                     hits.setdefault(h.chunk_id, (base.name, h))
                     dense_rank[h.chunk_id] = rank
                 best_dense = max((h.score for h in vector_hits), default=-1.0)
-            if mode in ("hybrid", "bm25"):
-                text_hits = self.knowledge.store.text_search(base.id, query, n)
+            if text_future is not None:
+                text_hits = text_future.result()
                 if mode == "hybrid":
                     floor = best_dense - margin
                     text_hits = [h for h in text_hits if float(np.dot(h.vector, qv)) >= floor]
