@@ -148,8 +148,11 @@ def main() -> None:
         n_large = scale_up(svc, "bench", args.scale) if args.scale > 1 else n_small
         large = query_latency(retriever, "bench", queries)
         large_stages = stage_latency(svc, "bench", queries[:50])
+        svc.close()
         svc.db.close()
-    print("\n| measure | result | goal | result / goal |\n|---|---|---|---|")
+    print(f"\ningestion: {svc.config.ingest_workers} embedding worker processes; queries: the encoder in process, "
+          f"{args.threads} thread(s)\n")
+    print("| measure | result | goal | result / goal |\n|---|---|---|---|")
     print(f"| ingest ({report.chunks} chunks, {len(docs)} files) | {rate:.0f} chunks/s | {GOAL_INGEST:.0f} chunks/s "
           f"| {rate / GOAL_INGEST:.2f} |")
     print(f"| hybrid query at {n_small:,} chunks | p50 {small['p50']:.1f} ms, p99 {small['p99']:.1f} ms | — | — |")

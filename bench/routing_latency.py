@@ -1,9 +1,10 @@
 """Latency of one learned routing decision (embed one prompt tail + score + decide) on this CPU.
 
-    .venv/bin/python bench/routing_latency.py [--router NAME] [--n 300]
+    .venv/bin/python bench/routing_latency.py [--router NAME | --embedder use|e5] [--n 300] [--tail-chars N]
 
-Uses BAIMO_HOME/routers/NAME if given, else trains a small router on GSM8K's train split first. Prompts
-are RouteLLM MMLU and GSM8K test prompts, embedded fresh (no cache), after a warm-up.
+Uses BAIMO_HOME/routers/NAME (and the embedder it was trained with) if given, else trains a router on
+GSM8K's train split first with --embedder (default use). Prompts are RouteLLM MMLU and GSM8K test
+prompts, embedded fresh (no cache), after a warm-up; the embedder runs on one thread, as in the server.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def pct(values: list[float], q: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--router", help="name of a trained router in BAIMO_HOME/routers")
+    ap.add_argument("--embedder", default=learned.DEFAULT_EMBEDDER, choices=["use", "e5"],
+                    help="embedder of the router trained here when --router is not given")
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--tail-chars", type=int, default=None, help="override the router's prompt tail length")
     args = ap.parse_args()
@@ -40,8 +43,10 @@ def main() -> None:
     else:
         rows = convert("gsm8k")[0]
         o = parse_outcome_lines([json.dumps(r) for r in rows])
-        E = learned.embed_prompts(o.prompts, learned.make_embedder(), cache_dir=home / "cache" / "embeddings")
-        router, _ = learned.train(o.prompts, o.models, o.scores, o.costs, E)
+        model_id = learned.embedder_id(args.embedder)
+        E = learned.embed_prompts(o.prompts, learned.make_embedder(args.embedder), model_id=model_id,
+                                  cache_dir=home / "cache" / "embeddings")
+        router, _ = learned.train(o.prompts, o.models, o.scores, o.costs, E, model_id=model_id)
     if args.tail_chars is not None:
         router.tail_chars = args.tail_chars
     test = [r["prompt"] for r in convert("mmlu")[1][: args.n // 2]] + [r["prompt"] for r in convert("gsm8k")[1]]
@@ -63,8 +68,8 @@ def main() -> None:
     for p in prompts[:50]:
         router.choose(p)
     choose_ms = (time.perf_counter() - t0) / 50 * 1e3
-    print(f"router: {len(router.models)} models, kNN memory {len(router.knn_E)} prompts, "
-          f"blend {router.hyper.blend}, tail {router.tail_chars} chars; {len(prompts)} prompts")
+    print(f"router: {len(router.models)} models, embedder {router.embedder}, kNN memory {len(router.knn_E)} "
+          f"prompts, blend {router.hyper.blend}, tail {router.tail_chars} chars; {len(prompts)} prompts")
     print("| step | p50 ms | p99 ms | mean ms |")
     print("|---|---|---|---|")
     for name, v in (("embed prompt tail", embed_ms), ("score + decide", score_ms), ("total", total_ms)):
