@@ -8,6 +8,9 @@ stay in-process (one short text; a round trip to a worker would cost more than i
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -20,9 +23,18 @@ BATCH = 64
 _worker_embedder: Any = None
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A worker outlives a parent killed with -9 (its queue never closes): leave when the parent is gone."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+
+
 def _init(config_json: str) -> None:
     global _worker_embedder
     from baimo.embeddings import EMBEDDER_KINDS
+
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
     config = EmbedderConfig.model_validate_json(config_json)
     _worker_embedder = EMBEDDER_KINDS[config.kind](config.model_copy(update={"threads": 1}))

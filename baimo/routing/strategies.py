@@ -78,6 +78,7 @@ class RouterSet:
         return RoutePlan([target], f"{reason} -> {target}")
 
     def learned_router(self, name: str) -> Any:
+        """A trained router; it uses the shared embedder only if that is the kind it was trained with."""
         from baimo.routing.learned import LearnedRouter
 
         path = self.settings.routers_dir / name

