@@ -29,8 +29,14 @@ def home(baimo_home: Path) -> Path:
 
 def test_help_documents_every_command() -> None:
     out = run("--help").stdout
-    for command in ("serve", "chat", "models", "conversations", "keys"):
+    for command in ("serve", "chat", "models", "conversations", "keys", "router", "kb", "persona"):
         assert command in out
+    kb = run("kb", "--help").stdout
+    for command in ("create", "add", "list", "docs", "remove", "search", "delete"):
+        assert command in kb
+    persona = run("persona", "--help").stdout
+    for command in ("create", "update", "list", "show", "delete", "usage"):
+        assert command in persona
     assert "--json" in run("conversations", "list", "--help").stdout
     assert "pull" in run("models", "--help").stdout
 

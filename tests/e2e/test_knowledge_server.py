@@ -243,3 +243,12 @@ def test_persona_usage_and_budget(kb_server: BaimoServer, docs: Path) -> None:
     assert httpx.post(f"{base}/api/personas", json={"name": "y", "knowledge": ["nope"]}).status_code == 404
     assert httpx.delete(f"{base}/api/personas/spender").status_code == 200
     assert "persona/spender" not in [m["id"] for m in httpx.get(f"{base}/v1/models").json()["data"]]
+
+
+def test_openapi_documents_knowledge_and_personas(kb_server: BaimoServer) -> None:
+    paths = httpx.get(f"{kb_server.url}/openapi.json").json()["paths"]
+    for path in ("/api/knowledge", "/api/knowledge/{name}/documents", "/api/knowledge/{name}/search",
+                 "/api/knowledge-jobs/{job_id}", "/api/personas", "/api/personas/{name}/usage"):
+        assert path in paths, path
+    schema = httpx.get(f"{kb_server.url}/openapi.json").json()["components"]["schemas"]
+    assert "knowledge" in schema["ChatCompletionRequest"]["properties"]
