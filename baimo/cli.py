@@ -17,6 +17,7 @@ from rich.console import Console
 
 from baimo import __version__
 from baimo.cli_kb import kb_app, persona_app
+from baimo.cli_output import JsonOpt, app_state, err, print_json
 from baimo.cli_router import router_app
 from baimo.config import Settings, load_config
 from baimo.errors import BaimoError
@@ -33,18 +34,8 @@ app.add_typer(router_app, name="router")
 app.add_typer(kb_app, name="kb")
 app.add_typer(persona_app, name="persona")
 
-err = Console(stderr=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document to stdout.")]
 
 
-def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
-
-
-def _state() -> Any:
-    from baimo.api.state import AppState
-
-    return AppState.build(Settings())
 
 
 @app.callback()
@@ -92,7 +83,7 @@ def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
                      "default": m.id == (config.default_model or config.models[0].id),
                      "weights_present": present, "fallbacks": m.fallbacks, "description": m.description})
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     from rich.table import Table
 
@@ -143,7 +134,7 @@ async def _chat(prompt: str | None, model: str | None, system: str | None, max_t
     from baimo.backends.base import GenerationParams, TextDelta
     from baimo.chat import ChatContext
 
-    s = _state()
+    s = app_state()
     model = model or s.models.default_id
     s.models.get(model)
     conv = s.conversations.create(model=model)
@@ -191,9 +182,9 @@ def conversations_list(as_json: JsonOpt = False,
                        search: Annotated[str | None, typer.Option("-q", "--search", help="Match title or content.")]
                        = None) -> None:
     """List conversations, newest first."""
-    items, _ = _state().conversations.list(limit=limit, q=search)
+    items, _ = app_state().conversations.list(limit=limit, q=search)
     if as_json:
-        _print_json(items)
+        print_json(items)
         return
     for c in items:
         typer.echo(f"{c['id']}  {c['updated_at'][:19]}  {c['title']}")
@@ -204,9 +195,9 @@ def conversations_show(conversation_id: str, as_json: JsonOpt = False) -> None:
     """Show one conversation with its messages."""
     from baimo.export import conversation_markdown
 
-    conv = _state().conversations.get(conversation_id)
+    conv = app_state().conversations.get(conversation_id)
     if as_json:
-        _print_json(conv)
+        print_json(conv)
     else:
         typer.echo(conversation_markdown(conv), nl=False)
 
@@ -221,7 +212,7 @@ def conversations_export(conversation_id: str,
 
     if fmt not in ("json", "markdown", "md"):
         raise BaimoError(f"unknown format {fmt!r}: use json or markdown")
-    conv = _state().conversations.get(conversation_id)
+    conv = app_state().conversations.get(conversation_id)
     text = json.dumps(conv, ensure_ascii=False, indent=2) + "\n" if fmt == "json" else conversation_markdown(conv)
     if output:
         output.write_text(text, encoding="utf-8")
@@ -233,9 +224,9 @@ def conversations_export(conversation_id: str,
 @keys_app.command("create")
 def keys_create(name: str, as_json: JsonOpt = False) -> None:
     """Create an API key; the secret is printed once."""
-    record, secret = _state().keys.create(name)
+    record, secret = app_state().keys.create(name)
     if as_json:
-        _print_json({**record, "key": secret})
+        print_json({**record, "key": secret})
     else:
         typer.echo(secret)
         err.print(f"key {record['id']} ({name}) created; store it now, it is not shown again")
@@ -244,9 +235,9 @@ def keys_create(name: str, as_json: JsonOpt = False) -> None:
 @keys_app.command("list")
 def keys_list(as_json: JsonOpt = False) -> None:
     """List API keys (never their secrets)."""
-    keys = _state().keys.list()
+    keys = app_state().keys.list()
     if as_json:
-        _print_json(keys)
+        print_json(keys)
         return
     for k in keys:
         typer.echo(f"{k['id']}  {k['prefix']}…  {k['name']}  {'revoked' if k['revoked'] else 'active'}")
@@ -255,7 +246,7 @@ def keys_list(as_json: JsonOpt = False) -> None:
 @keys_app.command("revoke")
 def keys_revoke(key: Annotated[str, typer.Argument(help="Key id or name.")]) -> None:
     """Revoke an API key."""
-    record = _state().keys.revoke(key)
+    record = app_state().keys.revoke(key)
     err.print(f"revoked {record['id']} ({record['name']})")
 
 

@@ -5,32 +5,19 @@ Listings and searches take --json and print one JSON document to stdout; progres
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
+from baimo.cli_output import JsonOpt, app_state, err, print_json
 from baimo.errors import InvalidRequest
 
 kb_app = typer.Typer(help="Knowledge bases: add documents, search them, answer from them.", no_args_is_help=True)
 persona_app = typer.Typer(help="Personas ('digital employees'): instructions, knowledge, model, budget; callable "
                           "as persona/<name>.", no_args_is_help=True)
-err = Console(stderr=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document to stdout.")]
 
 
-def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
-
-
-def _state() -> Any:
-    from baimo.api.state import AppState
-    from baimo.config import Settings
-
-    return AppState.build(Settings())
 
 
 @kb_app.command("create")
@@ -42,10 +29,10 @@ def kb_create(name: str,
               chunk_overlap: Annotated[int | None, typer.Option(help="Overlap between chunks.")] = None,
               as_json: JsonOpt = False) -> None:
     """Create an empty knowledge base."""
-    info = _state().knowledge.create(name, description=description, embedder=embedder, chunk_size=chunk_size,
+    info = app_state().knowledge.create(name, description=description, embedder=embedder, chunk_size=chunk_size,
                                      chunk_overlap=chunk_overlap)
     if as_json:
-        _print_json(info.to_dict())
+        print_json(info.to_dict())
     else:
         err.print(f"created knowledge base {name} (embedder {info.embedder}, chunks of {info.chunk_size})")
 
@@ -59,7 +46,7 @@ def kb_add(name: str,
 
     from baimo.knowledge.ingest import Ingestor, IngestReport, collect_files
 
-    s = _state()
+    s = app_state()
     s.knowledge.get(name)
     files, missing = collect_files(paths)
     if not files and not missing:
@@ -75,7 +62,7 @@ def kb_add(name: str,
 
         report = Ingestor(s.knowledge).add(name, files, progress=progress, report=report)
     if as_json:
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
     else:
         rate = f" ({report.chunks / report.seconds:.0f} chunks/s)" if report.seconds and report.chunks else ""
         err.print(f"{len(report.added)} added, {len(report.updated)} updated, {len(report.unchanged)} unchanged, "
@@ -89,9 +76,9 @@ def kb_add(name: str,
 @kb_app.command("list")
 def kb_list(as_json: JsonOpt = False) -> None:
     """List knowledge bases with their document and chunk counts."""
-    bases = _state().knowledge.list()
+    bases = app_state().knowledge.list()
     if as_json:
-        _print_json([b.to_dict() for b in bases])
+        print_json([b.to_dict() for b in bases])
         return
     for b in bases:
         typer.echo(f"{b.name}  {b.documents} documents  {b.chunks} chunks  {b.embedder}  {b.description}")
@@ -100,9 +87,9 @@ def kb_list(as_json: JsonOpt = False) -> None:
 @kb_app.command("docs")
 def kb_docs(name: str, as_json: JsonOpt = False) -> None:
     """List a knowledge base's documents."""
-    docs = _state().knowledge.documents(name)
+    docs = app_state().knowledge.documents(name)
     if as_json:
-        _print_json(docs)
+        print_json(docs)
         return
     for d in docs:
         typer.echo(f"{d['source']}  {d['format']}  {d['chunks']} chunks  {d['updated_at'][:19]}")
@@ -111,7 +98,7 @@ def kb_docs(name: str, as_json: JsonOpt = False) -> None:
 @kb_app.command("remove")
 def kb_remove(name: str, doc: Annotated[str, typer.Argument(help="Document source name or id.")]) -> None:
     """Remove one document and its chunks."""
-    removed = _state().knowledge.remove_document(name, doc)
+    removed = app_state().knowledge.remove_document(name, doc)
     err.print(f"removed {removed['source']} ({removed['chunks']} chunks)")
 
 
@@ -121,9 +108,9 @@ def kb_search(name: str, query: str,
               mode: Annotated[str, typer.Option(help="hybrid, bm25 or dense.")] = "hybrid",
               as_json: JsonOpt = False) -> None:
     """Search: hits best first, each with text, source, location and score."""
-    hits = _state().retriever.search([name], query, k=k, mode=mode)
+    hits = app_state().retriever.search([name], query, k=k, mode=mode)
     if as_json:
-        _print_json([h.to_dict() for h in hits])
+        print_json([h.to_dict() for h in hits])
         return
     for i, h in enumerate(hits, start=1):
         where = f"{h.source}, {h.location}" if h.location else h.source
@@ -134,7 +121,7 @@ def kb_search(name: str, query: str,
 @kb_app.command("delete")
 def kb_delete(name: str) -> None:
     """Delete a knowledge base and everything in it."""
-    personas = _state().delete_knowledge_base(name)
+    personas = app_state().delete_knowledge_base(name)
     err.print(f"deleted knowledge base {name}" + (f"; removed from personas {', '.join(personas)}" if personas else ""))
 
 
@@ -148,7 +135,7 @@ def _persona_fields(**options: Any) -> dict[str, Any]:
 
 def _show_persona(p: Any, as_json: bool) -> None:
     if as_json:
-        _print_json(p.to_dict())
+        print_json(p.to_dict())
     else:
         kb = ", ".join(p.knowledge or []) or "none"
         budget = f"${p.budget_usd:.2f}/month" if p.budget_usd is not None else "none"
@@ -170,7 +157,7 @@ def persona_create(
         budget: Annotated[float | None, typer.Option(help="Monthly budget in USD.")] = None,
         as_json: JsonOpt = False) -> None:
     """Create a persona."""
-    p = _state().personas.create(name, **_persona_fields(
+    p = app_state().personas.create(name, **_persona_fields(
         instructions=instructions, description=description, model=model, temperature=temperature,
         knowledge=knowledge, grounded=grounded, min_relevance=min_relevance, top_k=top_k, budget_usd=budget))
     _show_persona(p, as_json)
@@ -190,7 +177,7 @@ def persona_update(
         budget: Annotated[float | None, typer.Option(help="Monthly budget in USD.")] = None,
         as_json: JsonOpt = False) -> None:
     """Change some of a persona's fields."""
-    p = _state().personas.update(name, **_persona_fields(
+    p = app_state().personas.update(name, **_persona_fields(
         instructions=instructions, description=description, model=model, temperature=temperature,
         knowledge=knowledge, grounded=grounded, min_relevance=min_relevance, top_k=top_k, budget_usd=budget))
     _show_persona(p, as_json)
@@ -199,9 +186,9 @@ def persona_update(
 @persona_app.command("list")
 def persona_list(as_json: JsonOpt = False) -> None:
     """List personas."""
-    personas = _state().personas.list()
+    personas = app_state().personas.list()
     if as_json:
-        _print_json([p.to_dict() for p in personas])
+        print_json([p.to_dict() for p in personas])
         return
     for p in personas:
         _show_persona(p, False)
@@ -210,9 +197,9 @@ def persona_list(as_json: JsonOpt = False) -> None:
 @persona_app.command("show")
 def persona_show(name: str, as_json: JsonOpt = False) -> None:
     """Show one persona, instructions included."""
-    p = _state().personas.get(name)
+    p = app_state().personas.get(name)
     if as_json:
-        _print_json(p.to_dict())
+        print_json(p.to_dict())
     else:
         _show_persona(p, False)
         typer.echo(p.instructions)
@@ -221,18 +208,18 @@ def persona_show(name: str, as_json: JsonOpt = False) -> None:
 @persona_app.command("delete")
 def persona_delete(name: str) -> None:
     """Delete a persona (its usage records stay)."""
-    _state().personas.delete(name)
+    app_state().personas.delete(name)
     err.print(f"deleted persona {name}")
 
 
 @persona_app.command("usage")
 def persona_usage(name: str, as_json: JsonOpt = False) -> None:
     """The persona's 'salary slip': requests, tokens, cost and the share each model served."""
-    s = _state()
+    s = app_state()
     p = s.personas.get(name)
     report = {**s.usage.persona_report(p.name), "budget_usd": p.budget_usd}
     if as_json:
-        _print_json(report)
+        print_json(report)
         return
     typer.echo(f"{p.id}: {report['requests']} requests, {report['prompt_tokens']}+{report['completion_tokens']} "
                f"tokens, ${report['cost']:.6f} (this month ${report['this_month_cost']:.6f}"

@@ -32,9 +32,6 @@ const el = {
   composer: $("composer"),
   send: $("send"),
   stop: $("stop"),
-  keyDialog: $("key-dialog"),
-  keyInput: $("key-input"),
-  keyText: $("key-dialog-text"),
   passageDialog: $("passage-dialog"),
   toasts: $("toasts"),
 };
@@ -172,7 +169,7 @@ function addCopyButtons(container) {
 /* HTTP                                                                 */
 /* ------------------------------------------------------------------ */
 
-const askForKey = keyDialog({ dialog: el.keyDialog, input: el.keyInput, text: el.keyText, cancel: $("key-cancel") });
+const askForKey = keyDialog();
 const { request, api } = apiClient(askForKey);
 
 /* ------------------------------------------------------------------ */

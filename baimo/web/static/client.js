@@ -114,10 +114,20 @@ export async function errorFromResponse(res) {
   return new ApiError(message, res.status, body);
 }
 
-// Wires the API-key <dialog> (the same markup on every page) and returns
+// Builds the API-key <dialog> (one definition for every page) and returns
 // askForKey(message): shows the dialog and resolves with the saved key, or null when
 // cancelled or cleared. Concurrent calls share one prompt.
-export function keyDialog({ dialog, input, text, cancel }) {
+export function keyDialog() {
+  const input = h("input", { type: "password", id: "key-input", "data-testid": "api-key-input", placeholder: "sk-…",
+    autocomplete: "off", "aria-label": "API key" });
+  const text = h("p", { id: "key-dialog-text" }, "This server requires an API key. It is stored in this browser only.");
+  const cancel = h("button", { type: "button", class: "btn btn-ghost", id: "key-cancel" }, "Cancel");
+  const save = h("button", { type: "submit", value: "save", class: "btn btn-primary", id: "key-save",
+    "data-testid": "api-key-save" }, "Save");
+  const dialog = h("dialog", { id: "key-dialog", class: "dialog", "data-testid": "api-key-dialog" },
+    h("form", { method: "dialog", id: "key-form" }, h("h2", {}, "API key"), text, input,
+      h("div", { class: "dialog-actions" }, cancel, save)));
+  document.body.append(dialog);
   let pending = null;
   cancel.addEventListener("click", () => dialog.close("cancel"));
   return function askForKey(message) {

@@ -51,9 +51,6 @@ const el = {
   searchButton: $("kb-search"),
   searchStatus: $("search-status"),
   hits: $("hits"),
-  keyDialog: $("key-dialog"),
-  keyInput: $("key-input"),
-  keyText: $("key-dialog-text"),
   toasts: $("toasts"),
 };
 
@@ -69,7 +66,7 @@ const state = {
 /* Utilities                                                            */
 /* ------------------------------------------------------------------ */
 
-const askForKey = keyDialog({ dialog: el.keyDialog, input: el.keyInput, text: el.keyText, cancel: $("key-cancel") });
+const askForKey = keyDialog();
 const { api } = apiClient(askForKey);
 
 function toast(message, kind = "error") {

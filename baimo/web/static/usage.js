@@ -25,9 +25,6 @@ const el = {
   recentPanel: $("recent-panel"),
   recent: $("recent-table"),
   refresh: $("refresh"),
-  keyDialog: $("key-dialog"),
-  keyInput: $("key-input"),
-  keyText: $("key-dialog-text"),
   toasts: $("toasts"),
 };
 
@@ -85,7 +82,7 @@ function colorFor(model) {
 /* HTTP (the same stored key as the chat page)                          */
 /* ------------------------------------------------------------------ */
 
-const askForKey = keyDialog({ dialog: el.keyDialog, input: el.keyInput, text: el.keyText, cancel: $("key-cancel") });
+const askForKey = keyDialog();
 const client = apiClient(askForKey);
 const api = (path) => client.api(path, { headers: { Accept: "application/json" } });
 
