@@ -120,23 +120,28 @@ def models_pull(ids: Annotated[list[str] | None, typer.Argument(help="Model ids 
 @app.command()
 def chat(prompt: Annotated[str | None, typer.Argument(help="Ask once and exit; omit for an interactive session.")]
          = None,
-         model: Annotated[str | None, typer.Option("-m", "--model", help="Model id (default: the default model).")]
-         = None,
+         model: Annotated[str | None, typer.Option("-m", "--model", help="Model, router or persona/<name> "
+                                                   "(default: the default model).")] = None,
          system: Annotated[str | None, typer.Option("-s", "--system", help="A system prompt.")] = None,
+         knowledge: Annotated[list[str] | None, typer.Option("-k", "--knowledge", help="Answer from this knowledge "
+                                                             "base, with sources (repeat for more).")] = None,
+         grounded: Annotated[bool, typer.Option("--grounded", help="With -k: say 'I don't know' when nothing "
+                                                "relevant is found.")] = False,
          max_tokens: Annotated[int | None, typer.Option(help="Most tokens to generate.")] = None,
          temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None) -> None:
     """Chat with a model, streaming to the terminal. The exchange is stored as a conversation."""
-    asyncio.run(_chat(prompt, model, system, max_tokens, temperature))
+    asyncio.run(_chat(prompt, model, system, knowledge or [], grounded, max_tokens, temperature))
 
 
-async def _chat(prompt: str | None, model: str | None, system: str | None, max_tokens: int | None,
-                temperature: float | None) -> None:
+async def _chat(prompt: str | None, model: str | None, system: str | None, knowledge: list[str], grounded: bool,
+                max_tokens: int | None, temperature: float | None) -> None:
     from baimo.backends.base import GenerationParams, TextDelta
     from baimo.chat import ChatContext
 
     s = app_state()
-    model = model or s.models.default_id
-    s.models.get(model)
+    model = model or s.models.default_id or ""
+    s.check_callable(model)
+    options = s.assistant.knowledge_options(knowledge, grounded=grounded) if knowledge else None
     conv = s.conversations.create(model=model)
     if system:
         s.conversations.append(conv["id"], "system", system)
@@ -156,13 +161,17 @@ async def _chat(prompt: str | None, model: str | None, system: str | None, max_t
             s.conversations.append(conv["id"], "user", prompt)
             params = GenerationParams(messages=s.conversations.history(conv["id"]), max_tokens=max_tokens,
                                       temperature=temperature)
-            run = await s.chat.open(model, params, ChatContext(endpoint="cli", stream=True,
-                                                                conversation_id=conv["id"], store_message=True))
+            ctx = ChatContext(endpoint="cli", stream=True, conversation_id=conv["id"], store_message=True)
+            target, params, turn_options = s.assistant.resolve(model, params, ctx, options)
+            run = await s.assistant.open(target, params, ctx, turn_options)
             async for ev in run.events():
                 if isinstance(ev, TextDelta):
                     sys.stdout.write(ev.text)
                     sys.stdout.flush()
             sys.stdout.write("\n")
+            for c in run.citations() or []:
+                where = f"{c['source']}, {c['location']}" if c["location"] else c["source"]
+                err.print(f"[dim]{'*' if c['cited'] else ' '}[{c['index']}] {where}[/]")
             err.print(f"[dim]{run.model_id} · {usage_line(run)}[/]")
             if not interactive:
                 break

@@ -252,3 +252,14 @@ def test_openapi_documents_knowledge_and_personas(kb_server: BaimoServer) -> Non
         assert path in paths, path
     schema = httpx.get(f"{kb_server.url}/openapi.json").json()["components"]["schemas"]
     assert "knowledge" in schema["ChatCompletionRequest"]["properties"]
+
+
+def test_cli_chat_with_knowledge_and_persona(kb_server: BaimoServer, docs: Path) -> None:
+    r = cli(kb_server, "chat", "-m", "remote/citer", "-k", "manuals", "What torque for the QV-9 valve?")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "Tighten the QV-9 to 42 Nm [1]."
+    assert "*[1] valves.md, Quorvath valve maintenance > Torque settings" in r.stderr
+    r = cli(kb_server, "chat", "-m", "remote/citer", "-k", "manuals", "--grounded", "Who won the 1998 World Cup?")
+    assert r.returncode == 0 and r.stdout.startswith("I don't know")
+    r = cli(kb_server, "chat", "-m", "persona/nobody", "hi")
+    assert r.returncode == 1 and r.stderr.startswith("error: ")
