@@ -61,7 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         chat_rows = [r for r in by_model if r["model"] not in s.embedders.ids()]
         total = sum(r["cost"] for r in chat_rows)
         baseline = s.usage.cost_if_all_to(strongest) if strongest else None
-        return {"by_model": by_model, "by_day": s.usage.by_day(), "recent": s.usage.recent(20),
+        return {"by_model": by_model, "by_day": s.usage.by_day(), "by_persona": s.usage.by_persona(),
+                "recent": s.usage.recent(20),
                 "totals": {"requests": sum(r["requests"] for r in chat_rows), "cost": total,
                            "strongest_model": strongest.id if strongest else None,
                            "cost_if_all_to_strongest": baseline}}

@@ -72,6 +72,16 @@ class UsageLog:
         keep = sorted({r["day"] for r in rows})[-days:]
         return [r for r in rows if r["day"] in keep]
 
+    def by_persona(self) -> list[dict[str, Any]]:
+        """Requests, tokens and cost per persona (requests made without one are left out)."""
+        stmt = (select(UsageRecord.persona, func.count(), func.sum(UsageRecord.prompt_tokens),
+                       func.sum(UsageRecord.completion_tokens), func.sum(UsageRecord.cost))
+                .where(UsageRecord.persona.is_not(None)).group_by(UsageRecord.persona)
+                .order_by(func.count().desc()))
+        with self.db.session() as s:
+            return [{"persona": p, "requests": n, "prompt_tokens": pt or 0, "completion_tokens": c or 0,
+                     "cost": cost or 0.0} for p, n, pt, c, cost in s.execute(stmt)]
+
     def persona_report(self, persona: str) -> dict[str, Any]:
         """A persona's 'salary slip': requests, tokens and cost, and the share each model served."""
         models = [m for m in self.summary(persona) if m["model"] is not None or m["requests"]]

@@ -237,6 +237,8 @@ def test_persona_usage_and_budget(kb_server: BaimoServer, docs: Path) -> None:
         time.sleep(0.1)
     assert slip["requests"] >= 2 and slip["models"][0]["model"] == "local/smollm2-135m"
     assert slip["models"][0]["share"] == 1.0 and slip["prompt_tokens"] > 0
+    by_persona = {p["persona"]: p for p in httpx.get(f"{base}/api/usage").json()["by_persona"]}
+    assert by_persona["maintenance"]["requests"] == slip["requests"]
     r = cli(kb_server, "persona", "usage", "spender", "--json")
     assert json.loads(r.stdout)["requests"] >= 1 and json.loads(r.stdout)["cost"] > 0
     assert httpx.post(f"{base}/api/personas", json={"name": "x", "model": "nope"}).status_code == 404
