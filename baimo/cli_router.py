@@ -104,9 +104,10 @@ def _open(name: str) -> Any:
 @router_app.command("train")
 def train(data: DataOpt, name: Annotated[str, typer.Option("--name", help="Router name.")],
           target_quality: QualityOpt = None, max_cost: CostOpt = None, prices: PricesOpt = None,
-          tail_chars: Annotated[int, typer.Option(help="Embed only the last N characters of each prompt.")] = 1000,
+          tail_chars: Annotated[int | None, typer.Option(help="Embed only the last N characters of each prompt "
+                                                         "(default: 500 with use, 1000 with e5).")] = None,
           embedder: Annotated[str, typer.Option("--embedder", help="Prompt embedder: use (multilingual Universal "
-                                                "Sentence Encoder, ~10x faster) or e5 (multilingual-e5-small); "
+                                                "Sentence Encoder, ~15x faster here) or e5 (multilingual-e5-small); "
                                                 "stored with the router.")] = "use",
           as_json: JsonOpt = False) -> None:
     """Train a learned router; λ is calibrated on out-of-fold predictions (default --target-quality 0.95)."""
@@ -117,9 +118,11 @@ def train(data: DataOpt, name: Annotated[str, typer.Option("--name", help="Route
     if target_quality is None and max_cost is None:
         target_quality = 0.95
     kind = learned.embedder_kind(embedder)
+    tail_chars = learned.default_tail_chars(kind) if tail_chars is None else tail_chars
     path = _router_dir(name)
     outcomes = _load(data, prices)
-    err.print(f"{len(outcomes)} prompts, models: {', '.join(outcomes.models)}; embedder {kind}")
+    err.print(f"{len(outcomes)} prompts, models: {', '.join(outcomes.models)}; embedder {kind}, "
+              f"prompt tail {tail_chars} chars")
     with _progress() as progress:
         E = learned.embed_prompts(outcomes.prompts, learned.make_embedder(kind), tail_chars=tail_chars,
                                   cache_dir=_cache_dir(), model_id=learned.embedder_id(kind), progress=progress)
@@ -129,7 +132,7 @@ def train(data: DataOpt, name: Annotated[str, typer.Option("--name", help="Route
                     target_quality=target_quality, max_cost=max_cost, source=f"out-of-fold:{data}")
     router.save(path)
     summary = {"name": name, "path": str(path), "models": router.models, "embedder": router.embedder,
-               "lambda": router.lam,
+               "tail_chars": router.tail_chars, "lambda": router.lam,
                "hyper": router.to_json()["hyper"], "expected": cal["expected"], "met": cal["met"],
                "stats": router.stats}
     exp = cal["expected"]

