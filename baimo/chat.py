@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from baimo.backends.base import Backend, Finish, GenerationParams, StreamEvent, TextDelta
+from baimo.backends.base import Backend, Finish, GenerationParams, StreamEvent, TextDelta, ToolCallDelta, uses_tools
 from baimo.backends.registry import ModelRegistry
 from baimo.context import Fitted, start_fitted
 from baimo.errors import BaimoError, ContextLengthExceeded, UpstreamError
@@ -53,6 +53,7 @@ class ChatRun:
     first: StreamEvent
     _events: AsyncIterator[StreamEvent]
     text_parts: list[str] = field(default_factory=list)
+    tool_call_parts: list[dict[str, Any]] = field(default_factory=list)
     finish: Finish | None = None
     ttft_ms: float | None = None
     error: BaimoError | None = None
@@ -66,6 +67,20 @@ class ChatRun:
     @property
     def text(self) -> str:
         return "".join(self.text_parts)
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """The streamed tool-call pieces joined into whole calls (by `index`: id, name, then argument text)."""
+        calls: dict[int, dict[str, Any]] = {}
+        for part in self.tool_call_parts:
+            call = calls.setdefault(int(part.get("index", len(calls))),
+                                    {"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+            call["id"] = part.get("id") or call["id"]
+            call["type"] = part.get("type") or call["type"]
+            fn = part.get("function") or {}
+            call["function"]["name"] += fn.get("name") or ""
+            call["function"]["arguments"] += fn.get("arguments") or ""
+        return [calls[i] for i in sorted(calls)]
 
     @property
     def prompt_cost(self) -> float:
@@ -100,10 +115,13 @@ class ChatRun:
         try:
             event: StreamEvent | None = self.first
             while event is not None:
-                if isinstance(event, TextDelta):
+                if isinstance(event, TextDelta | ToolCallDelta):
                     if self.ttft_ms is None:
                         self.ttft_ms = self.latency_ms
-                    self.text_parts.append(event.text)
+                    if isinstance(event, TextDelta):
+                        self.text_parts.append(event.text)
+                    else:
+                        self.tool_call_parts.extend(event.calls)
                 else:
                     self.finish = event
                 yield event
@@ -140,10 +158,11 @@ class ChatService:
         """Start a completion and wait for its first event: resolve routers, then try models in order."""
         started = time.perf_counter()
         if self.routers is not None and model in self.routers:
-            req = RouteRequest(params.messages, persona=ctx.persona, json_mode=params.json_mode)
+            req = RouteRequest(params.messages, persona=ctx.persona, json_mode=params.json_mode,
+                               tools=uses_tools(params))
             plan = await self.routers.plan(model, req)
             ctx.route_prompt = req.prompt
-            if plan.cascade is not None:
+            if plan.cascade is not None and not req.tools:  # a cascade judges text; tool calls go straight
                 return await self._open_cascade(model, plan, params, ctx, started)
             return await self._open_first(model, self._with_fallbacks(plan.models), params, ctx, started,
                                           plan.reason)

@@ -131,6 +131,7 @@ class RuleConfig(BaseModel):
     keywords: list[str] | None = None
     has_code: bool | None = None
     json_mode: bool | None = Field(default=None, alias="json")
+    tools: bool | None = Field(default=None, description="the request offers tools (or carries tool calls)")
 
     @model_validator(mode="after")
     def _check_regex(self) -> RuleConfig:

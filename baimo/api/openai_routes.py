@@ -14,7 +14,7 @@ from baimo.api.deps import api_key, state
 from baimo.api.schemas import ChatCompletionRequest, EmbeddingRequest
 from baimo.api.sse import DONE, ChunkMaker, SSEResponse, error_event, event
 from baimo.api.state import AppState
-from baimo.backends.base import Finish, TextDelta
+from baimo.backends.base import Finish, TextDelta, ToolCallDelta
 from baimo.chat import ChatContext, ChatRun
 from baimo.errors import BaimoError, InvalidRequest, ModelNotFound
 from baimo.knowledge.retrieval import Passage
@@ -51,7 +51,15 @@ def baimo_meta(run: ChatRun) -> dict[str, Any]:
 
 
 def finish_reason(f: Finish | None) -> str:
-    return f.reason if f and f.reason in ("stop", "length") else "stop"
+    return f.reason if f and f.reason in ("stop", "length", "tool_calls") else "stop"
+
+
+def assistant_message(run: ChatRun) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": run.text, "refusal": None}
+    if run.tool_call_parts:
+        message["tool_calls"] = run.tool_calls
+        message["content"] = run.text or None
+    return message
 
 
 async def stream_chunks(run: ChatRun, include_usage: bool, passages: list[Passage] | None = None
@@ -62,6 +70,8 @@ async def stream_chunks(run: ChatRun, include_usage: bool, passages: list[Passag
         async for ev in run.events():
             if isinstance(ev, TextDelta):
                 yield event(maker.chunk({"content": ev.text}))
+            elif isinstance(ev, ToolCallDelta):
+                yield event(maker.chunk({"tool_calls": ev.calls}))
         if passages is not None:
             # A chunk-shaped event with an empty delta: plain OpenAI clients see nothing; Baimo's UI reads it.
             yield event(maker.chunk({}, citations=run.citations()), name="citations")
@@ -98,8 +108,8 @@ async def chat_completions(body: ChatCompletionRequest, s: AppState = Depends(st
     response = {
         "id": run.ctx.response_id, "object": "chat.completion", "created": int(time.time()), "model": run.model_id,
         "system_fingerprint": None,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": run.text, "refusal": None},
-                     "logprobs": None, "finish_reason": finish_reason(run.finish)}],
+        "choices": [{"index": 0, "message": assistant_message(run), "logprobs": None,
+                     "finish_reason": finish_reason(run.finish)}],
         "usage": usage_dict(run), "baimo": baimo_meta(run),
     }
     if passages is not None:

@@ -20,9 +20,11 @@ class TextPart(Strict):
 
 
 class ChatMessage(Strict):
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # an assistant turn that called tools
+    tool_call_id: str | None = None                 # a tool result answers this call
 
     def as_text(self) -> str:
         if self.content is None:
@@ -38,8 +40,8 @@ class StreamOptions(Strict):
 
 
 # OpenAI request fields that Baimo accepts in the schema but cannot honour yet: a clear 400 beats silence.
-UNSUPPORTED = {"tools": "tool calling", "tool_choice": "tool calling", "functions": "function calling",
-               "function_call": "function calling", "response_format": "structured output",
+UNSUPPORTED = {"functions": "legacy function calling; use `tools`",
+               "function_call": "legacy function calling; use `tools`", "response_format": "structured output",
                "logprobs": "log-probabilities", "top_logprobs": "log-probabilities",
                "audio": "audio output", "modalities": "non-text modalities", "prediction": "predicted outputs"}
 
@@ -75,8 +77,8 @@ class ChatCompletionRequest(Strict):
     service_tier: str | None = None
     reasoning_effort: str | None = None
     logit_bias: dict[str, float] | None = None
-    tools: list[Any] | None = None
-    tool_choice: Any = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
     functions: list[Any] | None = None
     function_call: Any = None
     response_format: dict[str, Any] | None = None
@@ -107,16 +109,35 @@ class ChatCompletionRequest(Strict):
         return self
 
     def generation_params(self) -> GenerationParams:
-        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.as_text()}
-                    for m in self.messages]
-        if all(not m["content"].strip() for m in messages):
+        messages: list[dict[str, Any]] = []
+        for m in self.messages:
+            message: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role,
+                                       "content": m.as_text()}
+            if m.tool_calls:
+                message["tool_calls"] = m.tool_calls
+                message["content"] = message["content"] or None
+            if m.role == "tool":
+                if not m.tool_call_id:
+                    raise InvalidRequest("a tool message needs the `tool_call_id` it answers", param="messages")
+                message["tool_call_id"] = m.tool_call_id
+            messages.append(message)
+        if all(not (m["content"] or "").strip() and not m.get("tool_calls") for m in messages):
             raise InvalidRequest("every message is empty; send some text", param="messages")
+        for tool in self.tools or []:
+            fn = tool.get("function")
+            if tool.get("type") != "function" or not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                raise InvalidRequest('each tool is {"type": "function", "function": {"name": ..., "parameters": ...}}',
+                                     param="tools")
+        if self.tool_choice not in (None, "none", "auto", "required") and not isinstance(self.tool_choice, dict):
+            raise InvalidRequest("tool_choice must be none, auto, required or a function", param="tool_choice")
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         return GenerationParams(
             messages=messages, max_tokens=self.max_completion_tokens or self.max_tokens,
             temperature=self.temperature, top_p=self.top_p, stop=stop, seed=self.seed,
             presence_penalty=self.presence_penalty, frequency_penalty=self.frequency_penalty,
-            json_mode=(self.response_format or {}).get("type") == "json_object")
+            json_mode=(self.response_format or {}).get("type") == "json_object",
+            tools=self.tools or None, tool_choice=self.tool_choice if self.tools else None,
+            parallel_tool_calls=self.parallel_tool_calls if self.tools else None)
 
 
 class EmbeddingRequest(Strict):

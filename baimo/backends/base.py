@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from baimo.config import ModelConfig
 
@@ -23,6 +24,9 @@ class GenerationParams:
     frequency_penalty: float | None = None
     logprobs: bool = False  # ask the backend for the sampled tokens' log-probabilities (cascade confidence)
     json_mode: bool = False  # constrain the answer to a JSON object
+    tools: list[dict[str, Any]] | None = None  # OpenAI function tools, passed to models that can call them
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
 
 
 @dataclass
@@ -43,7 +47,19 @@ class Finish:
     logprob_tokens: int = 0           # how many tokens that sum covers
 
 
-StreamEvent = TextDelta | Finish
+@dataclass
+class ToolCallDelta:
+    """Pieces of tool calls as the model produced them, in OpenAI's `delta.tool_calls` shape."""
+
+    calls: list[dict[str, Any]]
+
+
+StreamEvent = TextDelta | ToolCallDelta | Finish
+
+
+def uses_tools(params: GenerationParams) -> bool:
+    """True when the request offers tools or its history holds tool calls or tool results."""
+    return bool(params.tools) or any(m.get("tool_calls") or m["role"] == "tool" for m in params.messages)
 
 
 class Backend(Protocol):
@@ -72,5 +88,8 @@ def estimate_tokens(messages: list[dict[str, str]]) -> int:
     """A conservative token estimate for models whose tokenizer we do not have (about 3 UTF-8 bytes a token)."""
     total = 3
     for m in messages:
-        total += 4 + (len(m.get("content", "").encode("utf-8")) + 2) // 3
+        content = m.get("content") or ""
+        if m.get("tool_calls"):
+            content += json.dumps(m["tool_calls"])
+        total += 4 + (len(content.encode("utf-8")) + 2) // 3
     return total

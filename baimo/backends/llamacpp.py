@@ -19,7 +19,7 @@ from typing import Any
 from baimo.backends import catalogue
 from baimo.backends.base import Finish, GenerationParams, StreamEvent, TextDelta
 from baimo.config import ModelConfig, Settings
-from baimo.errors import ConfigError, UpstreamError, UpstreamUnavailable
+from baimo.errors import ConfigError, InvalidRequest, UpstreamError, UpstreamUnavailable
 
 DEFAULT_TEMPERATURE = 0.7
 DEFAULT_TOP_P = 0.95
@@ -139,6 +139,10 @@ class LlamaCppBackend:
         return self._llm.tokenize(_plain_transcript(messages).encode("utf-8"), add_bos=True, special=False)
 
     def count_tokens(self, messages: list[dict[str, str]]) -> int:
+        if any(m.get("tool_calls") or m["role"] == "tool" for m in messages):
+            raise InvalidRequest(f"{self.config.id} cannot take tool calls or tool results; send requests with "
+                                 "tools to a model that calls tools (or route them there with a `tools` rule)",
+                                 param="messages", code="tools_not_supported")
         if self._llm is None:
             from baimo.backends.base import estimate_tokens
 
@@ -146,6 +150,10 @@ class LlamaCppBackend:
         return len(self._prompt_tokens(messages))
 
     async def stream(self, params: GenerationParams) -> AsyncIterator[StreamEvent]:
+        if params.tools:
+            raise InvalidRequest(f"{self.config.id} cannot call tools; send requests with tools to a model that "
+                                 "calls tools (or route them there with a `tools` rule)", param="tools",
+                                 code="tools_not_supported")
         await self.start()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()

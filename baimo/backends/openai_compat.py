@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from baimo.backends.base import Finish, GenerationParams, StreamEvent, TextDelta, estimate_tokens
+from baimo.backends.base import Finish, GenerationParams, StreamEvent, TextDelta, ToolCallDelta, estimate_tokens
 from baimo.config import ModelConfig, Settings
 from baimo.errors import InvalidRequest, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 
@@ -90,6 +90,11 @@ class OpenAICompatBackend:
             body["logprobs"] = True
         if params.json_mode:
             body["response_format"] = {"type": "json_object"}
+        if params.tools:
+            body["tools"] = params.tools
+            for name in ("tool_choice", "parallel_tool_calls"):
+                if getattr(params, name) is not None:
+                    body[name] = getattr(params, name)
         return body
 
     async def _open(self, params: GenerationParams) -> aiohttp.ClientResponse:
@@ -154,6 +159,7 @@ class OpenAICompatBackend:
                 pending += data
                 *lines, pending = pending.split(b"\n")
                 texts: list[str] = []
+                calls: list[dict[str, Any]] = []
                 for raw in lines:
                     if not raw.startswith(b"data:"):
                         continue
@@ -164,9 +170,12 @@ class OpenAICompatBackend:
                     chunk = self._parse(payload)
                     usage = chunk.get("usage") or usage
                     for choice in chunk.get("choices") or []:
-                        text = (choice.get("delta") or {}).get("content")
+                        delta = choice.get("delta") or {}
+                        text = delta.get("content")
                         if text:
                             texts.append(text)
+                        if isinstance(delta.get("tool_calls"), list):
+                            calls.extend(delta["tool_calls"])
                         if choice.get("finish_reason"):
                             reason = choice["finish_reason"]
                         for token in ((choice.get("logprobs") or {}).get("content") or []):
@@ -177,6 +186,8 @@ class OpenAICompatBackend:
                     text = "".join(texts)
                     produced.append(text)
                     yield TextDelta(text)
+                if calls:
+                    yield ToolCallDelta(calls)
             if not done and reason is None:
                 raise UpstreamError(f"{self.config.id}: upstream closed the stream before it finished")
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:

@@ -33,7 +33,7 @@ async def run_to_end(backend: Backend, params: GenerationParams) -> Attempt:
     async for ev in events:
         if isinstance(ev, TextDelta):
             parts.append(ev.text)
-        else:
+        elif isinstance(ev, Finish):
             finish = ev
     assert finish is not None
     return Attempt(backend, fitted, "".join(parts), finish)

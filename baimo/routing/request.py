@@ -37,6 +37,7 @@ class RouteRequest:
     messages: list[dict[str, str]]
     persona: str | None = None
     json_mode: bool = False
+    tools: bool = False  # the request offers tools, or its history has tool calls
     trail: list[str] = field(default_factory=list)  # routers already visited (loops are config errors)
 
     @cached_property
@@ -44,8 +45,8 @@ class RouteRequest:
         """The last user message: what learned routers embed and rules inspect."""
         for m in reversed(self.messages):
             if m["role"] == "user":
-                return m["content"]
-        return self.messages[-1]["content"] if self.messages else ""
+                return m["content"] or ""
+        return (self.messages[-1]["content"] or "") if self.messages else ""
 
     @cached_property
     def language(self) -> str:

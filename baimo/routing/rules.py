@@ -1,4 +1,5 @@
-"""Rule matching: conditions on a request (persona, language, length, regex, keywords, code, JSON) → a target."""
+"""Rule matching: conditions on a request (persona, language, length, regex, keywords, code, JSON, tools) →
+a target."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def rule_matches(rule: RuleConfig, req: RouteRequest) -> bool:
         rule.keywords is None or any(k.lower() in text.lower() for k in rule.keywords),
         rule.has_code is None or req.has_code == rule.has_code,
         rule.json_mode is None or req.json_mode == rule.json_mode,
+        rule.tools is None or req.tools == rule.tools,
     )
     return all(checks)
 

@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 DEFAULT_TEXT = "Hello from the scripted upstream. This answer is fixed and deterministic."
-KINDS = ("ok", "slow", "fail", "malformed", "midstream_error", "echo")
+KINDS = ("ok", "slow", "fail", "malformed", "midstream_error", "echo", "tool_call")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 _ERROR_TYPES = {
@@ -71,6 +71,8 @@ class Behaviour:
       ``midstream_error`` send ``chunks_before_error`` content chunks, then drop the connection
                           (no final chunk, no ``[DONE]``; non-streamed: a truncated body);
       ``echo``            answer the content of the last user message.
+      ``tool_call``       when the request offers tools: call the first one with ``{"q": <last user text>}``
+                          (streamed in two argument pieces); after a tool result: answer ``Tool said: ...``.
     ``delay`` applies before the first byte for every kind (``slow`` merely defaults it to 30 s).
     """
 
@@ -415,6 +417,14 @@ def build_app(
                 return StreamingResponse(_malformed_stream(), media_type="text/event-stream")
             return Response(b"<html>502 this is not JSON {", media_type="application/json")
 
+        if b.kind == "tool_call" and stream:
+            messages = body["messages"]
+            if messages and messages[-1].get("role") == "tool":
+                b = dataclasses.replace(b, kind="ok", text=f"Tool said: {messages[-1].get('content')}")
+            elif body.get("tools"):
+                name = body["tools"][0]["function"]["name"]
+                arguments = json.dumps({"q": last_user_text(messages)})
+                return StreamingResponse(_tool_call_stream(model, name, arguments), media_type="text/event-stream")
         tokens = b.answer_tokens(body)
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
         finish = "stop"
@@ -539,6 +549,23 @@ def _error(status: int, message: str, *, code: str | None = None, param: str | N
     err_type, default_code = _ERROR_TYPES.get(status, ("server_error", None))
     body = {"error": {"message": message, "type": err_type, "param": param, "code": code or default_code}}
     return JSONResponse(body, status_code=status)
+
+
+async def _tool_call_stream(model: str, name: str, arguments: str) -> AsyncIterator[bytes]:
+    """One function call, its arguments split in two deltas as real servers do, then finish_reason tool_calls."""
+    base = {"id": "chatcmpl-tools", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+    half = len(arguments) // 2
+    deltas = [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"index": 0, "id": "call_1", "type": "function",
+             "function": {"name": name, "arguments": arguments[:half]}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": arguments[half:]}}]},
+    ]
+    for delta in deltas:
+        yield _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+    yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+    yield _sse({**base, "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}})
+    yield b"data: [DONE]\n\n"
 
 
 async def _chat_stream(
