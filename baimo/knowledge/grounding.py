@@ -13,8 +13,9 @@ from typing import Any
 from baimo.backends.base import GenerationParams
 from baimo.knowledge.retrieval import Passage, Retriever
 
-INSTRUCTIONS = ("Answer the user's question using the numbered sources below. Cite every source you use with its "
-                "number in square brackets, like [1] or [2].")
+INSTRUCTIONS = ("Answer the user's question using the numbered sources below. After each sentence that uses a "
+                "source, write the source's number in square brackets, for example: The pump runs at 40 bar [2].")
+CITE_REMINDER = "(Answer from the sources above and cite them like [1].)"
 GROUNDED_INSTRUCTIONS = (" Use only these sources: if they do not contain the answer, say that you do not know.")
 
 DECLINES = {
@@ -108,6 +109,10 @@ def with_sources(messages: list[dict[str, str]], passages: list[Passage], ground
         out[0]["content"] = out[0]["content"].rstrip() + "\n\n" + note
     else:
         out.insert(0, {"role": "system", "content": note})
+    for m in reversed(out):  # small models follow a reminder next to the question far better
+        if m["role"] == "user":
+            m["content"] = f"{m['content']}\n\n{CITE_REMINDER}"
+            break
     return out
 
 

@@ -37,6 +37,8 @@ def test_sources_are_numbered_into_the_system_message() -> None:
     assert "[1] (a.md, page 1) 42 Nm" in out[0]["content"] and "[2] (b.pdf, page 3) 45 Nm max" in out[0]["content"]
     assert "do not know" in out[0]["content"]
     assert msgs[0]["content"] == "You are helpful."  # the caller's messages are not changed
+    assert out[-1]["content"].startswith("torque?") and "[1]" in out[-1]["content"]  # a reminder by the question
+    assert msgs[-1]["content"] == "torque?"
     plain = with_sources([{"role": "user", "content": "q"}], [passage("a.md", "x")], grounded=False)
     assert plain[0]["role"] == "system" and "do not know" not in plain[0]["content"]
 
