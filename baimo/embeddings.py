@@ -102,6 +102,9 @@ class EmbedderRegistry:
     def ids(self) -> list[str]:
         return list(self._embedders)
 
+    def all(self) -> list[Embedder]:
+        return list(self._embedders.values())
+
     def first(self) -> Embedder | None:
         """The default embedder (the first configured), shared by routers and retrieval."""
         return next(iter(self._embedders.values()), None)

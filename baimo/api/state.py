@@ -52,7 +52,7 @@ class AppState:
         conversations = ConversationStore(db)
         usage = UsageLog(db)
         embedders = EmbedderRegistry(config.embedders)
-        routers = RouterSet(config, settings, embedder=embedders.first())
+        routers = RouterSet(config, settings, embedders=embedders.all())
         knowledge = KnowledgeService(db, embedders, config.knowledge, settings.knowledge_dir)
         retriever = Retriever(knowledge)
         chat = ChatService(models, usage, conversations, routers)

@@ -22,7 +22,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -482,9 +482,9 @@ class LearnedRouter:
             raise
 
     @classmethod
-    def load(cls, path: Path, embedder: Any = None) -> LearnedRouter:
-        """Read a saved router. `embedder` (e.g. the server's shared one) is used only if it is of the kind
-        the router was trained with (see `matches`); otherwise the router makes its own on first use."""
+    def load(cls, path: Path, embedder: Any = None, embedders: Iterable[Any] = ()) -> LearnedRouter:
+        """Read a saved router. It uses `embedder`, or the first of `embedders` (e.g. the server's shared ones),
+        that is of the kind it was trained with (see `matches`); otherwise it makes its own on first use."""
         path = Path(path)
         if not (path / "router.json").exists():
             raise NotFound(f"no trained router at {path}")
@@ -496,6 +496,8 @@ class LearnedRouter:
                 raise ConfigError(f"{path}: router format {meta['format']} is newer than this baimo's "
                                   f"({FORMAT_VERSION}); upgrade baimo")
             hyper = meta["hyper"]
+            shared = next((e for e in ([embedder] if embedder is not None else []) + list(embedders)
+                           if matches(e, meta["embedder"])), None)
             features = list(meta.get("features", []))
             prompt_features([], features)  # unknown feature names fail here, not at the first request
             return cls(models=meta["models"], W=arrays["W"], mu=arrays["mu"], sd=arrays["sd"],
@@ -505,8 +507,7 @@ class LearnedRouter:
                        calibration=meta.get("calibration", {}), stats=meta.get("stats", {}),
                        tail_chars=meta["tail_chars"], embedder=meta["embedder"], features=features,
                        knn_F=arrays["knn_F"].astype(np.float64) if "knn_F" in arrays else None,
-                       embedder_obj=embedder if embedder is not None and matches(embedder, meta["embedder"])
-                       else None)
+                       embedder_obj=shared)
         except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{path}: unreadable router ({type(exc).__name__}: {exc})") from exc
 

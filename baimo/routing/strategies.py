@@ -40,10 +40,10 @@ class Strategy(Protocol):
 class RouterSet:
     """Every configured router by id; `plan` resolves a router id (recursively) into a RoutePlan."""
 
-    def __init__(self, config: BaimoConfig, settings: Settings, embedder: Any = None) -> None:
+    def __init__(self, config: BaimoConfig, settings: Settings, embedders: list[Any] | None = None) -> None:
         self.config = config
         self.settings = settings
-        self.embedder = embedder
+        self.embedders = embedders or []
         self._strategies: dict[str, Strategy] = {}
         self._configs = {r.id: r for r in config.routers}
         for r in config.routers:
@@ -78,14 +78,14 @@ class RouterSet:
         return RoutePlan([target], f"{reason} -> {target}")
 
     def learned_router(self, name: str) -> Any:
-        """A trained router; it uses the shared embedder only if that is the kind it was trained with."""
+        """A trained router; it shares the server's embedder of the kind it was trained with, if there is one."""
         from baimo.routing.learned import LearnedRouter
 
         path = self.settings.routers_dir / name
         if not (path / "router.json").exists():
             raise UpstreamUnavailable(f"the learned router {name!r} is not trained yet (no {path}); "
                                       f"run `baimo router train --name {name}`")
-        return LearnedRouter.load(path, embedder=self.embedder)
+        return LearnedRouter.load(path, embedders=self.embedders)
 
 
 class RulesStrategy:

@@ -149,6 +149,8 @@ def test_a_loaded_router_uses_the_embedder_kind_it_was_trained_with(
     own = LearnedRouter.load(path, embedder=other_obj)._embedder()
     assert own is not other_obj and own.config.kind == kind and own.config.threads == 1
     assert LearnedRouter.load(path)._embedder().config.kind == kind
+    # the server hands over all its embedders; the router takes the one of its kind
+    assert LearnedRouter.load(path, embedders=[other_obj, same_obj])._embedder() is same_obj
 
 
 def test_prompt_features_of_a_word_problem() -> None:
