@@ -6,8 +6,6 @@ BAIMO_HOME/cache/embeddings/. Progress goes to stderr, JSON to stdout, errors ar
 
 from __future__ import annotations
 
-import json
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from baimo.config import Settings
+from baimo.cli_output import JsonOpt, err, print_json
+from baimo.config import NAME_PATTERN, Settings
 from baimo.errors import InvalidRequest, NotFound
 
 if TYPE_CHECKING:
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
 
 router_app = typer.Typer(help="Learned routers: train on outcome files, calibrate, decide, benchmark.",
                          no_args_is_help=True)
-err = Console(stderr=True)
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Outcome file (JSONL: prompt, scores, costs).")]
 PricesOpt = Annotated[Path | None, typer.Option("--prices", help="YAML: model -> {input, output, output_tokens}; "
@@ -33,16 +31,10 @@ PricesOpt = Annotated[Path | None, typer.Option("--prices", help="YAML: model ->
 QualityOpt = Annotated[float | None, typer.Option("--target-quality", help="Fraction of the best single model's "
                                                   "quality to reach as cheaply as possible, e.g. 0.95.")]
 CostOpt = Annotated[float | None, typer.Option("--max-cost", help="Maximum mean USD per request.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document to stdout.")]
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
 
 def _router_dir(name: str) -> Path:
-    if not NAME_RE.match(name):
+    if not NAME_PATTERN.match(name):
         raise InvalidRequest(f"router name {name!r}: use letters, digits, '.', '_' or '-'")
     return Settings().routers_dir / name
 
@@ -140,7 +132,7 @@ def train(data: DataOpt, name: Annotated[str, typer.Option("--name", help="Route
               f"(best single {cal['best_quality']:.4f}) at ${exp['cost']:.6g}/request"
               + ("" if cal["met"] else " — the knob could not be met on the training data"))
     if as_json:
-        _print_json(summary)
+        print_json(summary)
 
 
 @router_app.command("retrain")
@@ -171,7 +163,7 @@ def retrain_cmd(name: str, as_json: JsonOpt = False) -> None:
                "total_production_outcomes": router.stats.get("n_production_outcomes", 0)}
     err.print(f"router {name}: folded in {len(rows)} new outcome rows")
     if as_json:
-        _print_json(summary)
+        print_json(summary)
 
 
 @router_app.command("calibrate")
@@ -195,7 +187,7 @@ def calibrate_cmd(name: str, data: DataOpt, target_quality: QualityOpt = None, m
     err.print(f"router {name}: λ={router.lam:.4g}, held-out quality {exp['quality']:.4f} at ${exp['cost']:.6g}"
               "/request" + ("" if cal["met"] else " — the knob could not be met"))
     if as_json:
-        _print_json({"name": name, "lambda": router.lam, "expected": exp, "met": cal["met"]})
+        print_json({"name": name, "lambda": router.lam, "expected": exp, "met": cal["met"]})
 
 
 @router_app.command("decide")
@@ -219,7 +211,7 @@ def decide(name: str, data: DataOpt, target_quality: QualityOpt = None, max_cost
     chosen = [router.models[int(j)] for j in choice]
     err.print(f"λ={lam:.4g}: " + ", ".join(f"{m} {chosen.count(m)}" for m in router.models))
     if as_json:
-        _print_json(chosen)
+        print_json(chosen)
     else:
         sys.stdout.write("".join(m + "\n" for m in chosen))
 
@@ -245,7 +237,7 @@ def bench(name: str, data: DataOpt, prices: PricesOpt = None, as_json: JsonOpt =
         plot_bench(report, plot, title=f"router {name} on {Path(data).name}")
         err.print(f"wrote {plot}")
     if as_json:
-        _print_json(report)
+        print_json(report)
         return
     from rich.table import Table
 

@@ -7,7 +7,6 @@ system prompt to put first, the default temperature, and the knowledge options f
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -15,13 +14,13 @@ from typing import Any
 from sqlalchemy import select
 
 from baimo.backends.base import GenerationParams
+from baimo.config import NAME_PATTERN
 from baimo.errors import Conflict, InvalidRequest, NotFound
 from baimo.knowledge.grounding import KnowledgeOptions
 from baimo.store.database import Database
 from baimo.store.tables import Persona, utcnow
 
 PREFIX = "persona/"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 FIELDS = ("description", "instructions", "model", "temperature", "knowledge", "grounded", "min_relevance",
           "top_k", "budget_usd")
 

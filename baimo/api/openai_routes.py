@@ -17,7 +17,6 @@ from baimo.api.state import AppState
 from baimo.backends.base import Finish, TextDelta, ToolCallDelta
 from baimo.chat import ChatContext, ChatRun
 from baimo.errors import BaimoError, InvalidRequest, ModelNotFound
-from baimo.knowledge.retrieval import Passage
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -62,8 +61,7 @@ def assistant_message(run: ChatRun) -> dict[str, Any]:
     return message
 
 
-async def stream_chunks(run: ChatRun, include_usage: bool, passages: list[Passage] | None = None
-                        ) -> AsyncIterator[bytes]:
+async def stream_chunks(run: ChatRun, include_usage: bool) -> AsyncIterator[bytes]:
     maker = ChunkMaker(run.model_id, run.ctx.response_id)
     yield event(maker.chunk({"role": "assistant", "content": ""}))
     try:
@@ -72,9 +70,10 @@ async def stream_chunks(run: ChatRun, include_usage: bool, passages: list[Passag
                 yield event(maker.chunk({"content": ev.text}))
             elif isinstance(ev, ToolCallDelta):
                 yield event(maker.chunk({"tool_calls": ev.calls}))
-        if passages is not None:
+        citations = run.citations()
+        if citations is not None:
             # A chunk-shaped event with an empty delta: plain OpenAI clients see nothing; Baimo's UI reads it.
-            yield event(maker.chunk({}, citations=run.citations()), name="citations")
+            yield event(maker.chunk({}, citations=citations), name="citations")
         yield event(maker.chunk({}, finish_reason(run.finish)))
         if include_usage:
             yield event(maker.usage_chunk(usage_dict(run), baimo=baimo_meta(run)))
@@ -100,10 +99,9 @@ async def chat_completions(body: ChatCompletionRequest, s: AppState = Depends(st
     if conversation_id and params.messages[-1]["role"] == "user":
         s.conversations.append(conversation_id, "user", params.messages[-1]["content"])
     run = await s.assistant.open(target, params, ctx, options)
-    passages = ctx.passages
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return SSEResponse(stream_chunks(run, include_usage, passages), headers=route_headers(run, final=False))
+        return SSEResponse(stream_chunks(run, include_usage), headers=route_headers(run, final=False))
     await run.collect()
     response = {
         "id": run.ctx.response_id, "object": "chat.completion", "created": int(time.time()), "model": run.model_id,
@@ -112,8 +110,9 @@ async def chat_completions(body: ChatCompletionRequest, s: AppState = Depends(st
                      "finish_reason": finish_reason(run.finish)}],
         "usage": usage_dict(run), "baimo": baimo_meta(run),
     }
-    if passages is not None:
-        response["citations"] = run.citations()
+    citations = run.citations()
+    if citations is not None:
+        response["citations"] = citations
     return JSONResponse(response, headers=route_headers(run, final=True))
 
 

@@ -6,7 +6,6 @@ text and vectors. `KnowledgeService` is the one object the API, CLI and chat pat
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import func, select
 
-from baimo.config import KnowledgeConfig
+from baimo.config import NAME_PATTERN, KnowledgeConfig
 from baimo.embeddings import Embedder, EmbedderRegistry
 from baimo.errors import Conflict, InvalidRequest, NotFound
 from baimo.knowledge.embed_pool import EmbedderPool
@@ -24,7 +23,6 @@ from baimo.store.conversations import iso_utc
 from baimo.store.database import Database
 from baimo.store.tables import KnowledgeBase, KnowledgeDocument
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 BULK_MIN_TEXTS = 128  # below this, starting worker processes (~2 s to load the encoder) does not pay
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from baimo.errors import InvalidRequest
 from baimo.knowledge.bases import KnowledgeService
 from baimo.knowledge.store import StoredHit
+from baimo.store.tables import KnowledgeBase
 
 Mode = Literal["hybrid", "bm25", "dense"]
 MODES: tuple[str, ...] = ("hybrid", "bm25", "dense")
@@ -74,7 +75,7 @@ class Retriever:
         margin = self.knowledge.config.bm25_margin if margin is None else margin
         query_vectors: dict[str, np.ndarray] = {}
         rankings: list[list[str]] = []
-        hits: dict[str, tuple[str, StoredHit]] = {}
+        hits: dict[str, tuple[KnowledgeBase, StoredHit]] = {}
         bm25_rank: dict[str, int] = {}
         dense_rank: dict[str, int] = {}
         for base in rows:
@@ -89,7 +90,7 @@ class Retriever:
                 vector_hits = self.knowledge.store.vector_search(base.id, qv, n)
                 rankings.append([h.chunk_id for h in vector_hits])
                 for rank, h in enumerate(vector_hits, start=1):
-                    hits.setdefault(h.chunk_id, (base.name, h))
+                    hits.setdefault(h.chunk_id, (base, h))
                     dense_rank[h.chunk_id] = rank
                 best_dense = max((h.score for h in vector_hits), default=-1.0)
             if text_future is not None:
@@ -99,7 +100,7 @@ class Retriever:
                     text_hits = [h for h in text_hits if float(np.dot(h.vector, qv)) >= floor]
                 rankings.append([h.chunk_id for h in text_hits])
                 for rank, h in enumerate(text_hits, start=1):
-                    hits.setdefault(h.chunk_id, (base.name, h))
+                    hits.setdefault(h.chunk_id, (base, h))
                     bm25_rank[h.chunk_id] = rank
         if mode == "hybrid" or len(rows) > 1:
             scores = rrf(rankings)
@@ -107,10 +108,9 @@ class Retriever:
             scores = {cid: h.score for cid, (_, h) in hits.items()}
         passages = []
         for cid, score in sorted(scores.items(), key=lambda kv: -kv[1])[:k]:
-            base_name, h = hits[cid]
-            base = next(b for b in rows if b.name == base_name)
+            base, h = hits[cid]
             similarity = float(np.dot(h.vector, query_vectors[base.embedder]))
-            passages.append(Passage(knowledge_base=base_name, source=h.source, location=h.location,
+            passages.append(Passage(knowledge_base=base.name, source=h.source, location=h.location,
                                     heading=h.heading, ordinal=h.ordinal, text=h.text, chunk_id=cid,
                                     score=round(score, 6), similarity=round(similarity, 4),
                                     bm25_rank=bm25_rank.get(cid), dense_rank=dense_rank.get(cid)))

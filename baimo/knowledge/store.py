@@ -56,8 +56,7 @@ class StoredHit:
 
 class ChunkStore(Protocol):
     def add(self, kb_id: str, records: list[ChunkRecord]) -> None: ...
-    def delete_doc(self, kb_id: str, doc_id: str, *, except_sha: str | None = None,
-                   only_sha: str | None = None) -> None: ...
+    def delete_doc(self, kb_id: str, doc_id: str) -> None: ...
     def replace_documents(self, kb_id: str, records: list[ChunkRecord], versions: dict[str, str]) -> None: ...
     def text_search(self, kb_id: str, query: str, k: int) -> list[StoredHit]: ...
     def vector_search(self, kb_id: str, vector: np.ndarray, k: int) -> list[StoredHit]: ...
@@ -135,36 +134,26 @@ class LanceChunkStore:
         table.create_index(TEXT_COLUMN, config=FTS(base_tokenizer="icu", stem=False, remove_stop_words=False,
                                                    lower_case=True, ascii_folding=True), replace=True)
 
-    def delete_doc(self, kb_id: str, doc_id: str, *, except_sha: str | None = None,
-                   only_sha: str | None = None) -> None:
-        """Delete a document's chunks: all of them, all but one version, or only one version."""
+    def _delete(self, kb_id: str, where: str) -> None:
         with self._lock:
             table = self._table(kb_id)
-            if table is None:
-                return
-            where = f"doc_id = {_quote(doc_id)}"
-            if except_sha is not None:
-                where += f" AND doc_sha != {_quote(except_sha)}"
-            if only_sha is not None:
-                where += f" AND doc_sha = {_quote(only_sha)}"
-            table.delete(where)
+            if table is not None:
+                table.delete(where)
+
+    def delete_doc(self, kb_id: str, doc_id: str) -> None:
+        """Delete every chunk of a document."""
+        self._delete(kb_id, f"doc_id = {_quote(doc_id)}")
 
     def replace_documents(self, kb_id: str, records: list[ChunkRecord], versions: dict[str, str]) -> None:
         """Make `versions` (doc_id -> sha) the only versions of those documents: drop leftovers of these same
         versions, append `records` in one commit, then drop every other version of the documents."""
         if not versions:
             return
-        same = " OR ".join(f"(doc_id = {_quote(d)} AND doc_sha = {_quote(v)})" for d, v in versions.items())
-        other = " OR ".join(f"(doc_id = {_quote(d)} AND doc_sha != {_quote(v)})" for d, v in versions.items())
-        with self._lock:
-            table = self._table(kb_id)
-            if table is not None:
-                table.delete(same)
-        self.add(kb_id, [r for r in records if r.vector is not None])
-        with self._lock:
-            table = self._table(kb_id)
-            if table is not None:
-                table.delete(other)
+        self._delete(kb_id, " OR ".join(f"(doc_id = {_quote(d)} AND doc_sha = {_quote(v)})"
+                                        for d, v in versions.items()))
+        self.add(kb_id, records)
+        self._delete(kb_id, " OR ".join(f"(doc_id = {_quote(d)} AND doc_sha != {_quote(v)})"
+                                        for d, v in versions.items()))
 
     def _hits(self, rows: list[dict[str, Any]], score: Callable[[dict[str, Any]], float]) -> list[StoredHit]:
         return [StoredHit(chunk_id=r["chunk_id"], doc_id=r["doc_id"], source=r["source"], location=r["location"],
