@@ -126,7 +126,17 @@ def kb_delete(name: str) -> None:
 
 
 # -- personas ----------------------------------------------------------------------------------------------------
+# One definition of each persona option, shared by `create` and `update` (where unset means "keep").
+InstructionsOpt = Annotated[str | None, typer.Option("-i", "--instructions", help="The system prompt.")]
+DescriptionOpt = Annotated[str | None, typer.Option("-d", "--description", help="What the persona does.")]
+ModelOpt = Annotated[str | None, typer.Option("-m", "--model", help="Model or router id.")]
+TemperatureOpt = Annotated[float | None, typer.Option(help="Default sampling temperature.")]
 KnowledgeOpt = Annotated[list[str] | None, typer.Option("-k", "--knowledge", help="A knowledge base (repeat).")]
+GroundedOpt = Annotated[bool | None, typer.Option("--grounded/--not-grounded",
+                                                  help="Decline when the knowledge has no relevant passage.")]
+MinRelevanceOpt = Annotated[float | None, typer.Option(help="Grounded mode's similarity threshold.")]
+TopKOpt = Annotated[int | None, typer.Option(help="Passages per answer.")]
+BudgetOpt = Annotated[float | None, typer.Option(help="Monthly budget in USD.")]
 
 
 def _persona_fields(**options: Any) -> dict[str, Any]:
@@ -143,19 +153,10 @@ def _show_persona(p: Any, as_json: bool) -> None:
 
 
 @persona_app.command("create")
-def persona_create(
-        name: str,
-        instructions: Annotated[str | None, typer.Option("-i", "--instructions", help="The system prompt.")] = None,
-        description: Annotated[str | None, typer.Option("-d", "--description")] = None,
-        model: Annotated[str | None, typer.Option("-m", "--model", help="Model or router id.")] = None,
-        temperature: Annotated[float | None, typer.Option(help="Default sampling temperature.")] = None,
-        knowledge: KnowledgeOpt = None,
-        grounded: Annotated[bool, typer.Option("--grounded/--not-grounded",
-                                               help="Decline when the knowledge has no relevant passage.")] = False,
-        min_relevance: Annotated[float | None, typer.Option(help="Grounded mode's similarity threshold.")] = None,
-        top_k: Annotated[int | None, typer.Option(help="Passages per answer.")] = None,
-        budget: Annotated[float | None, typer.Option(help="Monthly budget in USD.")] = None,
-        as_json: JsonOpt = False) -> None:
+def persona_create(name: str, instructions: InstructionsOpt = None, description: DescriptionOpt = None,
+                   model: ModelOpt = None, temperature: TemperatureOpt = None, knowledge: KnowledgeOpt = None,
+                   grounded: GroundedOpt = False, min_relevance: MinRelevanceOpt = None, top_k: TopKOpt = None,
+                   budget: BudgetOpt = None, as_json: JsonOpt = False) -> None:
     """Create a persona."""
     p = app_state().personas.create(name, **_persona_fields(
         instructions=instructions, description=description, model=model, temperature=temperature,
@@ -164,18 +165,10 @@ def persona_create(
 
 
 @persona_app.command("update")
-def persona_update(
-        name: str,
-        instructions: Annotated[str | None, typer.Option("-i", "--instructions")] = None,
-        description: Annotated[str | None, typer.Option("-d", "--description")] = None,
-        model: Annotated[str | None, typer.Option("-m", "--model")] = None,
-        temperature: Annotated[float | None, typer.Option()] = None,
-        knowledge: KnowledgeOpt = None,
-        grounded: Annotated[bool | None, typer.Option("--grounded/--not-grounded")] = None,
-        min_relevance: Annotated[float | None, typer.Option()] = None,
-        top_k: Annotated[int | None, typer.Option()] = None,
-        budget: Annotated[float | None, typer.Option(help="Monthly budget in USD.")] = None,
-        as_json: JsonOpt = False) -> None:
+def persona_update(name: str, instructions: InstructionsOpt = None, description: DescriptionOpt = None,
+                   model: ModelOpt = None, temperature: TemperatureOpt = None, knowledge: KnowledgeOpt = None,
+                   grounded: GroundedOpt = None, min_relevance: MinRelevanceOpt = None, top_k: TopKOpt = None,
+                   budget: BudgetOpt = None, as_json: JsonOpt = False) -> None:
     """Change some of a persona's fields."""
     p = app_state().personas.update(name, **_persona_fields(
         instructions=instructions, description=description, model=model, temperature=temperature,
