@@ -65,7 +65,6 @@ from tests.support.upstream_app import (  # noqa: F401  (re-exported for tests)
     REPO_ROOT,
     Behaviour,
     RecordedRequest,
-    _AbruptClose,
     _install_log_filter,
     _State,
     build_app,

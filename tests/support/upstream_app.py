@@ -17,7 +17,7 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,14 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.support.upstream_streams import (
+    AbruptClose,
+    chat_stream,
+    malformed_stream,
+    tool_call_stream,
+    truncated_body,
+)
 
 __all__ = [
     "DEFAULT_TEXT",
@@ -273,22 +281,14 @@ def embedding_vector(text: str, dimensions: int) -> list[float]:
     return [v / norm for v in vec]
 
 
-def _sse(obj: Any) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
-
-
-class _AbruptClose(Exception):
-    """Raised inside a response body to make uvicorn drop the connection (midstream_error)."""
-
-
 class _QuietAbruptClose(logging.Filter):
-    """Keep uvicorn from printing a traceback for the deliberate _AbruptClose."""
+    """Keep uvicorn from printing a traceback for the deliberate AbruptClose."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         seen = 0
         while exc is not None and seen < 10:
-            if isinstance(exc, _AbruptClose):
+            if isinstance(exc, AbruptClose):
                 return False
             if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
                 exc = exc.exceptions[0]
@@ -414,7 +414,7 @@ def build_app(
             return JSONResponse(b.error_body(), status_code=b.status, headers=headers)
         if b.kind == "malformed":
             if stream:
-                return StreamingResponse(_malformed_stream(), media_type="text/event-stream")
+                return StreamingResponse(malformed_stream(), media_type="text/event-stream")
             return Response(b"<html>502 this is not JSON {", media_type="application/json")
 
         if b.kind == "tool_call" and stream:
@@ -424,7 +424,7 @@ def build_app(
             elif body.get("tools"):
                 name = body["tools"][0]["function"]["name"]
                 arguments = json.dumps({"q": last_user_text(messages)})
-                return StreamingResponse(_tool_call_stream(model, name, arguments), media_type="text/event-stream")
+                return StreamingResponse(tool_call_stream(model, name, arguments), media_type="text/event-stream")
         tokens = b.answer_tokens(body)
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
         finish = "stop"
@@ -443,7 +443,7 @@ def build_app(
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             if b.unsure_marker and b.unsure_marker in last_user_text(body["messages"]):
                 b = dataclasses.replace(b, logprob=b.unsure_logprob)
-            gen = _chat_stream(b, cid, created, model, tokens, finish, usage, include_usage,
+            gen = chat_stream(b, cid, created, model, tokens, finish, usage, include_usage,
                                bool(body.get("logprobs")))
             return StreamingResponse(
                 gen,
@@ -470,7 +470,7 @@ def build_app(
         if b.kind == "midstream_error":
             data = json.dumps(payload).encode()
             return StreamingResponse(
-                _truncated_body(data),
+                truncated_body(data),
                 media_type="application/json",
                 headers={"content-length": str(len(data))},
             )
@@ -549,77 +549,3 @@ def _error(status: int, message: str, *, code: str | None = None, param: str | N
     err_type, default_code = _ERROR_TYPES.get(status, ("server_error", None))
     body = {"error": {"message": message, "type": err_type, "param": param, "code": code or default_code}}
     return JSONResponse(body, status_code=status)
-
-
-async def _tool_call_stream(model: str, name: str, arguments: str) -> AsyncIterator[bytes]:
-    """One function call, its arguments split in two deltas as real servers do, then finish_reason tool_calls."""
-    base = {"id": "chatcmpl-tools", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
-    half = len(arguments) // 2
-    deltas = [
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"index": 0, "id": "call_1", "type": "function",
-             "function": {"name": name, "arguments": arguments[:half]}}]},
-        {"tool_calls": [{"index": 0, "function": {"arguments": arguments[half:]}}]},
-    ]
-    for delta in deltas:
-        yield _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
-    yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
-    yield _sse({**base, "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}})
-    yield b"data: [DONE]\n\n"
-
-
-async def _chat_stream(
-    b: Behaviour,
-    cid: str,
-    created: int,
-    model: str,
-    tokens: list[str],
-    finish: str,
-    usage: dict[str, int],
-    include_usage: bool,
-    logprobs: bool = False,
-) -> AsyncIterator[bytes]:
-    def chunk(delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
-        lp = None
-        if logprobs and delta.get("content"):
-            lp = {"content": [{"token": delta["content"], "logprob": b.logprob, "bytes": None, "top_logprobs": []}]}
-        c: dict[str, Any] = {
-            "id": cid,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "system_fingerprint": None,
-            "choices": [{"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish_reason}],
-        }
-        if include_usage:
-            c["usage"] = None
-        return c
-
-    yield _sse(chunk({"role": "assistant", "content": ""}, None))
-    for i, tok in enumerate(tokens):
-        if b.kind == "midstream_error" and i >= b.chunks_before_error:
-            raise _AbruptClose()
-        if b.token_delay > 0 and i > 0:
-            await asyncio.sleep(b.token_delay)
-        yield _sse(chunk({"content": tok}, None))
-    if b.kind == "midstream_error":
-        raise _AbruptClose()
-    yield _sse(chunk({}, finish))
-    if include_usage:
-        final = chunk({}, None)
-        final["choices"] = []
-        final["usage"] = usage
-        yield _sse(final)
-    yield b"data: [DONE]\n\n"
-
-
-async def _malformed_stream() -> AsyncIterator[bytes]:
-    yield b'data: {"id": "chatcmpl-broken", "choices": [ this is not json\n\n'
-    yield b"data: [DONE]\n\n"
-
-
-async def _truncated_body(data: bytes) -> AsyncIterator[bytes]:
-    yield data[: len(data) // 2]
-    raise _AbruptClose()
-
-
