@@ -14,22 +14,28 @@ PORT       ?= 8000
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	@echo "Installing Baimo (llama-cpp-python compiles once, ~10 minutes on 2 cores; pip caches the wheel)"
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+## install: the venv, then the local engine (llama-server compiles once per machine, ~20 minutes on 2 cores,
+## into ~/.cache/baimo/engine; later installs reuse it)
 install: $(BIN)/.installed
+	$(BIN)/baimo engine build
 
 ## serve: install, fetch the default models into BAIMO_HOME (~/.baimo), start the server and UI
 serve: install
 	$(BIN)/baimo models pull
 	$(BIN)/baimo serve --host $(HOST) --port $(PORT)
 
-## system-deps: Debian packages the tests need: chromium (browser tests), postgresql (BAIMO_DATABASE_URL tests)
+## system-deps: Debian packages the tests need: chromium (browser tests), postgresql (BAIMO_DATABASE_URL tests),
+## node and npm (the official openai npm SDK's tests), cmake, ninja and g++ (the engine build)
 system-deps:
-	@if [ ! -x /usr/bin/chromium ] || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	@if [ ! -x /usr/bin/chromium ] || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	    ! command -v cmake >/dev/null || ! command -v ninja >/dev/null || ! command -v g++ >/dev/null || \
+	    ! command -v npm >/dev/null; then \
 		$(SUDO) apt-get update && \
-		$(SUDO) apt-get install -y --no-install-recommends chromium fonts-dejavu-core postgresql; \
+		$(SUDO) apt-get install -y --no-install-recommends chromium fonts-dejavu-core postgresql cmake ninja-build \
+			g++ $$(command -v npm >/dev/null || echo nodejs npm); \
 	fi
 
 ## test-models: the small local model the tests run for real (SmolLM2-135M, 98 MB)
@@ -46,6 +52,6 @@ test: system-deps install test-models lint
 
 bench: install test-models
 	BAIMO_MODELS_DIR=$(TEST_MODELS) $(BIN)/python bench/gateway_overhead.py
-	BAIMO_MODELS_DIR=$(TEST_MODELS) $(BIN)/python bench/local_tokens.py
+	$(BIN)/python bench/local_concurrency.py
 	BAIMO_MODELS_DIR=$(TEST_MODELS) $(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/knowledge.py

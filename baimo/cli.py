@@ -1,4 +1,4 @@
-"""The `baimo` command: serve, models, chat, conversations, keys, router, kb, persona.
+"""The `baimo` command: serve, models, chat, conversations, keys, router, kb, persona, engine.
 
 Listings take --json and print one JSON document to stdout; progress and logs go to stderr.
 Every error is one readable line on stderr and a non-zero exit, never a traceback.
@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from baimo import __version__
+from baimo.cli_engine import engine_app
 from baimo.cli_kb import kb_app, persona_app
 from baimo.cli_output import JsonOpt, app_state, err, print_json
 from baimo.cli_router import router_app
@@ -33,6 +34,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(router_app, name="router")
 app.add_typer(kb_app, name="kb")
 app.add_typer(persona_app, name="persona")
+app.add_typer(engine_app, name="engine")
 
 
 
