@@ -14,10 +14,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from baimo.backends.base import Backend, Finish, GenerationParams, StreamEvent, TextDelta, ToolCallDelta, uses_tools
+from baimo.backends.openai_compat import merge_delta_fields
 from baimo.backends.registry import ModelRegistry
 from baimo.context import Fitted, start_fitted
-from baimo.errors import BaimoError, ContextLengthExceeded, UpstreamError
-from baimo.metering.usage import Usage, UsageLog, cost_usd
+from baimo.errors import BaimoError, ContextLengthExceeded, InvalidRequest, UpstreamError
+from baimo.metering.usage import Usage, UsageLog, cost_usd, token_details
 from baimo.routing.cascade import Attempt, logprob_confidence, run_to_end, verifier_confidence
 from baimo.routing.request import RouteRequest
 from baimo.routing.strategies import RoutePlan, RouterSet
@@ -40,29 +41,13 @@ class ChatContext:
 
 
 @dataclass
-class ChatRun:
-    """One chat completion in flight: the chosen model, its first event, and what it produced so far."""
+class ChoiceState:
+    """What one choice (`index`) of an answer has produced so far."""
 
-    service: ChatService
-    requested: str
-    backend: Backend
-    fitted: Fitted
-    route: str
-    ctx: ChatContext
-    started: float
-    first: StreamEvent
-    _events: AsyncIterator[StreamEvent]
     text_parts: list[str] = field(default_factory=list)
     tool_call_parts: list[dict[str, Any]] = field(default_factory=list)
-    finish: Finish | None = None
-    ttft_ms: float | None = None
-    error: BaimoError | None = None
-    stored_message: dict[str, Any] | None = None
-    extra_cost: float = 0.0  # what escalated cascade attempts cost before this answer
-
-    @property
-    def model_id(self) -> str:
-        return self.backend.config.id
+    logprobs: list[dict[str, Any]] | None = None   # OpenAI token-logprob objects, when the client asked
+    extra: dict[str, Any] | None = None            # other message fields the model sent (reasoning_content, ...)
 
     @property
     def text(self) -> str:
@@ -82,6 +67,59 @@ class ChatRun:
             call["function"]["arguments"] += fn.get("arguments") or ""
         return [calls[i] for i in sorted(calls)]
 
+    def add(self, event: TextDelta | ToolCallDelta) -> None:
+        if isinstance(event, ToolCallDelta):
+            self.tool_call_parts.extend(event.calls)
+            return
+        if event.text:
+            self.text_parts.append(event.text)
+        if event.logprobs:
+            self.logprobs = (self.logprobs or []) + event.logprobs
+        if event.extra:
+            self.extra = merge_delta_fields(self.extra, event.extra)
+
+
+@dataclass
+class ChatRun:
+    """One chat completion in flight: the chosen model, its first event, and what it produced so far."""
+
+    service: ChatService
+    requested: str
+    backend: Backend
+    fitted: Fitted
+    route: str
+    ctx: ChatContext
+    started: float
+    first: StreamEvent
+    _events: AsyncIterator[StreamEvent]
+    choices: dict[int, ChoiceState] = field(default_factory=lambda: {0: ChoiceState()})
+    finish: Finish | None = None
+    ttft_ms: float | None = None
+    error: BaimoError | None = None
+    stored_message: dict[str, Any] | None = None
+    extra_cost: float = 0.0  # what escalated cascade attempts cost before this answer
+
+    @property
+    def model_id(self) -> str:
+        return self.backend.config.id
+
+    @property
+    def text_parts(self) -> list[str]:
+        """Choice 0's text pieces (what is stored, cited and judged)."""
+        return self.choices[0].text_parts
+
+    @property
+    def tool_call_parts(self) -> list[dict[str, Any]]:
+        return self.choices[0].tool_call_parts
+
+    @property
+    def text(self) -> str:
+        return self.choices[0].text
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        return self.choices[0].tool_calls
+
     @property
     def prompt_cost(self) -> float:
         return cost_usd(self.backend.config, self.fitted.prompt_tokens, 0)
@@ -90,8 +128,8 @@ class ChatRun:
     def cost(self) -> float:
         f = self.finish
         prompt = f.prompt_tokens if f else self.fitted.prompt_tokens
-        completion = f.completion_tokens if f else len(self.text_parts)
-        return cost_usd(self.backend.config, prompt, completion)
+        completion = f.completion_tokens if f else sum(len(c.text_parts) for c in self.choices.values())
+        return cost_usd(self.backend.config, prompt, completion, token_details(f.usage if f else None)[0])
 
     @property
     def total_cost(self) -> float:
@@ -118,10 +156,7 @@ class ChatRun:
                 if isinstance(event, TextDelta | ToolCallDelta):
                     if self.ttft_ms is None:
                         self.ttft_ms = self.latency_ms
-                    if isinstance(event, TextDelta):
-                        self.text_parts.append(event.text)
-                    else:
-                        self.tool_call_parts.extend(event.calls)
+                    self.choices.setdefault(event.index, ChoiceState()).add(event)
                 else:
                     self.finish = event
                 yield event
@@ -190,9 +225,16 @@ class ChatService:
         context overflow falls through to the next model with a larger window."""
         failures: list[str] = []
         last_error: BaimoError | None = None
+        refused: InvalidRequest | None = None
         overflow_at = 0
         for backend in backends:
             if overflow_at and backend.config.context_window <= overflow_at:
+                continue
+            try:
+                backend.check(params)
+            except InvalidRequest as exc:  # this model cannot honour the request: try the next one
+                refused = refused or exc
+                failures.append(f"{backend.config.id} cannot serve it ({exc.param})")
                 continue
             try:
                 fitted, events = await start_fitted(backend, params)
@@ -215,7 +257,11 @@ class ChatService:
                     f"fallback: {', '.join(failures)} -> {backend.config.id}"
             return ChatRun(self, requested, backend, fitted, route, ctx, started, first, events,
                            extra_cost=extra_cost)
-        assert last_error is not None
+        if last_error is None:
+            assert refused is not None
+            if len(failures) > 1:
+                refused.message += f" (no model could serve it: {'; '.join(failures)})"
+            raise refused
         self.record_failure(requested, ctx, last_error, started, f"{reason} | " + "; ".join(failures))
         if len(failures) > 1:
             last_error.message = f"{last_error.message} (tried: {'; '.join(failures)})"
@@ -275,7 +321,9 @@ class ChatService:
             endpoint=run.ctx.endpoint, model_requested=run.requested, model=run.model_id, route=run.route,
             api_key_id=run.ctx.api_key_id, conversation_id=run.ctx.conversation_id, stream=run.ctx.stream,
             prompt_tokens=f.prompt_tokens if f else run.fitted.prompt_tokens,
-            completion_tokens=f.completion_tokens if f else len(run.text_parts), cost=run.cost,
+            completion_tokens=f.completion_tokens if f else sum(len(c.text_parts) for c in run.choices.values()),
+            cached_tokens=token_details(f.usage if f else None)[0],
+            reasoning_tokens=token_details(f.usage if f else None)[1], cost=run.cost,
             latency_ms=run.latency_ms, ttft_ms=run.ttft_ms,
             status_code=run.error.status_code if run.error else (499 if status == "stopped" else 200),
             finish_reason=f.reason if f else status, error=run.error.message if run.error else None,

@@ -66,11 +66,24 @@ class ModelConfig(BaseModel):
     max_output_tokens: int | None = Field(default=None, gt=0, description="reply cap when a request sets none")
     price_input: float = Field(default=0.0, ge=0, description="USD per million prompt tokens")
     price_output: float = Field(default=0.0, ge=0, description="USD per million completion tokens")
+    price_cached_input: float | None = Field(default=None, ge=0, description="USD per million cached prompt "
+                                             "tokens (default: price_input)")
     fallbacks: list[str] = Field(default_factory=list)
-    # llamacpp
+    inputs: list[Literal["text", "image", "audio", "file"]] | None = Field(
+        default=None, description="content kinds the model reads (default: text for local, all for remote)")
+    # llamacpp (each model runs in a supervised llama-server worker process)
     catalogue: str | None = None
     path: str | None = None
     threads: int | None = None
+    parallel: int = Field(default=4, ge=1, le=64, description="requests one local model serves at once")
+    max_n: int = Field(default=4, ge=1, le=128, description="largest `n` (choices per request) accepted")
+    keep_alive: float | None = Field(default=300.0, ge=0,
+                                     description="seconds idle before a local model is unloaded (0/null: never)")
+    load_timeout: float = Field(default=120.0, gt=0, description="seconds a local model may take to load")
+    repack: bool = Field(default=True, description="llama.cpp weight repacking (extra CPU buffer types)")
+    # openai
+    developer_role: bool = Field(default=True, description="the upstream accepts `developer` messages "
+                                 "(false: they are sent as `system`)")
     # openai
     base_url: str | None = None
     upstream_model: str | None = None

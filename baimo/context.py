@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from baimo.errors import ContextLengthExceeded
 
 if TYPE_CHECKING:
     from baimo.backends.base import Backend, GenerationParams, StreamEvent
 
-Messages = list[dict[str, str]]
+Messages = list[dict[str, Any]]
 MIN_REPLY_TOKENS = 16
 DEFAULT_REPLY_RESERVE = 512
 
@@ -30,7 +30,7 @@ class Fitted:
 def fit_to_window(messages: Messages, count_tokens: Callable[[Messages], int], window: int,
                   max_tokens: int | None = None) -> Fitted:
     """Trim `messages` to fit `window` tokens with room for the reply."""
-    system = [m for m in messages[:1] if m["role"] == "system"]
+    system = [m for m in messages[:1] if m["role"] in ("system", "developer")]
     turns = messages[len(system):]
     essential = count_tokens(system + turns[-1:])
     if essential > window - MIN_REPLY_TOKENS:
@@ -70,7 +70,9 @@ def fit_to_window(messages: Messages, count_tokens: Callable[[Messages], int], w
 async def start_fitted(backend: Backend, params: GenerationParams) -> tuple[Fitted, AsyncIterator[StreamEvent]]:
     """Load the backend, fit the request to its window (its reply cap when the request sets none), start it."""
     await backend.start()
-    fitted = fit_to_window(params.messages, backend.count_tokens, backend.config.context_window,
-                           params.max_tokens or backend.config.max_output_tokens)
-    events = aiter(backend.stream(replace(params, messages=fitted.messages, max_tokens=fitted.max_tokens)))
+    cap = params.max_tokens or backend.config.max_output_tokens
+    fitted = fit_to_window(params.messages, backend.count_tokens, backend.config.context_window, cap)
+    # The reply cap goes out only when the client (or the operator's `max_output_tokens`) set one: Baimo never
+    # adds a limit of its own, which hosted providers reject when it exceeds their output limit.
+    events = aiter(backend.stream(replace(params, messages=fitted.messages, max_tokens=cap)))
     return fitted, events

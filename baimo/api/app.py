@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from baimo import __version__
-from baimo.api import conversation_routes, knowledge_routes, openai_routes, persona_routes
+from baimo.api import completion_routes, conversation_routes, knowledge_routes, openai_routes, persona_routes
 from baimo.api.deps import api_key, state
 from baimo.api.errors import install_error_handlers
 from baimo.api.limits import BodyLimits
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimits, max_body_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes)
     install_error_handlers(app)
     app.include_router(openai_routes.router)
+    app.include_router(completion_routes.router)
     app.include_router(conversation_routes.router)
     app.include_router(knowledge_routes.router)
     app.include_router(persona_routes.router)
@@ -52,6 +53,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         models = {b.config.id: b.ready for b in s.models}
         body = {"status": "ready" if s.ready else "starting", "models_loaded": models}
         return JSONResponse(body, status_code=200 if s.ready else 503)
+
+    @app.get("/api/workers", tags=["health"], summary="Local model workers: running, pid, restarts, requests in flight",
+             dependencies=[Depends(api_key)])
+    async def workers(s: AppState = Depends(state)) -> dict:
+        rows = []
+        for b in s.models:
+            w = getattr(b, "_worker", None)
+            if b.config.kind != "llamacpp":
+                continue
+            rows.append({"model": b.config.id, "running": bool(w and w.running), "pid": w.pid if w else None,
+                         "restarts": w.restarts if w else 0, "in_flight": w.in_flight if w else 0,
+                         "parallel": b.config.parallel, "keep_alive": b.config.keep_alive})
+        return {"data": rows}
 
     @app.get("/api/usage", tags=["usage"], summary="Requests, tokens and cost per model, per day, and savings",
              dependencies=[Depends(api_key)])

@@ -14,8 +14,8 @@ from baimo.api.deps import api_key, state
 from baimo.api.schemas import ChatCompletionRequest, EmbeddingRequest
 from baimo.api.sse import DONE, ChunkMaker, SSEResponse, error_event, event
 from baimo.api.state import AppState
-from baimo.backends.base import Finish, TextDelta, ToolCallDelta
-from baimo.chat import ChatContext, ChatRun
+from baimo.backends.base import Finish, TextDelta, ToolCallDelta, message_text
+from baimo.chat import ChatContext, ChatRun, ChoiceState
 from baimo.errors import BaimoError, InvalidRequest, ModelNotFound
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -36,11 +36,16 @@ def route_headers(run: ChatRun, *, final: bool) -> dict[str, str]:
     return headers
 
 
-def usage_dict(run: ChatRun) -> dict[str, int]:
+def usage_dict(run: ChatRun) -> dict[str, Any]:
+    """OpenAI's usage object: the upstream's own (with its token details) when it sent one, else Baimo's count."""
     f = run.finish
     prompt = f.prompt_tokens if f else run.fitted.prompt_tokens
     completion = f.completion_tokens if f else len(run.text_parts)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                             "total_tokens": prompt + completion}
+    if f and f.usage:
+        usage.update({k: v for k, v in f.usage.items() if k.endswith("_details") and isinstance(v, dict)})
+    return usage
 
 
 def baimo_meta(run: ChatRun) -> dict[str, Any]:
@@ -49,32 +54,60 @@ def baimo_meta(run: ChatRun) -> dict[str, Any]:
             "context_dropped": run.fitted.dropped}
 
 
-def finish_reason(f: Finish | None) -> str:
-    return f.reason if f and f.reason in ("stop", "length", "tool_calls") else "stop"
+FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "function_call")
 
 
-def assistant_message(run: ChatRun) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": run.text, "refusal": None}
-    if run.tool_call_parts:
-        message["tool_calls"] = run.tool_calls
-        message["content"] = run.text or None
+def finish_reason(f: Finish | None, index: int = 0) -> str:
+    reason = f.reason_for(index) if f else "stop"
+    return reason if reason in FINISH_REASONS else "stop"
+
+
+def assistant_message(choice: ChoiceState) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": choice.text, "refusal": None}
+    if choice.extra:
+        message.update(choice.extra)
+    if choice.tool_call_parts:
+        message["tool_calls"] = choice.tool_calls
+        message["content"] = choice.text or None
     return message
+
+
+def choice_logprobs(choice: ChoiceState) -> dict[str, Any] | None:
+    return {"content": choice.logprobs, "refusal": None} if choice.logprobs is not None else None
 
 
 async def stream_chunks(run: ChatRun, include_usage: bool) -> AsyncIterator[bytes]:
     maker = ChunkMaker(run.model_id, run.ctx.response_id)
-    yield event(maker.chunk({"role": "assistant", "content": ""}))
+    started: set[int] = set()
+
+    def opening(index: int) -> list[bytes]:
+        if index in started:
+            return []
+        started.add(index)
+        return [event(maker.chunk({"role": "assistant", "content": ""}, index=index))]
+
+    for chunk in opening(0):
+        yield chunk
     try:
         async for ev in run.events():
             if isinstance(ev, TextDelta):
-                yield event(maker.chunk({"content": ev.text}))
+                for chunk in opening(ev.index):
+                    yield chunk
+                delta: dict[str, Any] = {"content": ev.text} if ev.text or not ev.extra else {}
+                if ev.extra:
+                    delta.update(ev.extra)
+                logprobs = {"content": ev.logprobs, "refusal": None} if ev.logprobs else None
+                yield event(maker.chunk(delta, index=ev.index, logprobs=logprobs))
             elif isinstance(ev, ToolCallDelta):
-                yield event(maker.chunk({"tool_calls": ev.calls}))
+                for chunk in opening(ev.index):
+                    yield chunk
+                yield event(maker.chunk({"tool_calls": ev.calls}, index=ev.index))
         citations = run.citations()
         if citations is not None:
             # A chunk-shaped event with an empty delta: plain OpenAI clients see nothing; Baimo's UI reads it.
             yield event(maker.chunk({}, citations=citations), name="citations")
-        yield event(maker.chunk({}, finish_reason(run.finish)))
+        for index in sorted(started | set(run.choices)):
+            yield event(maker.chunk({}, finish_reason(run.finish, index), index=index))
         if include_usage:
             yield event(maker.usage_chunk(usage_dict(run), baimo=baimo_meta(run)))
     except BaimoError as exc:
@@ -86,28 +119,31 @@ async def stream_chunks(run: ChatRun, include_usage: bool) -> AsyncIterator[byte
 async def chat_completions(body: ChatCompletionRequest, s: AppState = Depends(state),
                            key_id: str | None = Depends(api_key)) -> Any:
     params = body.generation_params()
-    conversation_id = (body.metadata or {}).get("conversation_id")
+    metadata = body.metadata or {}
+    conversation_id = metadata.get("conversation_id")
     s.check_callable(body.model)  # 404 before anything is stored
     if conversation_id:
         s.conversations.get(conversation_id)
-    ctx = ChatContext(stream=body.stream, api_key_id=key_id, conversation_id=conversation_id,
-                      store_message=bool(conversation_id), persona=(body.metadata or {}).get("persona"))
+    ctx = ChatContext(stream=bool(body.stream), api_key_id=key_id, conversation_id=conversation_id,
+                      store_message=bool(conversation_id), persona=metadata.get("persona"))
     kn = body.knowledge
     options = s.assistant.knowledge_options(kn.bases, k=kn.k, grounded=kn.grounded, min_relevance=kn.min_relevance,
                                             mode=kn.mode) if kn else None
     target, params, options = s.assistant.resolve(body.model, params, ctx, options)
     if conversation_id and params.messages[-1]["role"] == "user":
-        s.conversations.append(conversation_id, "user", params.messages[-1]["content"])
+        s.conversations.append(conversation_id, "user", message_text(params.messages[-1]))
     run = await s.assistant.open(target, params, ctx, options)
     if body.stream:
+        # stream_options only means something for streams; on a non-streaming request it is ignored (as
+        # vLLM and llama.cpp do), and it is never forwarded: Baimo asks upstreams for usage itself.
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return SSEResponse(stream_chunks(run, include_usage), headers=route_headers(run, final=False))
     await run.collect()
     response = {
         "id": run.ctx.response_id, "object": "chat.completion", "created": int(time.time()), "model": run.model_id,
-        "system_fingerprint": None,
-        "choices": [{"index": 0, "message": assistant_message(run), "logprobs": None,
-                     "finish_reason": finish_reason(run.finish)}],
+        "system_fingerprint": run.finish.system_fingerprint if run.finish else None,
+        "choices": [{"index": i, "message": assistant_message(c), "logprobs": choice_logprobs(c),
+                     "finish_reason": finish_reason(run.finish, i)} for i, c in sorted(run.choices.items())],
         "usage": usage_dict(run), "baimo": baimo_meta(run),
     }
     citations = run.citations()
@@ -152,9 +188,7 @@ async def get_model(model_id: str, s: AppState = Depends(state), _key: str | Non
 @router.post("/embeddings", summary="Create embeddings (multilingual, batched)")
 async def embeddings(body: EmbeddingRequest, s: AppState = Depends(state),
                      _key: str | None = Depends(api_key)) -> dict[str, Any]:
-    texts = [body.input] if isinstance(body.input, str) else body.input
-    if any(not t for t in texts):
-        raise InvalidRequest("input must not contain empty strings", param="input")
+    texts = body.texts()
     embedder = s.embedders.get(body.model)
     if body.dimensions is not None and body.dimensions != embedder.dim:
         raise InvalidRequest(f"{body.model} produces {embedder.dim} dimensions; it cannot give {body.dimensions}",

@@ -36,12 +36,14 @@ class ChunkMaker:
         self.created = int(time.time())
         self.model = model
 
-    def chunk(self, delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> dict[str, Any]:
+    def chunk(self, delta: dict[str, Any], finish_reason: str | None = None, *, index: int = 0,
+              logprobs: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
                 "system_fingerprint": None,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}], **extra}
+                "choices": [{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}],
+                **extra}
 
-    def usage_chunk(self, usage: dict[str, int], **extra: Any) -> dict[str, Any]:
+    def usage_chunk(self, usage: dict[str, Any], **extra: Any) -> dict[str, Any]:
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
                 "system_fingerprint": None, "choices": [], "usage": usage, **extra}
 

@@ -1,83 +1,96 @@
-"""In-process GGUF models through llama-cpp-python, with the GGUF's own chat template.
+"""Local GGUF models, each served by its own supervised llama.cpp `llama-server` worker process.
 
-A llama.cpp context is not thread-safe, so each model has one context and one worker thread:
-requests queue on an asyncio lock and run one at a time. Tokens cross from the worker thread to
-the event loop through an asyncio queue as they are produced; closing the stream (the client went
-away) sets a flag the worker checks after every token, so generation stops within a token.
+The worker is llama.cpp's own OpenAI-compatible server, so a local model is one more OpenAI-compatible
+upstream behind Baimo's routing, fallbacks and metering, and it brings what llama.cpp already does well:
+parallel slots with continuous batching, JSON-schema grammars, token logprobs, tool calls through the
+model's chat template, and every sampler. This backend adds what the API process must own: the worker's
+life cycle (see `baimo.engine.worker`), and the checks that turn what a local model cannot honour into a
+400 naming the field instead of silently ignoring it.
 """
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import os
-import threading
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from baimo.backends import catalogue
-from baimo.backends.base import Finish, GenerationParams, StreamEvent, TextDelta
+import aiohttp
+
+from baimo.backends import catalogue, tool_emulation
+from baimo.backends.base import Finish, GenerationParams, StreamEvent, TextDelta, ToolCallDelta, message_text
+from baimo.backends.capabilities import check_content_parts
+from baimo.backends.json_schema import check_enforceable, response_schema
+from baimo.backends.openai_compat import OpenAICompatBackend, finite_logprobs
 from baimo.config import ModelConfig, Settings
-from baimo.errors import ConfigError, InvalidRequest, UpstreamError, UpstreamUnavailable
+from baimo.errors import ContextLengthExceeded, InvalidRequest, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 
-DEFAULT_TEMPERATURE = 0.7
-DEFAULT_TOP_P = 0.95
-_DONE = object()
+log = logging.getLogger("baimo.worker")
 
-
-def _plain_transcript(messages: list[dict[str, str]]) -> str:
-    """Prompt for a base model with no chat template: a plain role-labelled transcript."""
-    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
-    return "\n".join(lines) + "\nAssistant:"
-
-
-class _TokenLogprobs:
-    """A logits processor that records log P of each sampled token, without llama.cpp's costly `logits_all`.
-
-    It sees the raw logits of step t; at step t+1 the token sampled at t is the last input id, so its
-    log-probability is looked up then (and the last one at the end, from the final input id).
-    """
-
-    def __init__(self) -> None:
-        self.total = 0.0
-        self.count = 0
-        self._last: Any = None  # log-softmax of the previous step
-        self._start: int | None = None
-
-    def _take(self, input_ids: Any) -> None:
-        if self._last is not None:
-            self.total += float(self._last[int(input_ids[-1])])
-            self.count += 1
-
-    def __call__(self, input_ids: Any, logits: Any) -> Any:
-        import numpy as np
-
-        self._take(input_ids)
-        z = logits.astype(np.float64)
-        z = z - z.max()
-        self._last = z - np.log(np.exp(z).sum())
-        return logits
-
-    def finish(self, llm: Any) -> tuple[float | None, int]:
-        if self._last is not None and llm.n_tokens:
-            self._take(llm.input_ids[: llm.n_tokens])
-            self._last = None
-        return (self.total if self.count else None), self.count
+# Request fields a local model uses or may safely ignore: OpenAI's (bookkeeping ones such as `user`, `store` and
+# `metadata` have nothing to do on a local model) and llama.cpp's own sampler and grammar extensions. Anything
+# else is refused by name, as OpenAI refuses an unrecognized argument, instead of being silently dropped.
+LOCAL_FIELDS = {
+    "n", "stop", "logit_bias", "logprobs", "top_logprobs", "user", "metadata", "store", "service_tier",
+    "reasoning_effort",
+    "response_format", "modalities", "prompt_cache_key", "safety_identifier",
+    "audio", "prediction", "functions", "function_call",  # refused below with a reason
+    "top_k", "min_p", "typical_p", "top_n_sigma", "repeat_penalty", "repetition_penalty", "repeat_last_n",
+    "dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n", "dry_sequence_breakers",
+    "xtc_probability", "xtc_threshold", "mirostat", "mirostat_tau", "mirostat_eta", "dynatemp_range",
+    "dynatemp_exponent", "min_keep", "samplers", "ignore_eos", "n_probs", "post_sampling_probs", "grammar",
+    "json_schema", "chat_template_kwargs", "reasoning_format", "parse_tool_calls", "cache_prompt", "n_keep",
+    "t_max_predict_ms", "continue_final_message", "id_slot",
+}
+# Request fields a text-only llama.cpp worker cannot honour: a 400 naming them beats silence.
+UNHONOURED = {"audio": "audio output", "prediction": "predicted outputs", "functions": "legacy function "
+              "calling (use `tools`)", "function_call": "legacy function calling (use `tools` and `tool_choice`)"}
 
 
-class LlamaCppBackend:
-    """A GGUF model run in this process."""
+def local_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages as a GGUF chat template takes them: `developer` becomes `system` (many templates, Qwen's among
+    them, raise on roles they do not know), text parts are joined into one string, an assistant turn with tool
+    calls and no content gets an empty one, and leading system messages merge into one. Call
+    check_content_parts first."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        msg = dict(m)
+        if msg.get("role") == "developer":
+            msg["role"] = "system"
+        if isinstance(msg.get("content"), list):
+            msg["content"] = message_text(msg)
+        if msg.get("role") == "assistant" and msg.get("content") is None:
+            msg["content"] = ""
+        if msg["role"] == "system" and out and all(o["role"] == "system" for o in out):
+            # leading instructions (a persona's, then the client's) become one system message: several
+            # templates accept only one, and only first
+            out[0] = {**out[0], "content": f"{out[0]['content']}\n\n{msg['content']}"}
+            continue
+        out.append(msg)
+    return out
+
+
+def legacy_logprobs(tokens: list[dict[str, Any]], offsets: dict[int, int], index: int) -> dict[str, Any]:
+    """Chat-shaped token logprobs as the legacy completions shape: parallel lists of tokens, their logprobs,
+    {token: logprob} dicts of the alternatives, and each token's character offset in the choice's text."""
+    out: dict[str, Any] = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+    for t in tokens:
+        out["tokens"].append(t.get("token", ""))
+        out["token_logprobs"].append(t["logprob"])
+        out["top_logprobs"].append({alt.get("token", ""): alt["logprob"] for alt in t.get("top_logprobs") or []})
+        out["text_offset"].append(offsets.get(index, 0))
+        offsets[index] = offsets.get(index, 0) + len(t.get("token", ""))
+    return out
+
+
+class LlamaCppBackend(OpenAICompatBackend):
+    """A GGUF model served by a supervised llama-server worker on a loopback port."""
 
     def __init__(self, config: ModelConfig, settings: Settings) -> None:
-        self.config = config
+        super().__init__(config, settings)
         self._settings = settings
-        self._llm: Any = None
-        self._formatter: Any = None
-        self._stop_words: list[str] = []
-        self._load_lock = asyncio.Lock()
-        self._run_lock = asyncio.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{config.id}")
+        self._worker: Any = None
 
     @property
     def model_path(self) -> Path:
@@ -87,141 +100,216 @@ class LlamaCppBackend:
         return catalogue.model_path(self._settings.model_cache, self.config.catalogue)
 
     @property
-    def ready(self) -> bool:
-        return self._llm is not None
+    def worker(self) -> Any:
+        """The supervisor of this model's worker process (created on first use)."""
+        if self._worker is None:
+            from baimo.engine import build
+            from baimo.engine.worker import Worker, WorkerSpec
+
+            engine = build.installed()
+            if engine is None:
+                raise UpstreamUnavailable(f"{self.config.id}: the local engine is not built on this machine; "
+                                          "run `baimo engine build`", code="engine_missing")
+            threads = self.config.threads or self._settings.llama_threads or min(2, os.cpu_count() or 1)
+            self._worker = Worker(WorkerSpec(
+                model_id=self.config.id, server=engine.server, model_path=self.model_path,
+                context_window=self.config.context_window, parallel=self.config.parallel, threads=threads,
+                repack=self.config.repack, load_timeout=self.config.load_timeout,
+                keep_alive=self.config.keep_alive or None,
+                log_path=self._settings.home / "logs" / f"worker-{self.config.id.replace('/', '_')}.log"))
+        return self._worker
 
     @property
-    def has_chat_template(self) -> bool:
-        return self._formatter is not None
+    def ready(self) -> bool:
+        return self._worker is not None and self._worker.running
 
     async def start(self) -> None:
-        async with self._load_lock:
-            if self._llm is not None:
-                return
-            path = self.model_path
-            if not path.exists():
-                hint = (f"run `baimo models pull {self.config.id}`" if self.config.catalogue
-                        else "check `path` in baimo.yaml")
-                raise UpstreamUnavailable(f"model file for {self.config.id} is missing ({path}); {hint}")
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self._load, path)
-
-    def _load(self, path: Path) -> None:
-        from llama_cpp import Llama
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        threads = self.config.threads or self._settings.llama_threads or min(2, os.cpu_count() or 1)
-        try:
-            llm = Llama(model_path=str(path), n_ctx=self.config.context_window, n_threads=threads,
-                        n_threads_batch=threads, verbose=False)
-        except (ValueError, RuntimeError) as exc:
-            raise ConfigError(f"cannot load {path}: {exc}") from exc
-        eos_id, bos_id = llm.token_eos(), llm.token_bos()
-        eos = llm._model.token_get_text(eos_id) if eos_id != -1 else ""
-        bos = llm._model.token_get_text(bos_id) if bos_id != -1 else ""
-        template = llm.metadata.get("tokenizer.chat_template")
-        if template:
-            self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
-            self._stop_words = [eos] if eos else []
-        else:
-            self._stop_words = ["\nUser:"]
-        self._llm = llm
+        """Start the HTTP session and the worker (loading the model); 503 when the model file is missing."""
+        await super().start()
+        if not self.model_path.exists():
+            hint = (f"run `baimo models pull {self.config.id}`" if self.config.catalogue
+                    else "check `path` in baimo.yaml")
+            raise UpstreamUnavailable(f"model file for {self.config.id} is missing ({self.model_path}); {hint}")
+        await self.worker.url()
 
     async def close(self) -> None:
-        async with self._run_lock:
-            self._llm = None
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._worker is not None:
+            await self._worker.close()
+        await super().close()
 
-    def _prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:
-        if self._formatter is not None:
-            text = self._formatter(messages=messages).prompt
-            return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
-        return self._llm.tokenize(_plain_transcript(messages).encode("utf-8"), add_bos=True, special=False)
+    @property
+    def _url(self) -> str:
+        return self.worker.base_url + "/v1/chat/completions"
 
-    def count_tokens(self, messages: list[dict[str, str]]) -> int:
-        if any(m.get("tool_calls") or m["role"] == "tool" for m in messages):
-            raise InvalidRequest(f"{self.config.id} cannot take tool calls or tool results; send requests with "
-                                 "tools to a model that calls tools (or route them there with a `tools` rule)",
-                                 param="messages", code="tools_not_supported")
-        if self._llm is None:
-            from baimo.backends.base import estimate_tokens
+    def check(self, params: GenerationParams) -> None:
+        """Refuse, naming the field, what a text-only local model cannot honour."""
+        check_content_parts(self.config, params.messages)
+        extra = params.extra
+        for name in extra:
+            if name not in LOCAL_FIELDS:
+                raise InvalidRequest(f"Unrecognized request argument supplied: {name} ({self.config.id} is a local "
+                                     "model and does not use it)", param=name, code="unknown_parameter")
+        for name, what in UNHONOURED.items():
+            if extra.get(name) not in (None, False, [], {}):
+                raise InvalidRequest(f"{self.config.id} is a local model and cannot give {what}; remove `{name}` "
+                                     "or choose a remote model that supports it", param=name)
+        if any(m != "text" for m in extra.get("modalities") or []):
+            raise InvalidRequest(f"{self.config.id} only produces text; set `modalities` to [\"text\"]",
+                                 param="modalities")
+        n = extra.get("n")
+        most = min(self.config.max_n, self.config.parallel)
+        if isinstance(n, int) and n > most:
+            raise InvalidRequest(f"{self.config.id} generates at most {most} choices per request (`max_n` and "
+                                 f"`parallel` in baimo.yaml); n={n} is too many", param="n")
+        schema = response_schema(extra.get("response_format"))
+        if schema is not None:
+            check_enforceable(schema)
+        for key in (extra.get("logit_bias") or {}):
+            if not str(key).lstrip("-").isdigit():
+                raise InvalidRequest("logit_bias keys are token ids (as strings of digits)", param="logit_bias")
 
-            return estimate_tokens(messages)
-        return len(self._prompt_tokens(messages))
+    def _body(self, params: GenerationParams) -> dict[str, Any]:
+        """The worker's request, with what llama-server does differently from OpenAI adjusted here."""
+        body = super()._body(params)
+        body["messages"] = local_messages(params.messages)
+        if body.get("n") == 1:
+            del body["n"]
+        body.pop("id_slot", None)  # slots are Baimo's to schedule, not a client's
+        if "repetition_penalty" in body:  # vLLM's name for llama.cpp's repeat_penalty
+            body.setdefault("repeat_penalty", body.pop("repetition_penalty"))
+        if "stop" in body:  # llama.cpp ends at once on an empty stop string; OpenAI ignores it (and [])
+            stop = [body["stop"]] if isinstance(body["stop"], str) else body["stop"]
+            body["stop"] = [x for x in stop if x] or None
+            if body["stop"] is None:
+                del body["stop"]
+        if body.get("logprobs"):
+            # llama-server gives 20 alternatives when top_logprobs is absent and none at all with 0; OpenAI gives
+            # none when it is absent. Ask for at least 1 and cut the lists to what the client asked for.
+            body["top_logprobs"] = max(1, int(body.get("top_logprobs") or 0))
+        if not self._template_calls_tools:
+            if body.get("tools") and body.get("tool_choice") != "none":
+                return tool_emulation.emulate(body)
+            body.pop("tools", None)
+            body.pop("tool_choice", None)
+            body.pop("parallel_tool_calls", None)
+            body["messages"] = tool_emulation.history_as_text(body["messages"])
+            return body
+        choice = body.get("tool_choice")
+        if isinstance(choice, dict) and body.get("tools"):
+            # llama-server treats a named function as "auto"; offering only that tool, required, enforces it.
+            name = (choice.get("function") or {}).get("name")
+            named = [t for t in body["tools"] if (t.get("function") or {}).get("name") == name]
+            if not named:
+                raise InvalidRequest(f"tool_choice names {name!r}, which is not among `tools`", param="tool_choice")
+            body["tools"], body["tool_choice"] = named, "required"
+        return body
+
+    @property
+    def _template_calls_tools(self) -> bool:
+        """Whether the model's chat template can express tools (llama.cpp's analysis of it, from /props)."""
+        caps = (self._worker.props if self._worker else {}).get("chat_template_caps") or {}
+        return bool(caps.get("supports_tool_calls", True))
 
     async def stream(self, params: GenerationParams) -> AsyncIterator[StreamEvent]:
-        if params.tools:
-            raise InvalidRequest(f"{self.config.id} cannot call tools; send requests with tools to a model that "
-                                 "calls tools (or route them there with a `tools` rule)", param="tools",
-                                 code="tools_not_supported")
-        await self.start()
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        cancel = threading.Event()
-
-        def put(item: Any) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        async with self._run_lock:
-            future = loop.run_in_executor(self._executor, self._generate, params, cancel, put)
+        worker = self.worker
+        async with worker.in_use():
+            await worker.url()
+            emulated = bool(params.tools) and params.tool_choice != "none" and not self._template_calls_tools
+            events = super().stream(params)
+            if emulated:
+                events = self._emulated_tool_events(events)
             try:
-                while True:
-                    item = await queue.get()
-                    if item is _DONE:
-                        break
-                    if isinstance(item, BaseException):
-                        raise item
-                    yield item
-            finally:
-                cancel.set()
-                # The context is busy until the worker returns; hold the lock until then.
-                await asyncio.shield(future)
+                async for ev in events:
+                    if isinstance(ev, TextDelta) and ev.logprobs:
+                        keep = int(params.extra.get("top_logprobs") or 0)
+                        for token in ev.logprobs:
+                            token["top_logprobs"] = (token.get("top_logprobs") or [])[:keep]
+                            token.pop("id", None)
+                    yield ev
+            except UpstreamTimeout as exc:
+                log.warning("%s: %s; checking the worker's health", self.config.id, exc.message)
+                await worker.check_health()  # a hung worker is killed and replaced
+                raise
+            except UpstreamUnavailable as exc:
+                exc.message = self._why(exc.message)
+                raise
+            except UpstreamError as exc:
+                if not worker.running:
+                    exc.message = f"{self.config.id}: the model worker stopped mid-answer ({worker.last_log_line()})"
+                raise
+            worker.served()
 
-    def _json_grammar(self) -> Any:
-        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+    def completions_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A text completion for the worker: refuse what it would silently ignore, and leave `echo` to Baimo."""
+        if body.get("suffix"):
+            raise InvalidRequest(f"{self.config.id} cannot fill in the middle: `suffix` is not supported for local "
+                                 "models", param="suffix")
+        if (body.get("best_of") or 1) > 1:
+            raise InvalidRequest("`best_of` is not supported for local models; use `n`", param="best_of")
+        n = body.get("n") or 1
+        if n > min(self.config.max_n, self.config.parallel):
+            raise InvalidRequest(f"{self.config.id} generates at most {min(self.config.max_n, self.config.parallel)} "
+                                 f"choices per request; n={n} is too many", param="n")
+        out = super().completions_body({k: v for k, v in body.items() if k not in ("echo", "suffix", "best_of",
+                                                                                  "id_slot")})
+        if not out.get("stop"):
+            out.pop("stop", None)
+        return out
 
-        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+    async def text_completions(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Text completions from the worker, in OpenAI's legacy shape: `echo` puts the prompt before each choice's
+        text, and token logprobs become {tokens, token_logprobs, top_logprobs, text_offset}."""
+        echo = bool(body.get("echo"))
+        prompt = body.get("prompt")
+        if echo and not isinstance(prompt, str):
+            raise InvalidRequest("`echo` is supported for a single text prompt on local models", param="echo")
+        worker = self.worker
+        async with worker.in_use():
+            await worker.url()
+            echoed: set[int] = set()
+            offsets: dict[int, int] = {}
+            async for chunk in super().text_completions(body):
+                for choice in chunk.get("choices") or []:
+                    index = int(choice.get("index") or 0)
+                    if echo and index not in echoed:
+                        echoed.add(index)
+                        choice["text"] = str(prompt) + (choice.get("text") or "")
+                        offsets[index] = len(str(prompt))
+                    content = (choice.get("logprobs") or {}).get("content") if isinstance(
+                        choice.get("logprobs"), dict) else None
+                    if content is not None:
+                        choice["logprobs"] = legacy_logprobs(finite_logprobs(content), offsets, index)
+                yield chunk
+            worker.served()
 
-    def _generate(self, params: GenerationParams, cancel: threading.Event, put: Any) -> None:
+    @staticmethod
+    async def _emulated_tool_events(events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+        """Collect an emulated tool answer (JSON) and give it back as tool calls or as text."""
+        parts: list[str] = []
+        async for ev in events:
+            if isinstance(ev, TextDelta):
+                parts.append(ev.text)
+            elif isinstance(ev, Finish):
+                content, calls = tool_emulation.parse_answer("".join(parts))
+                if calls:
+                    yield ToolCallDelta(calls)
+                    ev.reason, ev.reasons = "tool_calls", {0: "tool_calls"}
+                elif content:
+                    yield TextDelta(content)
+                yield ev
+
+    def _why(self, message: str) -> str:
+        if self._worker is not None and not self._worker.running:
+            return f"{self.config.id}: the model worker is not running ({self._worker.last_log_line()}); " \
+                   "it restarts on the next request"
+        return message
+
+    async def _open(self, params: GenerationParams) -> aiohttp.ClientResponse:
         try:
-            llm = self._llm
-            prompt = self._prompt_tokens(params.messages)
-            room = self.config.context_window - len(prompt)
-            if room <= 0:
-                raise UpstreamError(f"prompt of {len(prompt)} tokens fills the context window of {self.config.id}")
-            max_tokens = min(params.max_tokens or room, room)
-            scorer = _TokenLogprobs() if params.logprobs else None
-            chunks = llm.create_completion(
-                prompt, max_tokens=max_tokens, stream=True,
-                temperature=DEFAULT_TEMPERATURE if params.temperature is None else params.temperature,
-                top_p=DEFAULT_TOP_P if params.top_p is None else params.top_p,
-                stop=self._stop_words + params.stop, seed=params.seed,
-                presence_penalty=params.presence_penalty or 0.0,
-                frequency_penalty=params.frequency_penalty or 0.0,
-                logits_processor=[scorer] if scorer else None,
-                grammar=self._json_grammar() if params.json_mode else None,
-            )
-            text_parts: list[str] = []
-            reason = "length"
-            try:
-                for chunk in chunks:
-                    choice = chunk["choices"][0]
-                    if choice["text"]:
-                        text_parts.append(choice["text"])
-                        put(TextDelta(choice["text"]))
-                    if choice.get("finish_reason"):
-                        reason = choice["finish_reason"]
-                    if cancel.is_set():
-                        reason = "cancelled"
-                        break
-            finally:
-                chunks.close()
-            text = "".join(text_parts)
-            completion = len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
-            lp_sum, lp_n = scorer.finish(llm) if scorer else (None, 0)
-            put(Finish(reason=reason, prompt_tokens=len(prompt), completion_tokens=completion,
-                       logprob_sum=lp_sum, logprob_tokens=lp_n))
-        except BaseException as exc:  # forwarded to the event loop and raised there
-            put(exc)
-        finally:
-            put(_DONE)
+            return await super()._open(params)
+        except InvalidRequest as exc:
+            if "context" in exc.message and ("exceed" in exc.message or "size" in exc.message):
+                raise ContextLengthExceeded(
+                    f"This model's maximum context length is {self.config.context_window} tokens; the messages "
+                    f"and the reply do not fit ({exc.message.split(': ', 2)[-1]})", param="messages") from exc
+            raise

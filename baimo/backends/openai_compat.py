@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from baimo.backends.base import Finish, GenerationParams, StreamEvent, TextDelta, ToolCallDelta, estimate_tokens
+from baimo.backends.capabilities import check_content_parts
 from baimo.config import ModelConfig, Settings
 from baimo.errors import InvalidRequest, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 
@@ -64,7 +66,7 @@ class OpenAICompatBackend:
     def _url(self) -> str:
         return (self.config.base_url or "").rstrip("/") + "/chat/completions"
 
-    def count_tokens(self, messages: list[dict[str, str]]) -> int:
+    def count_tokens(self, messages: list[dict[str, Any]]) -> int:
         return estimate_tokens(messages)
 
     def _headers(self) -> dict[str, str]:
@@ -76,19 +78,24 @@ class OpenAICompatBackend:
         return headers
 
     def _body(self, params: GenerationParams) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": self.config.upstream_model or self.config.id,
-            "messages": params.messages,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        optional = {"max_tokens": params.max_tokens, "temperature": params.temperature, "top_p": params.top_p,
-                    "seed": params.seed, "presence_penalty": params.presence_penalty,
-                    "frequency_penalty": params.frequency_penalty, "stop": params.stop or None}
+        """The upstream request: the client's fields as sent, the model renamed, always streamed (with usage).
+
+        Baimo adds nothing the client did not send, except `stream`/`stream_options` (it always streams from
+        upstreams and meters from the final usage chunk)."""
+        body: dict[str, Any] = {k: v for k, v in params.extra.items() if v is not None}
+        messages = params.messages
+        if not self.config.developer_role:
+            messages = [{**m, "role": "system"} if m.get("role") == "developer" else m for m in messages]
+        body.update({"model": self.config.upstream_model or self.config.id, "messages": messages,
+                     "stream": True, "stream_options": {"include_usage": True}})
+        optional = {params.max_tokens_param: params.max_tokens, "temperature": params.temperature,
+                    "top_p": params.top_p, "seed": params.seed, "presence_penalty": params.presence_penalty,
+                    "frequency_penalty": params.frequency_penalty,
+                    "stop": None if "stop" in body else params.stop or None}  # the client's own form wins
         body.update({k: v for k, v in optional.items() if v is not None})
         if params.logprobs:
             body["logprobs"] = True
-        if params.json_mode:
+        if params.json_mode and "response_format" not in body:
             body["response_format"] = {"type": "json_object"}
         if params.tools:
             body["tools"] = params.tools
@@ -97,13 +104,20 @@ class OpenAICompatBackend:
                     body[name] = getattr(params, name)
         return body
 
+    def check(self, params: GenerationParams) -> None:
+        """Remote servers get every field; only content kinds this model is declared not to read are refused."""
+        check_content_parts(self.config, params.messages)
+
     async def _open(self, params: GenerationParams) -> aiohttp.ClientResponse:
+        return await self._post(self._url, self._body(params))
+
+    async def _post(self, url: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
         await self.start()
         assert self._session is not None
         attempt = 0
         while True:
             try:
-                response = await self._session.post(self._url, json=self._body(params), headers=self._headers())
+                response = await self._session.post(url, json=body, headers=self._headers())
                 break
             except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError,
                     aiohttp.ConnectionTimeoutError) as exc:
@@ -143,23 +157,34 @@ class OpenAICompatBackend:
             raise UpstreamError(f"{self.config.id}: upstream error: {_upstream_message(json.dumps(chunk).encode())}")
         return chunk
 
-    async def stream(self, params: GenerationParams) -> AsyncIterator[StreamEvent]:
-        """Re-emit upstream text as it arrives; whatever arrived together becomes one event (never a wait)."""
-        response = await self._open(params)
-        produced: list[str] = []
-        reason: str | None = None
-        usage: dict[str, Any] | None = None
-        done = False
+    def completions_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A legacy text-completion request as it goes upstream: the client's fields, the model renamed, streamed."""
+        out = {k: v for k, v in body.items() if v is not None}
+        out.update({"model": self.config.upstream_model or self.config.id, "stream": True,
+                    "stream_options": {"include_usage": True}})
+        return out
+
+    async def text_completions(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """POST /completions upstream (always streamed) and yield its `text_completion` chunks as parsed JSON."""
+        response = await self._post(self._completions_url, self.completions_body(body))
+        async for batch in self._batches(response):
+            for chunk in batch:
+                yield chunk
+
+    async def _batches(self, response: aiohttp.ClientResponse) -> AsyncIterator[list[dict[str, Any]]]:
+        """The upstream's SSE chunks, parsed, in batches of whatever arrived together (never waiting for more).
+
+        After `[DONE]` the rest is read so the connection goes back to the pool. Raises UpstreamError when the
+        stream ends with neither `[DONE]` nor a finish_reason, UpstreamTimeout when it stalls."""
+        done = finished = False
         pending = b""
-        lp_sum, lp_n = 0.0, 0
         try:
             async for data in response.content.iter_any():
                 if done:
-                    continue  # read to the end so the connection goes back to the pool
+                    continue
                 pending += data
                 *lines, pending = pending.split(b"\n")
-                texts: list[str] = []
-                calls: list[dict[str, Any]] = []
+                batch: list[dict[str, Any]] = []
                 for raw in lines:
                     if not raw.startswith(b"data:"):
                         continue
@@ -168,27 +193,11 @@ class OpenAICompatBackend:
                         done = True
                         break
                     chunk = self._parse(payload)
-                    usage = chunk.get("usage") or usage
-                    for choice in chunk.get("choices") or []:
-                        delta = choice.get("delta") or {}
-                        text = delta.get("content")
-                        if text:
-                            texts.append(text)
-                        if isinstance(delta.get("tool_calls"), list):
-                            calls.extend(delta["tool_calls"])
-                        if choice.get("finish_reason"):
-                            reason = choice["finish_reason"]
-                        for token in ((choice.get("logprobs") or {}).get("content") or []):
-                            if isinstance(token.get("logprob"), int | float):
-                                lp_sum += token["logprob"]
-                                lp_n += 1
-                if texts:
-                    text = "".join(texts)
-                    produced.append(text)
-                    yield TextDelta(text)
-                if calls:
-                    yield ToolCallDelta(calls)
-            if not done and reason is None:
+                    finished = finished or any(c.get("finish_reason") for c in chunk.get("choices") or [])
+                    batch.append(chunk)
+                if batch:
+                    yield batch
+            if not done and not finished:
                 raise UpstreamError(f"{self.config.id}: upstream closed the stream before it finished")
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout(f"{self.config.id}: upstream stalled for {self.config.timeout:g}s") from exc
@@ -196,10 +205,118 @@ class OpenAICompatBackend:
             raise UpstreamError(f"{self.config.id}: upstream connection broke mid-stream") from exc
         finally:
             response.release()
+
+    @property
+    def _completions_url(self) -> str:
+        return self._url.removesuffix("/chat/completions") + "/completions"
+
+    async def stream(self, params: GenerationParams) -> AsyncIterator[StreamEvent]:
+        """Re-emit upstream deltas as they arrive; whatever arrived together becomes one event per choice."""
+        response = await self._open(params)
+        async for ev in self._events(response, params):
+            yield ev
+
+    async def _events(self, response: aiohttp.ClientResponse, params: GenerationParams) -> AsyncIterator[StreamEvent]:
+        produced = 0
+        reasons: dict[int, str] = {}
+        usage: dict[str, Any] | None = None
+        fingerprint: str | None = None
+        lp_sum, lp_n = 0.0, 0
+        async for batch in self._batches(response):
+            merged: dict[int, TextDelta] = {}
+            calls: dict[int, list[dict[str, Any]]] = {}
+            for chunk in batch:
+                if chunk.get("usage"):
+                    usage = add_usage(usage, chunk["usage"])
+                fingerprint = chunk.get("system_fingerprint") or fingerprint
+                for choice in chunk.get("choices") or []:
+                    index = int(choice.get("index") or 0)
+                    delta = choice.get("delta") or {}
+                    if isinstance(delta.get("tool_calls"), list):
+                        calls.setdefault(index, []).extend(delta["tool_calls"])
+                    extra = {k: v for k, v in delta.items()
+                             if k not in ("content", "role", "tool_calls") and v is not None}
+                    tokens = finite_logprobs((choice.get("logprobs") or {}).get("content"))
+                    text = delta.get("content") or ""
+                    if text or extra or tokens:
+                        ev = merged.setdefault(index, TextDelta("", index))
+                        ev.text += text
+                        if tokens:
+                            ev.logprobs = (ev.logprobs or []) + tokens
+                            lp_sum += sum(token["logprob"] for token in tokens)
+                            lp_n += len(tokens)
+                        if extra:
+                            ev.extra = merge_delta_fields(ev.extra, extra)
+                        produced += len(text)
+                    if choice.get("finish_reason"):
+                        reasons[index] = choice["finish_reason"]
+            for ev in merged.values():
+                yield ev
+            for index, parts in calls.items():
+                yield ToolCallDelta(parts, index)
         prompt_tokens = (usage or {}).get("prompt_tokens") or estimate_tokens(params.messages)
         completion_tokens = (usage or {}).get("completion_tokens")
         if completion_tokens is None:
-            completion_tokens = estimate_tokens([{"content": "".join(produced)}]) - 7
-        yield Finish(reason=reason or "stop", prompt_tokens=int(prompt_tokens),
+            completion_tokens = (produced + 2) // 3
+        yield Finish(reason=reasons.get(0) or next(iter(reasons.values()), "stop"), prompt_tokens=int(prompt_tokens),
                      completion_tokens=max(0, int(completion_tokens)),
-                     logprob_sum=lp_sum if lp_n else None, logprob_tokens=lp_n)
+                     logprob_sum=lp_sum if lp_n else None, logprob_tokens=lp_n, reasons=reasons, usage=usage,
+                     system_fingerprint=fingerprint)
+
+
+LOGPROB_FLOOR = -9999.0  # what OpenAI reports for tokens too unlikely to score
+
+
+def _finite(value: Any) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return LOGPROB_FLOOR
+    return x if math.isfinite(x) and x > LOGPROB_FLOOR else LOGPROB_FLOOR
+
+
+def finite_logprobs(tokens: Any) -> list[dict[str, Any]]:
+    """OpenAI token-logprob objects with every number finite, so a strict JSON parser can read them: -inf, NaN and
+    anything below -9999.0 (llama.cpp writes -3.4e38 for a zero probability) become -9999.0, as OpenAI reports
+    tokens too unlikely to score."""
+    if not isinstance(tokens, list):
+        return []
+    out = []
+    for t in tokens:
+        if not isinstance(t, dict):
+            continue
+        item = dict(t)
+        item["logprob"] = _finite(t.get("logprob"))
+        if isinstance(t.get("top_logprobs"), list):
+            item["top_logprobs"] = [{**alt, "logprob": _finite(alt.get("logprob"))}
+                                    for alt in t["top_logprobs"] if isinstance(alt, dict)]
+        out.append(item)
+    return out
+
+
+def add_usage(total: dict[str, Any] | None, usage: dict[str, Any]) -> dict[str, Any]:
+    """Fold a usage chunk into the total. Servers send one per stream; llama-server sends one per choice when
+    n > 1 (each with the prompt and that choice's completion), so completions add up and the prompt does not."""
+    if total is None:
+        return dict(usage)
+    out = dict(total)
+    completion = int(total.get("completion_tokens") or 0) + int(usage.get("completion_tokens") or 0)
+    out["completion_tokens"] = completion
+    out["prompt_tokens"] = max(int(total.get("prompt_tokens") or 0), int(usage.get("prompt_tokens") or 0))
+    out["total_tokens"] = out["prompt_tokens"] + completion
+    return out
+
+
+def merge_delta_fields(into: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """Fold delta fields of several chunks into one: strings concatenate (reasoning_content), lists extend
+    (annotations), anything else is replaced by the newer value."""
+    out = dict(into or {})
+    for k, v in new.items():
+        old = out.get(k)
+        if isinstance(old, str) and isinstance(v, str):
+            out[k] = old + v
+        elif isinstance(old, list) and isinstance(v, list):
+            out[k] = old + v
+        else:
+            out[k] = v
+    return out

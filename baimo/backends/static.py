@@ -4,6 +4,7 @@ so it is streamed, stored and metered (at zero cost) like any answer."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from baimo.backends.base import Finish, GenerationParams, StreamEvent, TextDelta, estimate_tokens
 from baimo.config import ModelConfig
@@ -27,8 +28,11 @@ class StaticAnswer:
     def ready(self) -> bool:
         return True
 
-    def count_tokens(self, messages: list[dict[str, str]]) -> int:
+    def count_tokens(self, messages: list[dict[str, Any]]) -> int:
         return estimate_tokens(messages)
+
+    def check(self, params: GenerationParams) -> None:
+        return None
 
     async def stream(self, params: GenerationParams) -> AsyncIterator[StreamEvent]:
         yield TextDelta(self.text)

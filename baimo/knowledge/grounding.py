@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from baimo.backends.base import GenerationParams
+from baimo.backends.base import GenerationParams, message_text, with_text_appended
 from baimo.knowledge.retrieval import Passage, Retriever
 
 INSTRUCTIONS = ("Answer the user's question using the numbered sources below. After each sentence that uses a "
@@ -85,11 +85,11 @@ class Grounding:
     decline: str | None = None  # set when grounded mode found nothing relevant enough
 
 
-def question_of(messages: list[dict[str, str]]) -> str:
-    """The text to retrieve for: the last user message."""
+def question_of(messages: list[dict[str, Any]]) -> str:
+    """The text to retrieve for: the last user message (its text parts, when its content is a list)."""
     for m in reversed(messages):
-        if m["role"] == "user" and m["content"].strip():
-            return m["content"]
+        if m["role"] == "user" and message_text(m).strip():
+            return message_text(m)
     return ""
 
 
@@ -101,17 +101,17 @@ def sources_block(passages: list[Passage]) -> str:
     return "\n\n".join(lines)
 
 
-def with_sources(messages: list[dict[str, str]], passages: list[Passage], grounded: bool) -> list[dict[str, str]]:
+def with_sources(messages: list[dict[str, Any]], passages: list[Passage], grounded: bool) -> list[dict[str, Any]]:
     """Put the numbered sources in a system message (after any instructions already there)."""
     note = INSTRUCTIONS + (GROUNDED_INSTRUCTIONS if grounded else "") + "\n\nSources:\n" + sources_block(passages)
     out = [dict(m) for m in messages]
-    if out and out[0]["role"] == "system":
-        out[0]["content"] = out[0]["content"].rstrip() + "\n\n" + note
+    if out and out[0]["role"] in ("system", "developer"):
+        out[0] = with_text_appended(out[0], note)
     else:
         out.insert(0, {"role": "system", "content": note})
-    for m in reversed(out):  # small models follow a reminder next to the question far better
-        if m["role"] == "user":
-            m["content"] = f"{m['content']}\n\n{CITE_REMINDER}"
+    for i in range(len(out) - 1, -1, -1):  # small models follow a reminder next to the question far better
+        if out[i]["role"] == "user":
+            out[i] = with_text_appended(out[i], CITE_REMINDER)
             break
     return out
 

@@ -14,11 +14,22 @@ from baimo.store.database import Database
 from baimo.store.tables import Message, Outcome, UsageRecord
 
 
-def cost_usd(model: ModelConfig | None, prompt_tokens: int, completion_tokens: int) -> float:
-    """USD for these tokens at the model's per-million prices."""
+def cost_usd(model: ModelConfig | None, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
+    """USD for these tokens at the model's per-million prices; `cached_tokens` (part of `prompt_tokens`) are
+    priced at `price_cached_input` when the model has one (reasoning tokens are completion tokens already)."""
     if model is None:
         return 0.0
-    return (prompt_tokens * model.price_input + completion_tokens * model.price_output) / 1_000_000
+    cached = min(max(cached_tokens, 0), prompt_tokens) if model.price_cached_input is not None else 0
+    prompt_cost = (prompt_tokens - cached) * model.price_input + cached * (model.price_cached_input or 0.0)
+    return (prompt_cost + completion_tokens * model.price_output) / 1_000_000
+
+
+def token_details(usage: dict | None) -> tuple[int, int]:
+    """(cached prompt tokens, reasoning tokens) from an OpenAI usage object's *_details, 0 when absent."""
+    usage = usage or {}
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
+    return int(cached), int(reasoning)
 
 
 @dataclass
@@ -32,6 +43,8 @@ class Usage:
     stream: bool = False
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
     cost: float = 0.0
     latency_ms: float | None = None
     ttft_ms: float | None = None

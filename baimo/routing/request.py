@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
+
+from baimo.backends.base import message_text
 
 # Unicode ranges that name a script well enough to route by language without a model.
 _SCRIPTS: tuple[tuple[str, str], ...] = (
@@ -34,7 +37,7 @@ def detect_script(text: str) -> str:
 class RouteRequest:
     """A chat request as routers see it."""
 
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     persona: str | None = None
     json_mode: bool = False
     tools: bool = False  # the request offers tools, or its history has tool calls
@@ -45,8 +48,8 @@ class RouteRequest:
         """The last user message: what learned routers embed and rules inspect."""
         for m in reversed(self.messages):
             if m["role"] == "user":
-                return m["content"] or ""
-        return (self.messages[-1]["content"] or "") if self.messages else ""
+                return message_text(m)
+        return message_text(self.messages[-1]) if self.messages else ""
 
     @cached_property
     def language(self) -> str:

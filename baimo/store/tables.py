@@ -74,6 +74,8 @@ class UsageRecord(Base):
     stream: Mapped[bool] = mapped_column(Boolean, default=False)
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")     # of prompt_tokens
+    reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # of completion_tokens
     cost: Mapped[float] = mapped_column(Float, default=0.0)
     latency_ms: Mapped[float | None] = mapped_column(Float)
     ttft_ms: Mapped[float | None] = mapped_column(Float)

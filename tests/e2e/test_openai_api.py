@@ -103,7 +103,7 @@ def test_unknown_model_is_404(client) -> None:
     ({"model": MODEL, "messages": []}, "messages"),
     ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "bogus_field": 1}, "bogus_field"),
     ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "temperature": 9}, "temperature"),
-    ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "n": 2}, "n"),
+    ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "n": 9}, "n"),
     ({"model": MODEL, "messages": [{"role": "wizard", "content": "hi"}]}, "messages.0.role"),
     ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
     ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}, "tools"),
@@ -149,8 +149,8 @@ def test_long_conversation_is_fitted_and_says_so(client) -> None:
     assert raw.parse().usage.prompt_tokens <= 2048 - 8
 
 
-def test_concurrent_requests_to_one_local_model_queue_safely(server) -> None:
-    """A llama.cpp context is not thread-safe: parallel requests must each get their own whole answer."""
+def test_concurrent_requests_to_one_local_model_each_get_a_whole_answer(server) -> None:
+    """Parallel slots: four streams at once each get their own complete answer, with their own usage."""
     from concurrent.futures import ThreadPoolExecutor
 
     prompts = [f"Repeat the number {n} three times." for n in (11, 22, 33, 44)]
@@ -160,12 +160,40 @@ def test_concurrent_requests_to_one_local_model_queue_safely(server) -> None:
         chunks = list(c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": prompt}],
                                                 max_tokens=12, temperature=0, stream=True,
                                                 stream_options={"include_usage": True}))
-        solo = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": prompt}],
-                                         max_tokens=12, temperature=0)
-        return "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices), chunks[-1].usage, solo
+        return "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices), chunks
 
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(ask, prompts))
-    for streamed, usage, solo in results:
-        assert usage.completion_tokens > 0
-        assert streamed == solo.choices[0].message.content  # same answer as when asked alone: no interleaving
+    for streamed, chunks in results:
+        assert streamed and chunks[-1].usage.completion_tokens > 0
+        assert len({ch.id for ch in chunks}) == 1  # one completion per stream: nothing interleaved
+        assert sum(1 for ch in chunks if ch.choices and ch.choices[0].finish_reason) == 1
+
+
+# ---- embeddings: field cases F08 and F09 -------------------------------------------------------------------------
+
+def test_embeddings_base64_matches_float(server) -> None:
+    body = {"model": EMBEDDER, "input": ["hello world", "bonjour le monde"]}
+    floats = httpx.post(server.base_url + "/embeddings", json={**body, "encoding_format": "float"}).json()
+    packed = httpx.post(server.base_url + "/embeddings", json={**body, "encoding_format": "base64"}).json()
+    import numpy as np
+
+    assert packed["object"] == "list" and packed["usage"]["prompt_tokens"] > 0
+    for f, b in zip(floats["data"], packed["data"], strict=True):
+        raw = base64.b64decode(b["embedding"])
+        assert len(raw) == 4 * len(f["embedding"])
+        assert np.allclose(np.frombuffer(raw, dtype="<f4"), f["embedding"], atol=1e-6)
+    r = httpx.post(server.base_url + "/embeddings", json={**body, "encoding_format": "md5"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "encoding_format"
+
+
+@pytest.mark.parametrize("value", [[[9906, 1917]], [9906, 1917], "", ["ok", ""], []])
+def test_embedding_inputs_that_are_not_text_are_400_naming_input(server, value) -> None:
+    r = httpx.post(server.base_url + "/embeddings", json={"model": EMBEDDER, "input": value})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == "input" and err["message"]
+    if value and isinstance(value[0], int | list):
+        assert "send the text" in err["message"]
+    after = httpx.post(server.base_url + "/embeddings", json={"model": EMBEDDER, "input": "still fine"})
+    assert after.status_code == 200

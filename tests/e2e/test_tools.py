@@ -80,11 +80,12 @@ def test_streamed_tool_calls_and_the_tool_result_turn(client: openai.OpenAI, ups
     assert sent["messages"][1]["tool_calls"][0]["id"] == "call_1" and sent["messages"][2]["tool_call_id"] == "call_1"
 
 
-def test_a_local_model_refuses_tools_with_a_clear_400(client: openai.OpenAI, tools_server: BaimoServer) -> None:
-    with pytest.raises(openai.BadRequestError) as exc:
-        client.chat.completions.create(model="local/smollm2-135m", tools=WEATHER,
-                                       messages=[{"role": "user", "content": "Weather?"}])
-    assert exc.value.body["code"] == "tools_not_supported" and "tools" in exc.value.body["message"]
+def test_a_local_model_calls_tools_too(client: openai.OpenAI, tools_server: BaimoServer) -> None:
+    resp = client.chat.completions.create(model="local/smollm2-135m", tools=WEATHER, tool_choice="required",
+                                          max_tokens=120, temperature=0,
+                                          messages=[{"role": "user", "content": "Weather in Oslo?"}])
+    assert resp.choices[0].finish_reason == "tool_calls"
+    assert resp.choices[0].message.tool_calls[0].function.name == WEATHER[0]["function"]["name"]
     bad = httpx.post(f"{tools_server.url}/v1/chat/completions", json={
         "model": "remote/tooler", "messages": [{"role": "tool", "content": "x"}]})
     assert bad.status_code == 400 and "tool_call_id" in bad.json()["error"]["message"]

@@ -1,0 +1,164 @@
+"""POST /v1/completions: OpenAI's legacy text completions, for base models and evaluation harnesses.
+
+A request goes to one model (routers and personas answer chat completions only), with the model's
+fallbacks tried before the first token, and is metered like a chat completion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from baimo.api.deps import api_key, state
+from baimo.api.schemas import CompletionRequest
+from baimo.api.sse import DONE, SSEResponse, error_event, event
+from baimo.api.state import AppState
+from baimo.errors import BaimoError, InvalidRequest, UpstreamError
+from baimo.metering.usage import Usage, cost_usd, token_details
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+
+class CompletionRun:
+    """One text completion in flight: the serving backend, its chunks, and the totals for metering."""
+
+    def __init__(self, s: AppState, requested: str, backend: Any, first: dict[str, Any],
+                 chunks: AsyncIterator[dict[str, Any]], started: float, key_id: str | None, stream: bool) -> None:
+        self.s, self.requested, self.backend = s, requested, backend
+        self.first, self._chunks, self.started = first, chunks, started
+        self.key_id, self.stream = key_id, stream
+        self.id = "cmpl-" + uuid.uuid4().hex[:24]
+        self.created = int(time.time())
+        self.usage: dict[str, Any] | None = None
+        self.ttft_ms: float | None = None
+        self.error: BaimoError | None = None
+
+    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
+        """The upstream's chunks with Baimo's id and model name; usage is kept aside for metering."""
+        status = 200
+        try:
+            chunk: dict[str, Any] | None = self.first
+            while chunk is not None:
+                if self.ttft_ms is None and any(c.get("text") for c in chunk.get("choices") or []):
+                    self.ttft_ms = (time.perf_counter() - self.started) * 1000
+                if chunk.get("usage"):
+                    from baimo.backends.openai_compat import add_usage
+
+                    self.usage = add_usage(self.usage, chunk["usage"])
+                chunk = {**chunk, "id": self.id, "created": self.created, "model": self.backend.config.id}
+                yield chunk
+                chunk = await anext(self._chunks, None)
+        except BaimoError as exc:
+            self.error, status = exc, exc.status_code
+            raise
+        except BaseException:
+            status = 499
+            raise
+        finally:
+            await self._chunks.aclose()
+            self._record(status)
+
+    def _record(self, status: int) -> None:
+        u = self.usage or {}
+        prompt, completion = int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0)
+        cached, reasoning = token_details(u)
+        record = Usage(
+            endpoint="completions", model_requested=self.requested, model=self.backend.config.id,
+            route=f"direct -> {self.backend.config.id}", api_key_id=self.key_id, stream=self.stream,
+            prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached, reasoning_tokens=reasoning,
+            cost=cost_usd(self.backend.config, prompt, completion, cached),
+            latency_ms=(time.perf_counter() - self.started) * 1000, ttft_ms=self.ttft_ms, status_code=status,
+            error=self.error.message if self.error else None, response_id=self.id)
+        asyncio.get_running_loop().run_in_executor(None, self.s.usage.record, record)
+
+
+async def open_completion(s: AppState, body: CompletionRequest, key_id: str | None) -> CompletionRun:
+    """Start the completion on the model or, before the first chunk, on its fallbacks."""
+    if body.model not in s.models.ids():
+        s.check_callable(body.model)  # 404 for an unknown id
+        raise InvalidRequest(f"{body.model} is a router or persona; legacy completions go to one model (use chat "
+                             "completions to route)", param="model")
+    sent = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
+    sent.pop("stream_options", None)
+    started = time.perf_counter()
+    primary = s.models.get(body.model)
+    last: BaimoError | None = None
+    for model_id in [body.model, *primary.config.fallbacks]:
+        backend = s.models.get(model_id)
+        if not hasattr(backend, "text_completions"):
+            continue
+        try:
+            chunks = aiter(backend.text_completions(sent))
+            first = await anext(chunks)
+        except UpstreamError as exc:
+            last = last or exc
+            continue
+        except StopAsyncIteration:
+            last = last or UpstreamError(f"{model_id} returned nothing")
+            continue
+        return CompletionRun(s, body.model, backend, first, chunks, started, key_id, bool(body.stream))
+    raise last or InvalidRequest(f"{body.model} does not serve text completions", param="model")
+
+
+def _collect(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Join streamed text_completion chunks into whole choices (text, logprobs and finish_reason per index)."""
+    choices: dict[int, dict[str, Any]] = {}
+    for chunk in chunks:
+        for c in chunk.get("choices") or []:
+            i = int(c.get("index") or 0)
+            acc = choices.setdefault(i, {"text": "", "index": i, "logprobs": None, "finish_reason": None})
+            acc["text"] += c.get("text") or ""
+            lp = c.get("logprobs")
+            if isinstance(lp, dict):
+                if acc["logprobs"] is None:
+                    acc["logprobs"] = {k: list(v) if isinstance(v, list) else v for k, v in lp.items()}
+                else:
+                    for k, v in lp.items():
+                        if isinstance(v, list):
+                            acc["logprobs"].setdefault(k, []).extend(v)
+            acc["finish_reason"] = c.get("finish_reason") or acc["finish_reason"]
+    return [choices[i] for i in sorted(choices)]
+
+
+@router.post("/completions", summary="Create a text completion (OpenAI's legacy completions API)")
+async def completions(body: CompletionRequest, s: AppState = Depends(state),
+                      key_id: str | None = Depends(api_key)) -> Any:
+    run = await open_completion(s, body, key_id)
+    if body.stream:
+        options = (body.model_extra or {}).get("stream_options")
+        include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+
+        async def sse() -> AsyncIterator[bytes]:
+            # OpenAI's shape whatever the upstream's: with include_usage, every chunk carries `usage: null` and
+            # one last chunk with empty choices carries the whole usage (llama-server puts it on the chunk with
+            # the finish_reason instead, once per choice).
+            try:
+                last: dict[str, Any] | None = None
+                async for chunk in run.chunks():
+                    last = chunk
+                    if chunk.get("choices"):
+                        out = {k: v for k, v in chunk.items() if k != "usage"}
+                        yield event({**out, "usage": None} if include_usage else out)
+                if include_usage and last is not None and run.usage:
+                    final = {k: v for k, v in last.items() if k not in ("usage", "timings")}
+                    yield event({**final, "choices": [], "usage": run.usage})
+            except BaimoError as exc:
+                yield error_event(exc)
+            yield DONE
+
+        return SSEResponse(sse(), headers={"x-request-id": run.id,
+                                           "x-baimo-route": f"direct -> {run.backend.config.id}"})
+    collected = [chunk async for chunk in run.chunks()]
+    u = run.usage or {}
+    usage = {"prompt_tokens": int(u.get("prompt_tokens") or 0), "completion_tokens": int(u.get("completion_tokens")
+                                                                                         or 0)}
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    return JSONResponse({"id": run.id, "object": "text_completion", "created": run.created,
+                         "model": run.backend.config.id, "system_fingerprint": None, "choices": _collect(collected),
+                         "usage": usage}, headers={"x-request-id": run.id})
