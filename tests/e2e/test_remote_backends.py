@@ -9,19 +9,12 @@ import httpx
 import openai
 import pytest
 
+from tests.support.remote import remote
 from tests.support.server import BaimoServer, free_port
 from tests.support.upstream import Behaviour, ScriptedUpstream
 
 pytestmark = pytest.mark.e2e
 USER = [{"role": "user", "content": "hello there"}]
-
-
-def remote(id_: str, upstream_model: str, base_url: str, **extra: object) -> str:
-    lines = [f"  - id: {id_}", "    kind: openai", f"    base_url: {base_url}", f"    upstream_model: {upstream_model}",
-             "    price_input: 1.0", "    price_output: 2.0", "    context_window: 8192", "    timeout: 2",
-             "    connect_timeout: 1"]
-    lines += [f"    {k}: {v}" for k, v in extra.items()]
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture(scope="module")
@@ -161,4 +154,4 @@ def test_echo_sees_the_fitted_conversation(oc, upstream) -> None:
     c = oc.chat.completions.create(model="remote/echo", messages=[
         {"role": "developer", "content": "be brief"}, {"role": "user", "content": [{"type": "text", "text": "ping"}]}])
     assert c.choices[0].message.content == "ping"
-    assert upstream.last_request.json["messages"][0] == {"role": "system", "content": "be brief"}
+    assert upstream.last_request.json["messages"][0] == {"role": "developer", "content": "be brief"}  # as sent

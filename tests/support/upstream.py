@@ -22,11 +22,12 @@ or from Python with :class:`ScriptedUpstreamProcess`, which exposes the same ``b
 
 Model names pick behaviours: an exact entry of the ``behaviours`` mapping wins; otherwise a name
 of the form ``kind`` or ``kind:arg`` is parsed (``ok``, ``ok:100`` = 100 tokens, ``slow:2.5``,
-``fail:429``, ``malformed``, ``midstream_error:5``, ``echo``); anything else gets the default
+``fail:429``, ``malformed``, ``midstream_error:5``, ``echo``, ``rich``); anything else gets the default
 behaviour (``ok`` unless told otherwise). So a Baimo config can say ``upstream_model: fail:503``.
 
 Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions`` (streaming and not, with
-``stream_options.include_usage``), ``POST /v1/embeddings`` (deterministic vectors, ``float`` or
+``stream_options.include_usage``), ``POST /v1/completions`` (legacy text completions),
+``POST /v1/embeddings`` (deterministic vectors, ``float`` or
 ``base64``), plus ``GET /_scripted/requests``, ``POST /_scripted/reset``,
 ``POST /_scripted/behaviours`` and ``GET /healthz`` for control.
 """

@@ -27,6 +27,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.support.upstream_rich import (
+    rich_chat_payload,
+    rich_chat_stream,
+    text_completion_payload,
+    text_completion_stream,
+)
 from tests.support.upstream_streams import (
     AbruptClose,
     chat_stream,
@@ -46,7 +52,7 @@ __all__ = [
 ]
 
 DEFAULT_TEXT = "Hello from the scripted upstream. This answer is fixed and deterministic."
-KINDS = ("ok", "slow", "fail", "malformed", "midstream_error", "echo", "tool_call")
+KINDS = ("ok", "slow", "fail", "malformed", "midstream_error", "echo", "tool_call", "rich")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 _ERROR_TYPES = {
@@ -77,10 +83,13 @@ class Behaviour:
       ``fail``            HTTP ``status`` with an OpenAI error body (and ``Retry-After`` if set);
       ``malformed``       HTTP 200 whose body is not JSON (streams: a ``data:`` line that is not JSON);
       ``midstream_error`` send ``chunks_before_error`` content chunks, then drop the connection
-                          (no final chunk, no ``[DONE]``; non-streamed: a truncated body);
+                          (no final chunk, no ``[DONE]``; non-streamed: a truncated body); with
+                          ``token_delay``, wait that long before dropping; -1: headers, then the drop;
       ``echo``            answer the content of the last user message.
       ``tool_call``       when the request offers tools: call the first one with ``{"q": <last user text>}``
                           (streamed in two argument pieces); after a tool result: answer ``Tool said: ...``.
+      ``rich``            every field a modern server sends: reasoning_content, logprobs, refusal, annotations,
+                          tool_calls, usage token details, ``n`` choices (see ``upstream_rich``).
     ``delay`` applies before the first byte for every kind (``slow`` merely defaults it to 30 s).
     """
 
@@ -137,8 +146,12 @@ class Behaviour:
         return cls("malformed")
 
     @classmethod
-    def midstream_error(cls, chunks: int = 3, *, tokens: int | None = None) -> Behaviour:
-        return cls("midstream_error", chunks_before_error=chunks, tokens=tokens)
+    def midstream_error(cls, chunks: int = 3, *, tokens: int | None = None, token_delay: float = 0.0) -> Behaviour:
+        return cls("midstream_error", chunks_before_error=chunks, tokens=tokens, token_delay=token_delay)
+
+    @classmethod
+    def rich(cls) -> Behaviour:
+        return cls("rich")
 
     @classmethod
     def echo(cls, *, token_delay: float = 0.0) -> Behaviour:
@@ -417,6 +430,10 @@ def build_app(
                 return StreamingResponse(malformed_stream(), media_type="text/event-stream")
             return Response(b"<html>502 this is not JSON {", media_type="application/json")
 
+        if b.kind == "rich":
+            if stream:
+                return StreamingResponse(rich_chat_stream(model, body), media_type="text/event-stream")
+            return JSONResponse(rich_chat_payload(model, body))
         if b.kind == "tool_call" and stream:
             messages = body["messages"]
             if messages and messages[-1].get("role") == "tool":
@@ -476,6 +493,23 @@ def build_app(
             )
         return JSONResponse(payload)
 
+    async def completions(request: Request) -> Response:
+        """Legacy text completions: ``ok``/``rich`` answer text, ``fail`` and ``midstream_error`` fail alike."""
+        _, body, problem = await read(request)
+        if problem is not None:
+            return problem
+        if not isinstance(body, dict) or "prompt" not in body:
+            return _error(400, "'prompt' is required.", param="prompt")
+        model = body.get("model") or ""
+        b = state.behaviour_for(model)
+        if b.delay > 0 and not await wait_before_first_byte(request, b.delay):
+            return Response(status_code=499)
+        if b.kind == "fail":
+            return JSONResponse(b.error_body(), status_code=b.status)
+        if body.get("stream"):
+            return StreamingResponse(text_completion_stream(b, model, body), media_type="text/event-stream")
+        return JSONResponse(text_completion_payload(b, model, body))
+
     async def embeddings(request: Request) -> Response:
         _, body, problem = await read(request)
         if problem is not None:
@@ -534,6 +568,7 @@ def build_app(
         routes=[
             Route("/v1/models", models, methods=["GET"]),
             Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/completions", completions, methods=["POST"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
             Route("/_scripted/requests", control_requests, methods=["GET"]),
             Route("/_scripted/reset", control_reset, methods=["POST"]),

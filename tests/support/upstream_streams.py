@@ -61,12 +61,14 @@ async def chat_stream(
             c["usage"] = None
         return c
 
+    if b.kind == "midstream_error" and b.chunks_before_error < 0:
+        raise AbruptClose()  # headers sent, then the connection closes before the first data: event
     yield sse(chunk({"role": "assistant", "content": ""}, None))
     for i, tok in enumerate(tokens):
+        if b.token_delay > 0 and i > 0:
+            await asyncio.sleep(b.token_delay)  # also before a drop: what was sent has reached the client
         if b.kind == "midstream_error" and i >= b.chunks_before_error:
             raise AbruptClose()
-        if b.token_delay > 0 and i > 0:
-            await asyncio.sleep(b.token_delay)
         yield sse(chunk({"content": tok}, None))
     if b.kind == "midstream_error":
         raise AbruptClose()
