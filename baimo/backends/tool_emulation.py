@@ -32,8 +32,9 @@ def _arguments_schema(tool: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def answer_schema(tools: list[dict[str, Any]], tool_choice: Any) -> dict[str, Any]:
-    """The JSON schema the answer must follow for this `tool_choice` (auto, required, or a named function).
+def answer_schema(tools: list[dict[str, Any]], tool_choice: Any, parallel: bool | None = None) -> dict[str, Any]:
+    """The JSON schema the answer must follow for this `tool_choice` (auto, required, or a named function); with
+    `parallel` false, at most one call (else up to 4).
 
     Raises InvalidRequest when a named function is not among the tools."""
     if isinstance(tool_choice, dict):
@@ -45,8 +46,9 @@ def answer_schema(tools: list[dict[str, Any]], tool_choice: Any) -> dict[str, An
                                                "arguments": _arguments_schema(t)},
               "required": ["name", "arguments"], "additionalProperties": False} for t in tools]
     call_schema = calls[0] if len(calls) == 1 else {"anyOf": calls}
+    most = 1 if parallel is False else 4
     with_calls = {"type": "object", "properties": {"tool_calls": {"type": "array", "items": call_schema,
-                                                                  "minItems": 1, "maxItems": 4}},
+                                                                  "minItems": 1, "maxItems": most}},
                   "required": ["tool_calls"], "additionalProperties": False}
     if tool_choice == "auto" or tool_choice is None:
         words = {"type": "object", "properties": {"content": {"type": "string"}}, "required": ["content"],
@@ -82,7 +84,7 @@ def emulate(body: dict[str, Any]) -> dict[str, Any]:
     """Rewrite a chat request with tools for a model whose template cannot express them."""
     tools = body.pop("tools")
     choice = body.pop("tool_choice", None)
-    body.pop("parallel_tool_calls", None)
+    parallel = body.pop("parallel_tool_calls", None)
     listing = "\n".join(json.dumps({"name": t["function"]["name"],
                                     "description": t["function"].get("description", ""),
                                     "parameters": t["function"].get("parameters", {})}, ensure_ascii=False)
@@ -96,7 +98,7 @@ def emulate(body: dict[str, Any]) -> dict[str, Any]:
         messages.insert(0, {"role": "system", "content": system})
     body["messages"] = messages
     body["response_format"] = {"type": "json_schema",
-                               "json_schema": {"name": "tool_answer", "schema": answer_schema(tools, choice)}}
+                               "json_schema": {"name": "tool_answer", "schema": answer_schema(tools, choice, parallel)}}
     return body
 
 
