@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from baimo.cli_output import JsonOpt, app_state, err, print_json
-from baimo.errors import InvalidRequest
+from baimo.errors import InvalidRequest, UnprocessableFile
 
 kb_app = typer.Typer(help="Knowledge bases: add documents, search them, answer from them.", no_args_is_help=True)
 persona_app = typer.Typer(help="Personas ('digital employees'): instructions, knowledge, model, budget; callable "
@@ -41,7 +41,10 @@ def kb_create(name: str,
 def kb_add(name: str,
            paths: Annotated[list[Path], typer.Argument(help="Files and folders (searched recursively).")],
            as_json: JsonOpt = False) -> None:
-    """Add or update documents: unchanged files are skipped, changed files replace their chunks."""
+    """Add or update documents: unchanged files are skipped, changed files replace their chunks.
+
+    A file that cannot be indexed is reported by name with the reason and the rest go on; when it is the only
+    file, that is a one-line error (exit 1), the same words as the API's 422."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from baimo.knowledge.ingest import Ingestor, IngestReport, collect_files
@@ -51,6 +54,11 @@ def kb_add(name: str,
     files, missing = collect_files(paths)
     if not files and not missing:
         raise InvalidRequest("no supported files found (txt, md, html, pdf, docx)")
+    ingestor = Ingestor(s.knowledge)
+    if len(files) + len(missing) == 1:
+        failure = missing[0] if missing else ingestor.parse_ahead(name, files[0])
+        if failure is not None:
+            raise UnprocessableFile(f"{failure['source']}: {failure['reason']}")
     report = IngestReport(failed=list(missing))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[chunks]} chunks"), TimeRemainingColumn(), console=err) as bar:
@@ -60,7 +68,7 @@ def kb_add(name: str,
             label = p.current if len(p.current) <= 40 else "…" + p.current[-39:]
             bar.update(task, completed=p.files_done, chunks=p.chunks_done, description=label or "indexing")
 
-        report = Ingestor(s.knowledge).add(name, files, progress=progress, report=report)
+        report = ingestor.add(name, files, progress=progress, report=report)
     if as_json:
         print_json(report.to_dict())
     else:

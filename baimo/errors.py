@@ -36,6 +36,13 @@ class UnsupportedMediaType(InvalidRequest):
     code = "unsupported_media_type"
 
 
+class UnprocessableFile(InvalidRequest):
+    """An uploaded file that cannot be indexed (empty, no text, password-protected, ...): '<name>: <reason>'."""
+
+    status_code = 422
+    code = "unprocessable_file"
+
+
 class ContextLengthExceeded(InvalidRequest):
     code = "context_length_exceeded"
 

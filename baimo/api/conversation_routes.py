@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 
 from baimo.api.deps import api_key, state
+from baimo.api.filenames import content_disposition
 from baimo.api.schemas import ConversationCreate, ConversationMessage, ConversationPatch, Regenerate
 from baimo.api.sse import DONE, ChunkMaker, SSEResponse, error_event, event
 from baimo.api.state import AppState
@@ -58,8 +59,8 @@ async def export_conversation(conversation_id: str, format: str = Query("json", 
     name = f"conversation-{conversation_id}"
     if format == "markdown":
         return Response(conversation_markdown(conv), media_type="text/markdown; charset=utf-8",
-                        headers={"content-disposition": f'attachment; filename="{name}.md"'})
-    return JSONResponse(conv, headers={"content-disposition": f'attachment; filename="{name}.json"'})
+                        headers={"content-disposition": content_disposition(f"{name}.md")})
+    return JSONResponse(conv, headers={"content-disposition": content_disposition(f"{name}.json")})
 
 
 async def _answer(s: AppState, conversation_id: str, model: str, params: GenerationParams,

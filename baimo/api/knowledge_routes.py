@@ -1,20 +1,26 @@
 """Knowledge base routes under /api/knowledge: create, list, upload (multipart, ingested in the background),
-documents, search, delete."""
+documents, search, delete.
+
+An upload of one file is parsed before it is answered, so a file that cannot be indexed (empty, no text,
+password-protected, unsupported) is a 422 naming it; in a batch such files are reported by name in the job's
+report and the rest go on.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Depends, File, Query, UploadFile
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from baimo.api.deps import api_key, state
+from baimo.api.filenames import read_uploads
 from baimo.api.schemas import KnowledgeBaseCreate, KnowledgeSearch
 from baimo.api.state import AppState
-from baimo.errors import InvalidRequest
-from baimo.knowledge.ingest import IngestReport, SourceFile, check_upload_name
-from baimo.knowledge.parsing import SUPPORTED_SUFFIXES
+from baimo.errors import InvalidRequest, UnprocessableFile
+from baimo.knowledge.ingest import IngestReport, SourceFile, upload_source
+from baimo.knowledge.parsing import SUPPORTED_SUFFIXES, ParseError, check_file
 
 router = APIRouter(tags=["knowledge"], dependencies=[Depends(api_key)])
 
@@ -52,25 +58,39 @@ async def list_documents(name: str, s: AppState = Depends(state)) -> dict[str, A
     return {"object": "list", "data": s.knowledge.documents(name)}
 
 
-@router.post("/api/knowledge/{name}/documents", summary="Upload files (multipart field `files`); ingested in the "
-             "background: poll /api/knowledge-jobs/{id}, or pass wait=true")
-async def upload(name: str, files: list[UploadFile] = File(..., description="TXT, MD, HTML, PDF or DOCX files"),
+_UPLOAD_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["files"],
+    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                             "description": f"{', '.join(sorted(SUPPORTED_SUFFIXES))} files (the field may also be "
+                                            "called `file`); names may use RFC 5987 `filename*`"}}}}}}
+
+
+@router.post("/api/knowledge/{name}/documents", openapi_extra={"requestBody": _UPLOAD_BODY},
+             summary="Upload files (multipart field `files`); ingested in the background: poll "
+             "/api/knowledge-jobs/{id}, or pass wait=true. One file that cannot be indexed is a 422 naming it; "
+             "in a batch, such files are listed in the report's `failed` with the reason")
+async def upload(name: str, request: Request,
                  wait: bool = Query(False, description="answer when ingestion has finished, with its report"),
                  s: AppState = Depends(state)) -> JSONResponse:
     s.knowledge.get(name)  # 404 before reading the upload
+    uploads = await read_uploads(request)
+    if not uploads:
+        raise InvalidRequest("no files uploaded: send one multipart `files` part per file", param="files")
     report = IngestReport()
     sources: list[SourceFile] = []
-    for f in files:
-        source = check_upload_name(f.filename or "")
-        suffix = "." + source.rsplit(".", 1)[-1].lower() if "." in source else ""
-        if suffix not in SUPPORTED_SUFFIXES:
-            report.failed.append({"source": source, "reason": f"unsupported file type {suffix or '(none)'} "
-                                  f"(supported: {', '.join(sorted(SUPPORTED_SUFFIXES))})"})
+    for filename, data in uploads:
+        source = upload_source(filename, data)
+        try:
+            check_file(data, source)
+        except ParseError as exc:
+            report.failed.append({"source": source, "reason": str(exc)})
             continue
-        data = await f.read()
         sources.append(SourceFile(source, lambda data=data: data))
-    if not sources and not report.failed:
-        raise InvalidRequest("no files uploaded", param="files")
+    if len(uploads) == 1:
+        failure = report.failed[0] if report.failed else await asyncio.to_thread(
+            s.ingest_jobs.ingestor.parse_ahead, name, sources[0])
+        if failure is not None:
+            raise UnprocessableFile(f"{failure['source']}: {failure['reason']}", param="files")
     job = s.ingest_jobs.submit(name, sources, report)
     if wait:
         assert job.future is not None

@@ -5,13 +5,16 @@ leftovers of an interrupted earlier attempt at these same versions, (1) append t
 store commit for the batch), (2) delete the documents' other versions, (3) record the new hashes in the
 catalogue. A kill before (1) leaves the previous versions in place; a kill after it leaves the new versions
 searchable (next to the old ones until (2)), and the next add finishes the job without duplicates. Files that
-fail to parse are reported and the rest go on.
+fail to parse (or give no text) are reported by name with the reason and the rest go on; no document is ever
+recorded with 0 chunks.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import time
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from baimo.errors import InvalidRequest
 from baimo.knowledge.bases import KnowledgeService
 from baimo.knowledge.chunking import Chunk, chunk_document
-from baimo.knowledge.parsing import SUPPORTED_SUFFIXES, ParseError, parse_bytes
+from baimo.knowledge.parsing import SUPPORTED_SUFFIXES, ParsedDocument, ParseError, parse_bytes
 from baimo.knowledge.store import ChunkRecord
 from baimo.store.tables import KnowledgeBase
 
@@ -33,10 +35,12 @@ BATCH_CHUNKS = 256
 
 @dataclass
 class SourceFile:
-    """A file to ingest: its name in the base (path relative to the folder that was added) and its bytes."""
+    """A file to ingest: its name in the base (path relative to the folder that was added) and its bytes;
+    `parsed` once `Ingestor.parse_ahead` has parsed it."""
 
     source: str
     read: Callable[[], bytes]
+    parsed: ParsedDocument | None = None
 
 
 @dataclass
@@ -150,6 +154,25 @@ class Ingestor:
         report.seconds = time.perf_counter() - started
         return report
 
+    def parse_ahead(self, kb_name: str, f: SourceFile) -> dict[str, str] | None:
+        """Parse a file now instead of in `add`, so that adding a single file can answer its failure at once
+        (HTTP 422, a one-line CLI error). Returns the failure ({source, reason}) or None. On success the bytes and
+        the parsed document stay on `f`, so `add` ingests exactly what was checked without parsing it again; a file
+        the base already has unchanged is not parsed at all."""
+        try:
+            data = f.read()
+        except OSError as exc:
+            return {"source": f.source, "reason": f"cannot read: {exc.strerror or exc}"}
+        f.read = lambda: data
+        existing = self.knowledge.document(self.knowledge.get(kb_name), doc_id_for(f.source))
+        if existing is not None and existing.sha256 == hashlib.sha256(data).hexdigest():
+            return None
+        try:
+            f.parsed = parse_bytes(data, f.source.rsplit("/", 1)[-1])
+        except ParseError as exc:
+            return {"source": f.source, "reason": str(exc)}
+        return None
+
     def _prepare(self, base: KnowledgeBase, f: SourceFile, report: IngestReport) -> _Pending | None:
         """Read, hash, parse and chunk one file; None when it is unchanged or failed (both reported)."""
         try:
@@ -164,11 +187,14 @@ class Ingestor:
             report.unchanged.append(f.source)
             return None
         try:
-            doc = parse_bytes(data, f.source.rsplit("/", 1)[-1])
+            doc = f.parsed or parse_bytes(data, f.source.rsplit("/", 1)[-1])
         except ParseError as exc:
             report.failed.append({"source": f.source, "reason": str(exc)})
             return None
         chunks = chunk_document(doc, size=base.chunk_size, overlap=base.chunk_overlap)
+        if not chunks:  # never list a document that nothing can find
+            report.failed.append({"source": f.source, "reason": "no extractable text"})
+            return None
         return _Pending(f.source, doc_id, sha, len(data), doc.format, doc.title, existing is not None, chunks)
 
     def _embed(self, base: KnowledgeBase, pending: list[_Pending]) -> _Batch:
@@ -197,10 +223,36 @@ class Ingestor:
         state.chunks_done += len(records)
 
 
-def check_upload_name(name: str) -> str:
-    """An uploaded file's name as a source: no folders that climb out, no empty names."""
-    clean = name.replace("\\", "/").strip("/")
-    parts = [p for p in clean.split("/") if p not in ("", ".")]
-    if not parts or ".." in parts:
-        raise InvalidRequest(f"bad file name {name!r}", param="files")
-    return "/".join(parts)
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f]")
+_DRIVE = re.compile("^[A-Za-z]:")
+MAX_NAME_CHARS = 255  # a file name's usual limit; the catalogue's source column holds 1000
+MAX_SOURCE_CHARS = 1000
+
+
+def upload_source(filename: str, data: bytes) -> str:
+    """The source name of an uploaded file, from the name the client sent, which is never trusted as a path.
+
+    The name is Unicode-normalised (NFC: the same name typed on macOS and on Linux is one document) and loses
+    control characters. Relative folders stay (`sub/a.md`, like a folder added with the CLI), but a name that
+    climbs out (`../../x.md`, `..\\x.md`) or is absolute (`/etc/x.md`, `C:\\x.md`) keeps only its base name. A
+    name with nothing before its suffix (`.md`, or no name at all) gets one made from the content hash
+    (`upload-1a2b3c4d5e6f.md`). Uploads are never written to disk under these names: only their text is stored,
+    in the chunk store under BAIMO_HOME, so the name is a label and nothing else.
+    """
+    name = _CONTROL_CHARS.sub("", unicodedata.normalize("NFC", filename)).replace("\\", "/").strip()
+    parts = [p.strip() for p in name.split("/")]
+    if name.startswith("/") or _DRIVE.match(name) or ".." in parts:
+        parts = parts[-1:]
+    parts = [p for p in parts if p not in ("", ".", "..")]
+    base = parts.pop() if parts else ""
+    stem, dot, ext = base.rpartition(".")
+    if not dot:
+        stem, ext = base, ""
+    if not stem.strip(". "):
+        ext = ext.strip()
+        base = f"upload-{hashlib.sha256(data).hexdigest()[:12]}" + (f".{ext}" if ext else "")
+    elif len(base) > MAX_NAME_CHARS:
+        keep = MAX_NAME_CHARS - len(dot + ext)
+        base = stem[:keep] + dot + ext if keep > 0 else base[:MAX_NAME_CHARS]
+    source = "/".join([*parts, base])
+    return source if len(source) <= MAX_SOURCE_CHARS else base

@@ -10,6 +10,7 @@ import codecs
 import io
 import logging
 import re
+import unicodedata
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,7 +22,9 @@ SUPPORTED_SUFFIXES: frozenset[str] = frozenset({".txt", ".md", ".markdown", ".ht
 
 
 class ParseError(Exception):
-    """A file that cannot be parsed; str(e) is the human reason ('encrypted PDF', 'unsupported file type .xyz')."""
+    """A file that cannot be parsed; str(e) is the human reason, the same words for every client: 'empty file',
+    'no extractable text: …' (blank, or an image-only PDF), 'encrypted PDF: password required',
+    'unsupported file type .xyz (supported: …)'."""
 
 
 @dataclass
@@ -52,15 +55,23 @@ def parse_file(path: Path) -> ParsedDocument:
     return parse_bytes(data, Path(path).name)
 
 
-def parse_bytes(data: bytes, filename: str) -> ParsedDocument:
-    """Parse file content; the format comes from the (case-insensitive) suffix of `filename`."""
-    name = PurePath(filename.replace("\\", "/")).name
-    suffix = PurePath(name).suffix.lower()
-    entry = _PARSERS.get(suffix)
-    if entry is None:
+def check_file(data: bytes, filename: str) -> None:
+    """The checks that need no parsing: a supported suffix and at least one byte (ParseError otherwise)."""
+    suffix = PurePath(PurePath(filename.replace("\\", "/")).name).suffix.lower()
+    if suffix not in _PARSERS:
         shown = suffix or "(no suffix)"
         raise ParseError(f"unsupported file type {shown} (supported: {', '.join(sorted(SUPPORTED_SUFFIXES))})")
-    fmt, parser = entry
+    if not data:
+        raise ParseError("empty file")
+
+
+def parse_bytes(data: bytes, filename: str) -> ParsedDocument:
+    """Parse file content; the format comes from the (case-insensitive) suffix of `filename`.
+
+    A file that yields no text at all is a ParseError ('no extractable text: …'), never an empty document."""
+    check_file(data, filename)
+    name = PurePath(filename.replace("\\", "/")).name
+    fmt, parser = _PARSERS[PurePath(name).suffix.lower()]
     try:
         title, sections = parser(data)
     except ParseError:
@@ -69,10 +80,26 @@ def parse_bytes(data: bytes, filename: str) -> ParsedDocument:
         raise ParseError(f"not a valid {fmt.upper()} file: {type(exc).__name__}: {exc}") from exc
     except Exception as exc:  # third-party parsers raise anything on corrupt input; always re-raised as ParseError
         raise ParseError(f"could not parse {fmt.upper()}: {type(exc).__name__}: {exc}") from exc
-    sections = [s for s in sections if s.text.strip()]
+    sections = [s for s in sections if _visible(s.text)]
     if not sections:
-        raise ParseError("no text found")
+        raise ParseError(_no_text_reason(fmt, data))
     return ParsedDocument(source=name, format=fmt, title=title.strip() or PurePath(name).stem, sections=sections)
+
+
+def _visible(text: str) -> bool:
+    """Whether text has a character that shows: not whitespace, not a control or format character (zero-width
+    space, BOM, bidi marks)."""
+    return any(not c.isspace() and unicodedata.category(c) not in ("Cc", "Cf") for c in text)
+
+
+def _no_text_reason(fmt: str, data: bytes) -> str:
+    """Why a parsed file gave no sections (image-only PDFs say so themselves, in `pdf_text.py`)."""
+    if fmt in ("txt", "md", "html"):
+        if not _visible(_decode_html(data) if fmt == "html" else _decode_text(data)):
+            return "no extractable text: the file contains only whitespace"
+        if fmt == "html":
+            return "no extractable text: the HTML has no visible text"
+    return f"no extractable text: the {fmt.upper()} file has no text"
 
 
 # --- text decoding -------------------------------------------------------------------------------------------

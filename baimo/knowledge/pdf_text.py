@@ -3,6 +3,9 @@
 pypdf reverses runs of right-to-left characters itself, which is right for producers that store Arabic or Hebrew
 in visual order and wrong for those that store logical order, so every line is scored with script clues (the
 article ال at word starts, Hebrew final letters, where punctuation sits) and repaired (`fix_rtl_line`).
+
+Encrypted PDFs are opened with the empty user password, as viewers do (`_decrypt`); a PDF with no text says
+whether it is a scan (its pages draw images) or simply has no text layer.
 """
 
 from __future__ import annotations
@@ -237,20 +240,44 @@ def _page_paragraphs(lines: list[tuple[str, float | None]]) -> list[str]:
     return paras
 
 
+def _decrypt(reader: object) -> None:
+    """Open an encrypted PDF with the empty user password, which is what viewers do: most encrypted PDFs only
+    carry owner restrictions (no printing, no copying). AES needs the `cryptography` package, a dependency of
+    Baimo. A PDF that needs a real password is a ParseError ('encrypted PDF: password required')."""
+    from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
+
+    try:
+        opened = reader.decrypt("")  # type: ignore[attr-defined]
+    except DependencyError as exc:  # only when the installation lost `cryptography`
+        log.error("cannot decrypt a PDF: %s", exc)
+        raise ParseError(f"encrypted PDF: cannot decrypt ({exc})") from exc
+    except (NotImplementedError, FileNotDecryptedError, PdfReadError) as exc:
+        raise ParseError(f"encrypted PDF: unsupported encryption ({exc})") from exc
+    if not opened:
+        raise ParseError("encrypted PDF: password required")
+
+
+def _has_images(pages: list[object]) -> bool:
+    """Whether any page draws an image (XObject or inline): a textless PDF with images is a scan."""
+    for page in pages:
+        try:
+            if len(page.images):  # type: ignore[attr-defined]
+                return True
+        except Exception:  # a broken image dictionary only makes the message less specific
+            continue
+    return False
+
+
 def parse_pdf(data: bytes) -> tuple[str, list[Section]]:
     from pypdf import PdfReader
-    from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError, PyPdfError
+    from pypdf.errors import FileNotDecryptedError, PdfReadError, PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data))
     except PdfReadError as exc:
         raise ParseError(f"not a valid PDF: {exc}") from exc
     if reader.is_encrypted:
-        try:
-            if not reader.decrypt(""):
-                raise ParseError("encrypted PDF")
-        except (DependencyError, FileNotDecryptedError, NotImplementedError) as exc:
-            raise ParseError("encrypted PDF") from exc
+        _decrypt(reader)
     try:
         pages = list(reader.pages)
     except (PdfReadError, FileNotDecryptedError) as exc:
@@ -272,7 +299,9 @@ def parse_pdf(data: bytes) -> tuple[str, list[Section]]:
     if not sections:
         if failures and len(failures) == len(pages):
             raise ParseError(f"not a valid PDF: {failures[0]}")
-        raise ParseError("no text found (scanned PDF without a text layer?)")
+        if _has_images(pages):
+            raise ParseError("no extractable text: image-only/scanned PDF, OCR not enabled")
+        raise ParseError("no extractable text: the PDF's pages have no text layer")
     try:
         title = str((reader.metadata or {}).get("/Title") or "")
     except PdfReadError:

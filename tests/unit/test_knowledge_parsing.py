@@ -141,7 +141,7 @@ def test_corrupt_pdf_is_a_parse_error_with_reason() -> None:
         parse_bytes(os.urandom(4000), "broken.pdf")
     with pytest.raises(ParseError, match="not a valid PDF"):
         parse_bytes(b"%PDF-1.7\n" + os.urandom(2000), "truncated.pdf")
-    with pytest.raises(ParseError, match="not a valid PDF"):
+    with pytest.raises(ParseError, match="^empty file$"):
         parse_bytes(b"", "empty.pdf")
 
 
@@ -153,7 +153,7 @@ def test_encrypted_pdf() -> None:
     pdf.set_font("helvetica", size=12)
     pdf.cell(text="secret text")
     pdf.set_encryption(owner_password="owner", user_password="user")
-    with pytest.raises(ParseError, match="^encrypted PDF$"):
+    with pytest.raises(ParseError, match="^encrypted PDF: password required$"):
         parse_bytes(bytes(pdf.output()), "locked.pdf")
 
 
@@ -168,14 +168,16 @@ def test_pdf_with_only_an_owner_password_opens() -> None:
     assert parse_bytes(bytes(pdf.output()), "owner.pdf").sections[0].text == "readable text"
 
 
-def test_scanned_pdf_without_text() -> None:
+def test_pdf_without_text() -> None:
+    """A page with only drawings has no text layer; a page that draws an image is a scan (F18 in
+    tests/e2e/test_knowledge_field_cases.py has a real one)."""
     from fpdf import FPDF
 
     pdf = FPDF()
     pdf.add_page()
     pdf.rect(10, 10, 100, 100, style="F")
-    with pytest.raises(ParseError, match=r"no text found \(scanned PDF"):
-        parse_bytes(bytes(pdf.output()), "scan.pdf")
+    with pytest.raises(ParseError, match=r"^no extractable text: the PDF's pages have no text layer$"):
+        parse_bytes(bytes(pdf.output()), "drawing.pdf")
 
 
 # --- DOCX -----------------------------------------------------------------------------------------------------
@@ -383,10 +385,18 @@ def test_txt_windows_newlines_and_blank_lines() -> None:
 def test_binary_junk_and_empty_files() -> None:
     with pytest.raises(ParseError, match="binary"):
         parse_bytes(b"\x00\x01\x02binary\x00junk", "blob.txt")
-    with pytest.raises(ParseError, match="^no text found$"):
-        parse_bytes(b"  \n\n \t ", "empty.txt")
-    with pytest.raises(ParseError, match="^no text found$"):
+    with pytest.raises(ParseError, match="^no extractable text: the file contains only whitespace$"):
+        parse_bytes(b"  \n\n \t ", "blank.txt")
+    with pytest.raises(ParseError, match="^no extractable text: the file contains only whitespace$"):
+        parse_bytes(codecs.BOM_UTF8 + "\u3000\n\u200b".encode(), "blank.md")
+    with pytest.raises(ParseError, match="^empty file$"):
+        parse_bytes(b"", "empty.txt")
+    with pytest.raises(ParseError, match="^empty file$"):
+        parse_bytes(b"", "empty.docx")
+    with pytest.raises(ParseError, match="^no extractable text: the HTML has no visible text$"):
         parse_bytes(b"<html><body><script>x()</script></body></html>", "empty.html")
+    with pytest.raises(ParseError, match="^no extractable text: the MD file has no text$"):
+        parse_bytes(b"![diagram](diagram.png)\n", "only-image.md")
 
 
 def test_unsupported_suffix() -> None:

@@ -949,8 +949,11 @@ async function exportConversation(format) {
     const blob = await res.blob();
     let filename = `baimo-${id}.${format === "json" ? "json" : "md"}`;
     const cd = res.headers.get("Content-Disposition") || "";
-    const m = cd.match(/filename\*=UTF-8''([^;]+)|filename="?([^";]+)"?/i);
-    if (m) filename = decodeURIComponent(m[1] || m[2]);
+    // RFC 6266: the exact name is in filename* (UTF-8, percent-encoded); filename is an ASCII stand-in
+    const star = cd.match(/filename\*=UTF-8''([^;\s]+)/i);
+    const plain = cd.match(/filename="?([^";]+)"?/i);
+    if (star) filename = decodeURIComponent(star[1]);
+    else if (plain) filename = plain[1];
     const url = URL.createObjectURL(blob);
     const a = h("a", { href: url, download: filename });
     document.body.append(a);
