@@ -156,8 +156,19 @@ def api_prompt_prefix() -> str:
     return "".join(f"Question: {t['question']}\nAnswer: {t['answer']}\n\n" for t in train)
 
 
+def require_llama_cpp() -> None:
+    """This generator measures each local answer's CPU time in-process, with the llama-cpp-python binding, which
+    Baimo itself no longer depends on (its local models run in llama-server workers)."""
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        raise SystemExit("bench/make_outcomes.py needs llama-cpp-python in the venv: "
+                         ".venv/bin/pip install llama-cpp-python==0.3.36 (compiles for ~10 minutes)") from None
+
+
 def load_tokenizer():
     """Token counter from the Qwen2.5 GGUF's tokenizer (vocab only): used for the API models' tokens."""
+    require_llama_cpp()
     from llama_cpp import Llama
 
     tok = Llama(model_path=str(MODELS_DIR / TOKENIZER_FILE), vocab_only=True, verbose=False)
@@ -346,6 +357,7 @@ def main() -> None:
 def run(
     todo: list[dict[str, Any]], partial: Path, done: dict[str, dict[str, Any]], fingerprint: str, total: int
 ) -> None:
+    require_llama_cpp()
     from llama_cpp import Llama
 
     count, prefix = load_tokenizer(), api_prompt_prefix()

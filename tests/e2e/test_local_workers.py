@@ -58,6 +58,7 @@ def gw(tmp_path_factory):
     broken = home / "broken.gguf"
     broken.write_bytes(b"GGUF" + os.urandom(4096))  # a GGUF header and garbage: llama.cpp refuses to load it
     with BaimoServer(home / "home", config(str(broken))) as s:
+        s.broken_model = broken  # type: ignore[attr-defined]
         yield s
 
 
@@ -113,6 +114,10 @@ def test_a_worker_that_exits_on_load_is_a_503_and_others_keep_serving(gw) -> Non
     assert not workers(gw)[BROKEN]["running"]
     zombies = [pid for pid, st in procs.children(gw.proc.pid).items() if st == "Z"]
     assert not zombies
+    # once the file is repaired, the next request loads it (after waiting out the short backoff)
+    gw.broken_model.write_bytes(SMOLLM.read_bytes())
+    assert ask(gw, BROKEN).status_code == 200
+    assert workers(gw)[BROKEN]["running"]
 
 
 def test_a_hung_worker_times_out_and_is_replaced(gw) -> None:

@@ -22,7 +22,8 @@ def test_health_and_openapi(server) -> None:
     assert httpx.get(server.url + "/healthz").json() == {"status": "ok"}
     assert httpx.get(server.url + "/readyz").status_code == 200
     schema = httpx.get(server.url + "/openapi.json").json()
-    for path in ("/v1/chat/completions", "/v1/models", "/v1/embeddings", "/api/conversations"):
+    for path in ("/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/embeddings", "/api/conversations",
+                 "/api/workers"):
         assert path in schema["paths"]
 
 
