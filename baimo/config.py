@@ -75,7 +75,9 @@ class ModelConfig(BaseModel):
     catalogue: str | None = None
     path: str | None = None
     threads: int | None = None
-    parallel: int = Field(default=4, ge=1, le=64, description="requests one local model serves at once")
+    parallel: int = Field(default=8, ge=1, le=64, description="requests one local model serves at once")
+    queue_timeout: float = Field(default=60.0, gt=0, description="seconds a request may wait for a free slot "
+                                 "of a local model before a 503 with Retry-After")
     max_n: int = Field(default=4, ge=1, le=128, description="largest `n` (choices per request) accepted")
     keep_alive: float | None = Field(default=300.0, ge=0,
                                      description="seconds idle before a local model is unloaded (0/null: never)")

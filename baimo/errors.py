@@ -10,10 +10,12 @@ class BaimoError(Exception):
     error_type = "server_error"
     code: str | None = None
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        self.headers = headers  # extra response headers, e.g. Retry-After
         if code is not None:
             self.code = code
 

@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 continue
             rows.append({"model": b.config.id, "running": bool(w and w.running), "pid": w.pid if w else None,
                          "restarts": w.restarts if w else 0, "in_flight": w.in_flight if w else 0,
+                         "queued": w.queued if w else 0,
                          "parallel": b.config.parallel, "keep_alive": b.config.keep_alive})
         return {"data": rows}
 

@@ -39,7 +39,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None, s
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BaimoError)
     async def _baimo(_request: Request, exc: BaimoError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -212,7 +212,7 @@ class LlamaCppBackend(OpenAICompatBackend):
 
     async def stream(self, params: GenerationParams) -> AsyncIterator[StreamEvent]:
         worker = self.worker
-        async with worker.in_use():
+        async with worker.in_use(int(params.extra.get("n") or 1), self.config.queue_timeout):
             await worker.url()
             emulated = bool(params.tools) and params.tool_choice != "none" and not self._template_calls_tools
             events = super().stream(params)
@@ -239,17 +239,25 @@ class LlamaCppBackend(OpenAICompatBackend):
                 raise
             worker.served()
 
-    def completions_body(self, body: dict[str, Any]) -> dict[str, Any]:
-        """A text completion for the worker: refuse what it would silently ignore, and leave `echo` to Baimo."""
+    def _completion_slots(self, body: dict[str, Any]) -> int:
+        """Slots a text completion takes (one per prompt and choice); raises 400 for what the worker would
+        silently ignore or cannot hold at once."""
         if body.get("suffix"):
             raise InvalidRequest(f"{self.config.id} cannot fill in the middle: `suffix` is not supported for local "
                                  "models", param="suffix")
         if (body.get("best_of") or 1) > 1:
             raise InvalidRequest("`best_of` is not supported for local models; use `n`", param="best_of")
-        n = body.get("n") or 1
-        if n > min(self.config.max_n, self.config.parallel):
-            raise InvalidRequest(f"{self.config.id} generates at most {min(self.config.max_n, self.config.parallel)} "
-                                 f"choices per request; n={n} is too many", param="n")
+        prompt = body.get("prompt")
+        prompts = len(prompt) if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int) else 1
+        slots = (body.get("n") or 1) * prompts
+        most = min(self.config.max_n, self.config.parallel)
+        if slots > most:
+            raise InvalidRequest(f"{self.config.id} generates at most {most} completions per request (prompts × n); "
+                                 f"this asks for {slots}", param="n")
+        return slots
+
+    def completions_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A text completion for the worker: `echo` is Baimo's to do, and llama.cpp's own slot choice stays off."""
         out = super().completions_body({k: v for k, v in body.items() if k not in ("echo", "suffix", "best_of",
                                                                                   "id_slot")})
         if not out.get("stop"):
@@ -264,7 +272,7 @@ class LlamaCppBackend(OpenAICompatBackend):
         if echo and not isinstance(prompt, str):
             raise InvalidRequest("`echo` is supported for a single text prompt on local models", param="echo")
         worker = self.worker
-        async with worker.in_use():
+        async with worker.in_use(self._completion_slots(body), self.config.queue_timeout):
             await worker.url()
             echoed: set[int] = set()
             offsets: dict[int, int] = {}

@@ -64,7 +64,7 @@ class WorkerSpec:
     server: Path
     model_path: Path
     context_window: int
-    parallel: int = 4
+    parallel: int = 8
     threads: int = 2
     repack: bool = True
     load_timeout: float = 120.0
@@ -98,6 +98,9 @@ class Worker:
         self._next_start = 0.0
         self._last_error: str | None = None
         self._busy = 0
+        self._waiting = 0
+        self._slots = asyncio.Semaphore(spec.parallel)
+        self._admit = asyncio.Lock()
         self._last_used = time.monotonic()
         self._idle_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
@@ -115,8 +118,8 @@ class Worker:
 
     @property
     def in_flight(self) -> int:
-        """Requests using the worker now."""
-        return self._busy
+        """Requests being served now (holding slots)."""
+        return self._busy - self._waiting
 
     @property
     def base_url(self) -> str:
@@ -228,14 +231,40 @@ class Worker:
         self._failures = 0
 
     @contextlib.asynccontextmanager
-    async def in_use(self):  # type: ignore[no-untyped-def]
-        """Mark a request in flight (idle unloading waits for it)."""
+    async def in_use(self, slots: int = 1, queue_timeout: float = 60.0):  # type: ignore[no-untyped-def]
+        """Hold `slots` of the worker's parallel slots for one request (a request with `n` choices takes n),
+        waiting in arrival order for them; idle unloading waits while any request holds or waits.
+
+        Baimo admits requests itself instead of letting them queue inside llama-server, so a request's read
+        timeout (a stuck generation) starts only once it is being served, and a full worker answers 503 with
+        Retry-After after `queue_timeout` seconds instead of an indefinite wait."""
         self._busy += 1
+        self._waiting += 1
+        taken = 0
         try:
+            try:
+                async with asyncio.timeout(queue_timeout):
+                    async with self._admit:  # whole requests in arrival order, not slot by slot
+                        for _ in range(slots):
+                            await self._slots.acquire()
+                            taken += 1
+            except TimeoutError:
+                raise UpstreamUnavailable(
+                    f"{self.spec.model_id}: all {self.spec.parallel} slots stayed busy for {queue_timeout:g}s; "
+                    "retry later", code="model_busy", headers={"retry-after": "5"}) from None
+            finally:
+                self._waiting -= 1
             yield
         finally:
+            for _ in range(taken):
+                self._slots.release()
             self._busy -= 1
             self._last_used = time.monotonic()
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a slot."""
+        return self._waiting
 
     async def check_health(self) -> bool:
         """True when the worker answers /health within HEALTH_TIMEOUT_S; a hung worker is killed."""

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.e2e
 MODEL = "local/smollm2-135m"
 IDLE = "local/smollm2-idle"
 BROKEN = "local/broken"
+ONE = "local/smollm2-one-slot"
 SMOLLM = catalogue.model_path(Path(models_dir()), "smollm2-135m-instruct-q4_1")
 
 
@@ -41,6 +42,13 @@ models:
     threads: 1
     parallel: 1
     keep_alive: 2        # unload after 2 idle seconds
+  - id: {ONE}
+    kind: llamacpp
+    path: {SMOLLM}
+    context_window: 1024
+    threads: 1
+    parallel: 1
+    queue_timeout: 1     # a second request waits at most 1 s for the one slot
   - id: {BROKEN}
     kind: llamacpp
     path: {broken_path}
@@ -147,6 +155,26 @@ def test_an_idle_worker_unloads_after_keep_alive_and_comes_back(gw) -> None:
     assert not workers(gw)[IDLE]["running"]
     assert procs.wait_gone(pid)
     assert ask(gw, IDLE).status_code == 200
+
+
+def test_a_full_worker_answers_503_with_retry_after_not_an_endless_wait(gw) -> None:
+    """Field case F14: when every slot is busy past queue_timeout, a clean 503 with Retry-After."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    long = {"model": ONE, "messages": [{"role": "user", "content": "Count from 1 to 500."}], "max_tokens": 300,
+            "temperature": 0, "ignore_eos": True}
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(httpx.post, gw.base_url + "/chat/completions", json=long, timeout=120)
+        deadline = time.monotonic() + 30
+        while workers(gw)[ONE]["in_flight"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        started = time.monotonic()
+        second = ask(gw, ONE)
+        waited = time.monotonic() - started
+        assert first.result().status_code == 200
+    assert second.status_code == 503 and second.headers["retry-after"] == "5", second.text
+    assert second.json()["error"]["code"] == "model_busy" and 0.9 < waited < 10
+    assert ask(gw, ONE).status_code == 200  # free again
 
 
 def test_workers_die_with_a_killed_server(tmp_path) -> None:
