@@ -87,6 +87,8 @@ def legacy_logprobs(tokens: list[dict[str, Any]], offsets: dict[int, int], index
 class LlamaCppBackend(OpenAICompatBackend):
     """A GGUF model served by a supervised llama-server worker on a loopback port."""
 
+    KEEPALIVE_S = 2.0  # llama-server (cpp-httplib) closes idle keep-alive connections after 5 s
+
     def __init__(self, config: ModelConfig, settings: Settings) -> None:
         super().__init__(config, settings)
         self._settings = settings

@@ -42,6 +42,8 @@ def _upstream_message(body: bytes) -> str:
 class OpenAICompatBackend:
     """A model served by a remote OpenAI-compatible HTTP server."""
 
+    KEEPALIVE_S = 30.0  # how long an idle pooled connection is kept
+
     def __init__(self, config: ModelConfig, settings: Settings) -> None:
         self.config = config
         self._session: aiohttp.ClientSession | None = None
@@ -54,7 +56,7 @@ class OpenAICompatBackend:
         if self._session is None or self._session.closed:
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout,
                                             sock_read=self.config.timeout)
-            connector = aiohttp.TCPConnector(limit=1000, keepalive_timeout=30)
+            connector = aiohttp.TCPConnector(limit=1000, keepalive_timeout=self.KEEPALIVE_S)
             self._session = aiohttp.ClientSession(timeout=timeout, connector=connector, raise_for_status=False)
 
     async def close(self) -> None:
@@ -119,8 +121,10 @@ class OpenAICompatBackend:
             try:
                 response = await self._session.post(url, json=body, headers=self._headers())
                 break
-            except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError,
+            except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError,
                     aiohttp.ConnectionTimeoutError) as exc:
+                # ClientOSError covers connect errors and a pooled keep-alive connection the server had closed
+                # (reset before any answer): sending again is safe
                 if attempt >= self.config.connect_retries:
                     raise UpstreamUnavailable(
                         f"{self.config.id}: cannot connect to {self.config.base_url} "

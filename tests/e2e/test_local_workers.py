@@ -102,6 +102,13 @@ def test_kill9_mid_stream_is_an_sse_error_then_the_next_request_succeeds(gw) -> 
     assert httpx.get(gw.url + "/readyz").status_code == 200
 
 
+def test_a_request_after_the_worker_closed_idle_connections(gw) -> None:
+    """llama-server closes a keep-alive connection idle for 5 s; reusing it must not cost a request (502)."""
+    assert ask(gw).status_code == 200
+    time.sleep(6)
+    assert ask(gw).status_code == 200
+
+
 def test_kill9_between_requests_costs_no_request(gw) -> None:
     assert ask(gw).status_code == 200
     pid = workers(gw)[MODEL]["pid"]
