@@ -23,7 +23,11 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 BAIMO_BIN = VENV_BIN / "baimo"
-MODELS_DIR = Path(os.environ.get("BAIMO_MODELS_DIR", "/work/models"))
+# Where `baimo models pull` puts GGUF files (Baimo's own rule): BAIMO_MODELS_DIR, else $BAIMO_HOME/models,
+# else ~/.baimo/models.
+MODELS_DIR = Path(
+    os.environ.get("BAIMO_MODELS_DIR") or Path(os.environ.get("BAIMO_HOME") or Path.home() / ".baimo") / "models"
+)
 
 LOCAL_MODELS: dict[str, dict[str, Any]] = {
     "smollm2": {
@@ -106,6 +110,7 @@ def dump_json(path: str | None, data: Any) -> None:
     if path == "-":
         print(text)
     else:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text + "\n", encoding="utf-8")
         print(f"wrote {path}")
 
@@ -158,12 +163,33 @@ def baimo_available() -> str | None:
     return None
 
 
-def llama_cpp_available() -> str | None:
+def ensure_local_model(name: str, *, pull: bool = True) -> Path:
+    """The GGUF file of one of LOCAL_MODELS in MODELS_DIR, fetched with `baimo models pull` when missing
+    (with a throw-away BAIMO_HOME, so no baimo.yaml is written to the user's)."""
+    spec = LOCAL_MODELS[name]
+    path = MODELS_DIR / spec["file"]
+    if path.exists():
+        return path
+    if not pull:
+        raise SystemExit(f"model file missing: {path} (run `baimo models pull {spec['id']}`)")
+    print(f"{path} missing: baimo models pull {spec['id']}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="baimo-bench-pull-") as home:
+        env = {**os.environ, "BAIMO_HOME": home, "BAIMO_MODELS_DIR": str(MODELS_DIR)}
+        r = subprocess.run([str(BAIMO_BIN), "models", "pull", spec["id"]], env=env)
+    if r.returncode != 0 or not path.exists():
+        raise SystemExit(f"`baimo models pull {spec['id']}` failed (exit {r.returncode}); {path} is missing")
+    return path
+
+
+def proc_cpu_seconds(pid: int | None) -> float | None:
+    """utime+stime of a process (seconds), from /proc/PID/stat."""
+    if pid is None:
+        return None
     try:
-        import llama_cpp  # noqa: F401
-    except Exception as exc:  # noqa: BLE001 - any import problem means "not usable"
-        return f"cannot import llama_cpp: {exc}"
-    return None
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (FileNotFoundError, IndexError, ValueError):
+        return None
 
 
 def local_model_entry(name: str, *, threads: int | None = None, by_path: bool = True) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from _common import (  # noqa: E402
     parse_int_list,
     percentile,
     print_table,
+    proc_cpu_seconds,
     start_upstream,
 )
 
@@ -44,17 +45,6 @@ class Sample:
     total: float  # seconds, request sent -> stream finished
     ttft: float | None  # seconds, request sent -> first non-empty content delta
     error: str | None = None
-
-
-def proc_cpu_seconds(pid: int | None) -> float | None:
-    """utime+stime of a process (seconds), from /proc/PID/stat."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (FileNotFoundError, IndexError, ValueError):
-        return None
 
 
 async def one_request(client: httpx.AsyncClient, url: str, body: bytes, expected: str | None) -> Sample:
