@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -317,3 +317,40 @@ def start_upstream(tokens: int = 100, token_delay: float = 0.0):
 
 def parse_int_list(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
+
+
+class SSEError(Exception):
+    """A chunk of an SSE stream carried an `error` object."""
+
+
+async def sse_chunks(response: Any) -> AsyncIterator[dict[str, Any] | None]:
+    """The parsed `data:` chunks of an httpx streaming response, in order; None for `data: [DONE]`.
+
+    Raises SSEError for an error chunk and ValueError for a chunk that is not JSON."""
+    buf = b""
+    async for data in response.aiter_bytes():
+        buf += data
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                yield None
+                continue
+            chunk = json.loads(payload)
+            if "error" in chunk:
+                raise SSEError(f"error chunk: {payload[:300].decode('utf-8', 'replace')}")
+            yield chunk
+
+
+def terminate(proc: subprocess.Popen[Any] | None, timeout: float = 10.0) -> None:
+    """Stop a child process: SIGTERM, then SIGKILL after `timeout` seconds; always reaped."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+

@@ -26,12 +26,14 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     BaimoServer,
+    SSEError,
     baimo_available,
     dump_json,
     parse_int_list,
     percentile,
     print_table,
     proc_cpu_seconds,
+    sse_chunks,
     start_upstream,
 )
 
@@ -57,26 +59,18 @@ async def one_request(client: httpx.AsyncClient, url: str, body: bytes, expected
             if r.status_code != 200:
                 text = (await r.aread())[:300].decode("utf-8", "replace")
                 return Sample(time.perf_counter() - t0, None, f"HTTP {r.status_code}: {text}")
-            buf = b""
-            async for data in r.aiter_bytes():
-                buf += data
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    if not line.startswith(b"data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == b"[DONE]":
-                        done = True
-                        continue
-                    chunk = json.loads(payload)
-                    if "error" in chunk:
-                        return Sample(time.perf_counter() - t0, ttft, f"error chunk: {payload[:300]!r}")
-                    for choice in chunk.get("choices") or ():
-                        content = (choice.get("delta") or {}).get("content")
-                        if content:
-                            if ttft is None:
-                                ttft = time.perf_counter() - t0
-                            parts.append(content)
+            async for chunk in sse_chunks(r):
+                if chunk is None:
+                    done = True
+                    continue
+                for choice in chunk.get("choices") or ():
+                    content = (choice.get("delta") or {}).get("content")
+                    if content:
+                        if ttft is None:
+                            ttft = time.perf_counter() - t0
+                        parts.append(content)
+    except SSEError as exc:
+        return Sample(time.perf_counter() - t0, ttft, str(exc))
     except (httpx.HTTPError, ValueError) as exc:
         return Sample(time.perf_counter() - t0, ttft, f"{type(exc).__name__}: {exc}")
     total = time.perf_counter() - t0

@@ -50,6 +50,7 @@ from _common import (  # noqa: E402
     LOCAL_MODELS,
     MODELS_DIR,
     BaimoServer,
+    SSEError,
     baimo_available,
     descendants,
     dump_json,
@@ -61,6 +62,8 @@ from _common import (  # noqa: E402
     percentile,
     print_table,
     proc_cpu_seconds,
+    sse_chunks,
+    terminate,
 )
 
 GOAL_SCALING = 1.6  # (a) wall(4 streams) / wall(1 stream), through Baimo
@@ -121,39 +124,31 @@ async def stream(client: httpx.AsyncClient, url: str, body: bytes, first_token: 
             if r.status_code != 200:
                 s.error = f"HTTP {r.status_code}: {(await r.aread())[:300].decode('utf-8', 'replace')}"
                 return s
-            buf = b""
-            async for data in r.aiter_bytes():
-                buf += data
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    if not line.startswith(b"data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == b"[DONE]":
-                        done = True
-                        continue
-                    chunk = json.loads(payload)
-                    if "error" in chunk:
-                        s.error = f"error chunk: {payload[:300].decode('utf-8', 'replace')}"
-                        return s
-                    if chunk.get("usage"):
-                        s.tokens = int(chunk["usage"].get("completion_tokens") or 0)
-                        s.usage = True
-                    for choice in chunk.get("choices") or ():
-                        content = (choice.get("delta") or {}).get("content")
-                        if content:
-                            if s.first is None:
-                                s.first = time.perf_counter()
-                                if first_token is not None:
-                                    first_token.set()
-                            parts.append(content)
-                        s.finish = choice.get("finish_reason") or s.finish
+            async for chunk in sse_chunks(r):
+                if chunk is None:
+                    done = True
+                    continue
+                if chunk.get("usage"):
+                    s.tokens = int(chunk["usage"].get("completion_tokens") or 0)
+                    s.usage = True
+                for choice in chunk.get("choices") or ():
+                    content = (choice.get("delta") or {}).get("content")
+                    if content:
+                        if s.first is None:
+                            s.first = time.perf_counter()
+                            if first_token is not None:
+                                first_token.set()
+                        parts.append(content)
+                    s.finish = choice.get("finish_reason") or s.finish
         s.end = time.perf_counter()
         if not done:
             s.error = "stream ended without [DONE]"
         if not s.usage:
             s.tokens = len(parts)
             s.error = s.error or "no usage chunk"
+    except SSEError as exc:
+        s.error = str(exc)
+        return s
     except (httpx.HTTPError, ValueError) as exc:
         s.error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -303,13 +298,7 @@ class RawServer:
         return "\n".join(path.read_text(errors="replace").splitlines()[-n:]) if path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.proc = None
         if self._log is not None:
             self._log.close()

@@ -493,35 +493,35 @@ def build_app(
             )
         return JSONResponse(payload)
 
-    async def completions(request: Request) -> Response:
-        """Legacy text completions: ``ok``/``rich`` answer text, ``fail`` and ``midstream_error`` fail alike."""
+    async def begin(request: Request, required: str) -> tuple[Any, str, Behaviour, Response | None]:
+        """Read a body that needs `required`, find the model's behaviour, wait or fail as it says; the last item
+        is the response to send at once (or None to go on)."""
         _, body, problem = await read(request)
         if problem is not None:
-            return problem
-        if not isinstance(body, dict) or "prompt" not in body:
-            return _error(400, "'prompt' is required.", param="prompt")
+            return body, "", Behaviour.ok(), problem
+        if not isinstance(body, dict) or required not in body:
+            return body, "", Behaviour.ok(), _error(400, f"'{required}' is required.", param=required)
         model = body.get("model") or ""
         b = state.behaviour_for(model)
         if b.delay > 0 and not await wait_before_first_byte(request, b.delay):
-            return Response(status_code=499)
+            return body, model, b, Response(status_code=499)
         if b.kind == "fail":
-            return JSONResponse(b.error_body(), status_code=b.status)
+            return body, model, b, JSONResponse(b.error_body(), status_code=b.status)
+        return body, model, b, None
+
+    async def completions(request: Request) -> Response:
+        """Legacy text completions: ``ok``/``rich`` answer text, ``fail`` and ``midstream_error`` fail alike."""
+        body, model, b, early = await begin(request, "prompt")
+        if early is not None:
+            return early
         if body.get("stream"):
             return StreamingResponse(text_completion_stream(b, model, body), media_type="text/event-stream")
         return JSONResponse(text_completion_payload(b, model, body))
 
     async def embeddings(request: Request) -> Response:
-        _, body, problem = await read(request)
-        if problem is not None:
-            return problem
-        if not isinstance(body, dict) or "input" not in body:
-            return _error(400, "'input' is required.", param="input")
-        model = body.get("model") or ""
-        b = state.behaviour_for(model)
-        if b.delay > 0 and not await wait_before_first_byte(request, b.delay):
-            return Response(status_code=499)
-        if b.kind == "fail":
-            return JSONResponse(b.error_body(), status_code=b.status)
+        body, model, b, early = await begin(request, "input")
+        if early is not None:
+            return early
         if b.kind == "malformed":
             return Response(b"not json at all", media_type="application/json")
 
