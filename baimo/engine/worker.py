@@ -147,8 +147,7 @@ class Worker:
     async def _start(self) -> None:
         if not self.spec.model_path.exists():
             raise UpstreamUnavailable(f"model file for {self.spec.model_id} is missing ({self.spec.model_path})")
-        port = free_port()
-        logf = None
+        port = free_port()  # a port taken meanwhile makes the worker exit on load: a retried failure, as any
         if self.spec.log_path is not None:
             self.spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
@@ -196,9 +195,6 @@ class Worker:
             if line.strip():
                 return line.strip()[:300]
         return "no output"
-
-    def log_tail(self) -> list[str]:
-        return list(self._log_tail)
 
     async def _watch(self, proc: asyncio.subprocess.Process, logf: object) -> None:
         """Copy the worker's output to its log file and notice its exit (and reap it: no zombie)."""
