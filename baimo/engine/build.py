@@ -155,7 +155,8 @@ def keep_variants(cmake_lists: Path, variants: tuple[str, ...]) -> list[str]:
 
 
 def _run_build(cmd: list[str], progress: Progress) -> None:
-    """Run ninja, turning its `[n/N]` lines into progress; the last lines are kept for an error."""
+    """Run the build, turning ninja's `[n/N]` (or make's `[ NN%]`) lines into progress; the last lines are kept
+    for an error."""
     tail: list[str] = []
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
@@ -163,9 +164,10 @@ def _run_build(cmd: list[str], progress: Progress) -> None:
     for line in proc.stdout:
         tail = (tail + [line.rstrip()])[-30:]
         m = re.match(r"\[(\d+)/(\d+)\]", line)
-        if m and time.monotonic() - last > 2:
+        pct = re.match(r"\[\s*(\d+)%\]", line)
+        if (m or pct) and time.monotonic() - last > 2:
             last = time.monotonic()
-            progress(f"compiling {m.group(1)}/{m.group(2)}")
+            progress(f"compiling {m.group(1)}/{m.group(2)}" if m else f"compiling {pct.group(1)}%")
     if proc.wait() != 0:
         raise ConfigError("building llama-server failed:\n" + "\n".join(tail))
 
@@ -181,20 +183,24 @@ def build(*, force: bool = False, progress: Progress = lambda _m: None, jobs: in
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second install waits for the first build instead of racing it
         if not force and (engine := installed()) is not None:
             return engine
-        for tool in ("cmake", "ninja", "c++"):
+        for tool in ("cmake", "c++"):
             if shutil.which(tool) is None:
-                raise ConfigError(f"building llama-server needs `{tool}` (Debian: apt-get install cmake ninja-build "
-                                  "g++)")
+                raise ConfigError(f"building llama-server needs `{tool}` (Debian: apt-get install cmake g++; "
+                                  "ninja-build makes it faster)")
+        ninja = shutil.which("ninja") is not None
         with tempfile.TemporaryDirectory(prefix=f"build-{key}-", dir=home) as tmp:
             work = Path(tmp)
             source = _fetch_source(work, progress)
             build_dir = work / "build"
             progress("configuring (cmake)")
-            subprocess.run(["cmake", "-G", "Ninja", "-S", str(source), "-B", str(build_dir), *CMAKE_FLAGS],
+            subprocess.run(["cmake", "-G", "Ninja" if ninja else "Unix Makefiles", "-S", str(source), "-B",
+                            str(build_dir), *CMAKE_FLAGS],
                            check=True, stdout=subprocess.DEVNULL)
             targets = [SERVER_BINARY, *(f"ggml-cpu-{v}" for v in CPU_VARIANTS)]
             started = time.monotonic()
-            _run_build(["ninja", "-C", str(build_dir), "-j", str(jobs or os.cpu_count() or 2), *targets], progress)
+            n_jobs = str(jobs or os.cpu_count() or 2)
+            _run_build(["ninja", "-C", str(build_dir), "-j", n_jobs, *targets] if ninja else
+                       ["cmake", "--build", str(build_dir), "--parallel", n_jobs, "--target", *targets], progress)
             out = work / key
             out.mkdir()
             for f in (build_dir / "bin").iterdir():
