@@ -45,9 +45,12 @@ MACHINE_VCPUS = 2
 LOCAL_USD_PER_CPU_SECOND = MACHINE_USD_PER_HOUR / MACHINE_VCPUS / 3600.0
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS_DIR = Path(os.environ.get("BAIMO_MODELS_DIR", "/work/models"))
-CSV_PATH = Path("/work/shared/data/routing/routellm/gsm8k_responses.csv")
-GOLD_PATH = Path("/work/shared/data/eval/gsm8k/test.jsonl")
+SHARED = REPO.parent / "shared"  # ../shared beside the checkout
+sys.path.insert(0, str(REPO / "bench"))
+from _common import MODELS_DIR  # noqa: E402  (BAIMO_MODELS_DIR, else BAIMO_HOME/models, as Baimo itself)
+
+CSV_PATH = SHARED / "data/routing/routellm/gsm8k_responses.csv"
+GOLD_PATH = SHARED / "data/eval/gsm8k/test.jsonl"
 OUT_DIR = REPO / "bench" / "outcomes"
 
 LOCAL_MODELS: dict[str, str] = {  # model id -> GGUF file in MODELS_DIR (run in this order per question)
@@ -61,7 +64,7 @@ API_COLUMNS: dict[str, str] = {  # model id -> CSV column prefix
 }
 MODEL_ORDER = list(LOCAL_MODELS) + list(API_COLUMNS)
 TOKENIZER_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"  # counts API tokens (vocab_only)
-TRAIN_PATH = Path("/work/shared/data/eval/gsm8k/train.jsonl")
+TRAIN_PATH = SHARED / "data/eval/gsm8k/train.jsonl"
 # RouteLLM produced the API answers with an 8-shot prompt (routellm/evals/gsm8k/generate_responses.py): the first
 # 8 GSM8K train examples as "Question: ...\nAnswer: <solution>\n\n", then "Question: <q>\nAnswer:", sent as one
 # user message (max_tokens 1024, stop "Question", temperature 0). API prompt tokens are counted on that text,

@@ -71,6 +71,17 @@ def local_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def drop_empty_stops(body: dict[str, Any]) -> None:
+    """llama.cpp ends generation at once on an empty stop string; OpenAI ignores it (and an empty list): keep only
+    the non-empty stop sequences, and no `stop` at all when none is left."""
+    if "stop" not in body:
+        return
+    stop = [body["stop"]] if isinstance(body["stop"], str) else body["stop"] or []
+    body["stop"] = [x for x in stop if x]
+    if not body["stop"]:
+        del body["stop"]
+
+
 def legacy_logprobs(tokens: list[dict[str, Any]], offsets: dict[int, int], index: int) -> dict[str, Any]:
     """Chat-shaped token logprobs as the legacy completions shape: parallel lists of tokens, their logprobs,
     {token: logprob} dicts of the alternatives, and each token's character offset in the choice's text."""
@@ -159,10 +170,9 @@ class LlamaCppBackend(OpenAICompatBackend):
             raise InvalidRequest(f"{self.config.id} only produces text; set `modalities` to [\"text\"]",
                                  param="modalities")
         n = extra.get("n")
-        most = min(self.config.max_n, self.config.parallel)
-        if isinstance(n, int) and n > most:
-            raise InvalidRequest(f"{self.config.id} generates at most {most} choices per request (`max_n` and "
-                                 f"`parallel` in baimo.yaml); n={n} is too many", param="n")
+        if isinstance(n, int) and n > self._most_choices:
+            raise InvalidRequest(f"{self.config.id} generates at most {self._most_choices} choices per request "
+                                 f"(`max_n` and `parallel` in baimo.yaml); n={n} is too many", param="n")
         schema = response_schema(extra.get("response_format"))
         if schema is not None:
             check_enforceable(schema)
@@ -179,11 +189,7 @@ class LlamaCppBackend(OpenAICompatBackend):
         body.pop("id_slot", None)  # slots are Baimo's to schedule, not a client's
         if "repetition_penalty" in body:  # vLLM's name for llama.cpp's repeat_penalty
             body.setdefault("repeat_penalty", body.pop("repetition_penalty"))
-        if "stop" in body:  # llama.cpp ends at once on an empty stop string; OpenAI ignores it (and [])
-            stop = [body["stop"]] if isinstance(body["stop"], str) else body["stop"]
-            body["stop"] = [x for x in stop if x] or None
-            if body["stop"] is None:
-                del body["stop"]
+        drop_empty_stops(body)
         if body.get("logprobs"):
             # llama-server gives 20 alternatives when top_logprobs is absent and none at all with 0; OpenAI gives
             # none when it is absent. Ask for at least 1 and cut the lists to what the client asked for.
@@ -199,12 +205,13 @@ class LlamaCppBackend(OpenAICompatBackend):
         choice = body.get("tool_choice")
         if isinstance(choice, dict) and body.get("tools"):
             # llama-server treats a named function as "auto"; offering only that tool, required, enforces it.
-            name = (choice.get("function") or {}).get("name")
-            named = [t for t in body["tools"] if (t.get("function") or {}).get("name") == name]
-            if not named:
-                raise InvalidRequest(f"tool_choice names {name!r}, which is not among `tools`", param="tool_choice")
-            body["tools"], body["tool_choice"] = named, "required"
+            body["tools"], body["tool_choice"] = tool_emulation.named_tools(body["tools"], choice), "required"
         return body
+
+    @property
+    def _most_choices(self) -> int:
+        """The most choices one request may ask for: `max_n`, and never more than the worker's slots."""
+        return min(self.config.max_n, self.config.parallel)
 
     @property
     def _template_calls_tools(self) -> bool:
@@ -252,18 +259,16 @@ class LlamaCppBackend(OpenAICompatBackend):
         prompt = body.get("prompt")
         prompts = len(prompt) if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int) else 1
         slots = (body.get("n") or 1) * prompts
-        most = min(self.config.max_n, self.config.parallel)
-        if slots > most:
-            raise InvalidRequest(f"{self.config.id} generates at most {most} completions per request (prompts × n); "
-                                 f"this asks for {slots}", param="n")
+        if slots > self._most_choices:
+            raise InvalidRequest(f"{self.config.id} generates at most {self._most_choices} completions per request "
+                                 f"(prompts × n); this asks for {slots}", param="n")
         return slots
 
     def completions_body(self, body: dict[str, Any]) -> dict[str, Any]:
         """A text completion for the worker: `echo` is Baimo's to do, and llama.cpp's own slot choice stays off."""
         out = super().completions_body({k: v for k, v in body.items() if k not in ("echo", "suffix", "best_of",
                                                                                   "id_slot")})
-        if not out.get("stop"):
-            out.pop("stop", None)
+        drop_empty_stops(out)
         return out
 
     async def text_completions(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:

@@ -32,16 +32,24 @@ def _arguments_schema(tool: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def named_tools(tools: list[dict[str, Any]], tool_choice: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tools a named `tool_choice` ({"type": "function", "function": {"name"}}) allows.
+
+    Raises InvalidRequest (param tool_choice) when the name is not among the tools."""
+    name = (tool_choice.get("function") or {}).get("name")
+    named = [t for t in tools if (t.get("function") or {}).get("name") == name]
+    if not named:
+        raise InvalidRequest(f"tool_choice names {name!r}, which is not among `tools`", param="tool_choice")
+    return named
+
+
 def answer_schema(tools: list[dict[str, Any]], tool_choice: Any, parallel: bool | None = None) -> dict[str, Any]:
     """The JSON schema the answer must follow for this `tool_choice` (auto, required, or a named function); with
     `parallel` false, at most one call (else up to 4).
 
     Raises InvalidRequest when a named function is not among the tools."""
     if isinstance(tool_choice, dict):
-        name = (tool_choice.get("function") or {}).get("name")
-        tools = [t for t in tools if (t.get("function") or {}).get("name") == name]
-        if not tools:
-            raise InvalidRequest(f"tool_choice names {name!r}, which is not among `tools`", param="tool_choice")
+        tools = named_tools(tools, tool_choice)
     calls = [{"type": "object", "properties": {"name": {"const": t["function"]["name"]},
                                                "arguments": _arguments_schema(t)},
               "required": ["name", "arguments"], "additionalProperties": False} for t in tools]
