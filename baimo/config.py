@@ -69,6 +69,10 @@ class ModelConfig(BaseModel):
     price_cached_input: float | None = Field(default=None, ge=0, description="USD per million cached prompt "
                                              "tokens (default: price_input)")
     fallbacks: list[str] = Field(default_factory=list)
+    strength: float | None = Field(default=None, ge=0, le=1, description="declared quality prior, 0..1 (roughly "
+                                   "the share of everyday requests it answers well); `baimo/auto` starts from it")
+    on_premises: bool | None = Field(default=None, description="runs on the operator's machines (default: true for "
+                                     "llamacpp, false for openai); private requests go only to such models")
     inputs: list[Literal["text", "image", "audio", "file"]] | None = Field(
         default=None, description="content kinds the model reads (default: text for local, all for remote)")
     # llamacpp (each model runs in a supervised llama-server worker process)
