@@ -54,6 +54,8 @@ class Message(Base):
     status: Mapped[str] = mapped_column(String(16), default="complete")
     response_id: Mapped[str | None] = mapped_column(String(40))
     citations: Mapped[str | None] = mapped_column(Text)  # JSON list of the knowledge passages given, when any
+    baseline_cost: Mapped[float | None] = mapped_column(Float)  # the same tokens on the router's strongest model
+    baseline_model: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
 
@@ -85,6 +87,8 @@ class UsageRecord(Base):
     response_id: Mapped[str | None] = mapped_column(String(40))
     prompt: Mapped[str | None] = mapped_column(Text)  # kept only for routed requests, to retrain routers
     persona: Mapped[str | None] = mapped_column(String(64))
+    baseline_cost: Mapped[float | None] = mapped_column(Float)  # routed requests: the same tokens on the strongest
+    baseline_model: Mapped[str | None] = mapped_column(String(200))  # candidate (the hybrid's saving)
 
     __table_args__ = (Index("ix_usage_created", "created_at"), Index("ix_usage_model", "model"),
                       Index("ix_usage_response", "response_id"), Index("ix_usage_persona", "persona", "created_at"))
