@@ -97,6 +97,34 @@ def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
+@models_app.command("presets")
+def models_presets(as_json: JsonOpt = False,
+                   provider: Annotated[str | None, typer.Option(help="Only presets of providers whose name "
+                                                                "contains this (deepseek, qwen, ollama...).")]
+                   = None) -> None:
+    """List provider presets: use one in baimo.yaml as `- {id: NAME, preset: PRESET}` (keys you add win)."""
+    from baimo.presets import preset_book
+
+    rows = [p.row() for p in preset_book().presets.values()
+            if provider is None or provider.lower() in f"{p.provider} {p.provider_name.split(' (')[0]}".lower()]
+    if as_json:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    def price(v: float | None) -> str:
+        return "?" if v is None else f"{v:g}"
+
+    table = Table("preset", "provider", "upstream model", "context", "$/M in", "$/M out", "strength", "key env",
+                  "basis", "checked")
+    for r in rows:
+        table.add_row(r["preset"], r["provider"].split(" (")[0], r["upstream_model"] or "(yours)",
+                      str(r["context_window"] or "(yours)"), price(r["price_input"]), price(r["price_output"]),
+                      "" if r["strength"] is None else f"{r['strength']:g}", r["api_key_env"] or "", r["basis"],
+                      r["checked"])
+    Console(width=None if sys.stdout.isatty() else 220).print(table)
+
+
 @models_app.command("pull")
 def models_pull(ids: Annotated[list[str] | None, typer.Argument(help="Model ids (default: all local models).")]
                 = None) -> None:

@@ -61,6 +61,9 @@ class ModelConfig(BaseModel):
 
     id: str
     kind: str
+    preset: str | None = Field(default=None, description="provider preset (baimo/presets.yaml) filling kind, "
+                               "base_url, upstream_model, api_key_env, context window, prices and strength; "
+                               "keys set here win")
     description: str = ""
     context_window: int = Field(default=4096, gt=0)
     max_output_tokens: int | None = Field(default=None, gt=0, description="reply cap when a request sets none")
@@ -97,6 +100,20 @@ class ModelConfig(BaseModel):
     timeout: float = Field(default=60.0, gt=0)
     connect_timeout: float = Field(default=5.0, gt=0)
     connect_retries: int = Field(default=2, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("preset") is not None:
+            from baimo.presets import apply_preset
+
+            return apply_preset(data)
+        return data
+
+    @property
+    def is_on_premises(self) -> bool:
+        """Runs on the operator's machines: `on_premises` when set, else true for local (llamacpp) models."""
+        return self.on_premises if self.on_premises is not None else self.kind == "llamacpp"
 
     @model_validator(mode="after")
     def _check_kind_fields(self) -> ModelConfig:
@@ -137,6 +154,20 @@ class KnowledgeConfig(BaseModel):
                                 description="processes that embed large ingestion batches (0 or 1: in process)")
     ann_index_rows: int = Field(default=20_000, ge=1000,
                                 description="build an approximate vector index once a base has this many chunks")
+
+
+class ContextConfig(BaseModel):
+    """What happens when a conversation no longer fits a model's context window."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    overflow: Literal["summarize", "drop"] = Field(
+        default="summarize", description="summarize: the oldest turns become one summary message; drop: they go")
+    summarizer: str = Field(default="auto", description="model that writes summaries; auto: the cheapest "
+                            "configured model that fits the text (local preferred)")
+    summary_tokens: int = Field(default=256, ge=16, le=4096, description="longest summary, in tokens")
+    cache_size: int = Field(default=512, ge=0, le=100_000, description="summaries kept in memory, by the hash "
+                            "of the turns they summarise")
 
 
 class RuleConfig(BaseModel):
@@ -223,6 +254,7 @@ class BaimoConfig(BaseModel):
     routers: list[RouterConfig] = Field(default_factory=list)
     embedders: list[EmbedderConfig] = Field(default_factory=list)
     knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
+    context: ContextConfig = Field(default_factory=ContextConfig)
 
     @model_validator(mode="after")
     def _check_references(self) -> BaimoConfig:
@@ -247,6 +279,8 @@ class BaimoConfig(BaseModel):
             for target in r.targets():
                 if target not in ids and target not in router_ids:
                     raise ValueError(f"router {r.id}: {target!r} is not a configured model or router")
+        if self.context.summarizer != "auto" and self.context.summarizer not in ids:
+            raise ValueError(f"context.summarizer {self.context.summarizer!r} is not a configured model (or auto)")
         if self.default_model and self.default_model not in ids + router_ids:
             raise ValueError(f"default_model {self.default_model!r} is not a configured model or router")
         return self
