@@ -1,7 +1,10 @@
-"""Turn an uploaded file (txt, md, html, pdf, docx) into titled text sections for the knowledge base.
+"""Turn an uploaded file into titled text sections for the knowledge base.
 
-Each format keeps its own idea of place: pages for PDF, heading paths for md/html/docx. PDF text, with its
-right-to-left repair, is in `pdf_text.py`.
+Formats: text (txt, md, html, docx) here; PDF, with its right-to-left repair and OCR of scanned pages, in
+`pdf_text.py`; images by OCR in `ocr.py`; PPTX in `office.py`; XLSX, CSV and TSV in `tables.py`; EPUB in
+`ebooks.py`; e-mail (EML) in `mail.py`. Each format keeps its own idea of place: "page 3" (PDF),
+"page 2 (OCR, confidence 0.91)" (scans), heading paths (md, html, docx, EPUB chapters), "slide 4" (PPTX),
+"Sheet1 rows 2-14" (XLSX), "attachment report.pdf page 2" (EML).
 """
 
 from __future__ import annotations
@@ -18,13 +21,10 @@ from pathlib import Path, PurePath
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_SUFFIXES: frozenset[str] = frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"})
-
-
 class ParseError(Exception):
     """A file that cannot be parsed; str(e) is the human reason, the same words for every client: 'empty file',
-    'no extractable text: …' (blank, or an image-only PDF), 'encrypted PDF: password required',
-    'unsupported file type .xyz (supported: …)'."""
+    'no extractable text: …' (blank, a scan where OCR found nothing or is not installed), 'encrypted PDF: password
+    required', 'not a valid XLSX file: …', 'unsupported file type .xyz (supported: …)'."""
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Section:
 @dataclass
 class ParsedDocument:
     source: str  # file name (basename)
-    format: str  # "txt" | "md" | "html" | "pdf" | "docx"
+    format: str  # "txt" | "md" | "html" | "pdf" | "docx" | "pptx" | "xlsx" | "csv" | "epub" | "eml" | "png" | …
     title: str  # first heading / <title> / PDF metadata title, else the file stem
     sections: list[Section]
 
@@ -288,9 +288,14 @@ def _decode_html(data: bytes) -> str:
 
 
 def _parse_html(data: bytes) -> tuple[str, list[Section]]:
+    return _html_sections(_decode_html(data))
+
+
+def _html_sections(html: str) -> tuple[str, list[Section]]:
+    """(the <title> or first heading, one section per heading) of an HTML document already decoded to text."""
     from selectolax.lexbor import LexborHTMLParser
 
-    tree = LexborHTMLParser(_decode_html(data))
+    tree = LexborHTMLParser(html)
     title_node = tree.css_first("title")
     title = " ".join(title_node.text().split()) if title_node is not None else ""
     tree.strip_tags(_HTML_DROP)
@@ -415,6 +420,50 @@ def _parse_pdf(data: bytes) -> tuple[str, list[Section]]:
     return parse_pdf(data)
 
 
+# The other formats' parsers live in their own modules, imported only when such a file comes.
+
+def _parse_image(data: bytes) -> tuple[str, list[Section]]:
+    from baimo.knowledge.ocr import parse_image
+
+    return parse_image(data)
+
+
+def _parse_pptx(data: bytes) -> tuple[str, list[Section]]:
+    from baimo.knowledge.office import parse_pptx
+
+    return parse_pptx(data)
+
+
+def _parse_xlsx(data: bytes) -> tuple[str, list[Section]]:
+    from baimo.knowledge.tables import parse_xlsx
+
+    return parse_xlsx(data)
+
+
+def _parse_csv(data: bytes) -> tuple[str, list[Section]]:
+    from baimo.knowledge.tables import parse_csv
+
+    return parse_csv(data)
+
+
+def _parse_tsv(data: bytes) -> tuple[str, list[Section]]:
+    from baimo.knowledge.tables import parse_csv
+
+    return parse_csv(data, delimiter="\t")
+
+
+def _parse_epub(data: bytes) -> tuple[str, list[Section]]:
+    from baimo.knowledge.ebooks import parse_epub
+
+    return parse_epub(data)
+
+
+def _parse_eml(data: bytes) -> tuple[str, list[Section]]:
+    from baimo.knowledge.mail import parse_eml
+
+    return parse_eml(data)
+
+
 _PARSERS: dict[str, tuple[str, _Parser]] = {
     ".txt": ("txt", _parse_txt),
     ".md": ("md", _parse_markdown),
@@ -423,4 +472,20 @@ _PARSERS: dict[str, tuple[str, _Parser]] = {
     ".htm": ("html", _parse_html),
     ".pdf": ("pdf", _parse_pdf),
     ".docx": ("docx", _parse_docx),
+    ".pptx": ("pptx", _parse_pptx),
+    ".xlsx": ("xlsx", _parse_xlsx),
+    ".csv": ("csv", _parse_csv),
+    ".tsv": ("tsv", _parse_tsv),
+    ".epub": ("epub", _parse_epub),
+    ".eml": ("eml", _parse_eml),
+    ".png": ("png", _parse_image),
+    ".jpg": ("jpeg", _parse_image),
+    ".jpeg": ("jpeg", _parse_image),
+    ".tif": ("tiff", _parse_image),
+    ".tiff": ("tiff", _parse_image),
+    ".webp": ("webp", _parse_image),
+    ".bmp": ("bmp", _parse_image),
+    ".gif": ("gif", _parse_image),
 }
+
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_PARSERS)

@@ -4,8 +4,10 @@ pypdf reverses runs of right-to-left characters itself, which is right for produ
 in visual order and wrong for those that store logical order, so every line is scored with script clues (the
 article ال at word starts, Hebrew final letters, where punctuation sits) and repaired (`fix_rtl_line`).
 
-Encrypted PDFs are opened with the empty user password, as viewers do (`_decrypt`); a PDF with no text says
-whether it is a scan (its pages draw images) or simply has no text layer.
+Encrypted PDFs (RC4, AES-128, AES-256) are opened with the empty user password, as viewers do (`_decrypt`).
+Pages without a text layer that draw images are scans: they are read by OCR (`ocr.py`), and their sections say so
+with a confidence ("page 2 (OCR, confidence 0.91)"). A PDF with no text at all says why: a scan OCR could not
+read, a scan with OCR unavailable, or pages with no text layer.
 """
 
 from __future__ import annotations
@@ -257,18 +259,31 @@ def _decrypt(reader: object) -> None:
         raise ParseError("encrypted PDF: password required")
 
 
-def _has_images(pages: list[object]) -> bool:
-    """Whether any page draws an image (XObject or inline): a textless PDF with images is a scan."""
-    for page in pages:
-        try:
-            if len(page.images):  # type: ignore[attr-defined]
-                return True
-        except Exception:  # a broken image dictionary only makes the message less specific
-            continue
-    return False
+def _has_images(page: object) -> bool:
+    """Whether a page draws an image (XObject or inline): a textless page with images is a scan."""
+    try:
+        return bool(len(page.images))  # type: ignore[attr-defined]
+    except Exception:  # a broken image dictionary: let OCR (which renders the page) decide
+        return True
+
+
+def _ocr_sections(data: bytes, numbers: list[int]) -> tuple[dict[int, Section], str]:
+    """OCR sections for scanned pages, and why there are none when OCR is unavailable ("" otherwise)."""
+    from baimo.knowledge.ocr import OcrUnavailable, ocr_pdf_pages
+
+    if not numbers:
+        return {}, ""
+    try:
+        return ocr_pdf_pages(data, numbers), ""
+    except OcrUnavailable as exc:
+        log.warning("PDF has %d scanned page(s) and %s", len(numbers), exc)
+        return {}, str(exc)
 
 
 def parse_pdf(data: bytes) -> tuple[str, list[Section]]:
+    """(title from the metadata or "", one section per page with text, "page N" or "page N (OCR, confidence c)").
+
+    ParseError: not a PDF, encrypted with a real password, or no text on any page (the reason says which)."""
     from pypdf import PdfReader
     from pypdf.errors import FileNotDecryptedError, PdfReadError, PyPdfError
 
@@ -282,7 +297,8 @@ def parse_pdf(data: bytes) -> tuple[str, list[Section]]:
         pages = list(reader.pages)
     except (PdfReadError, FileNotDecryptedError) as exc:
         raise ParseError(f"not a valid PDF: {exc}") from exc
-    sections: list[Section] = []
+    by_page: dict[int, Section] = {}
+    scanned: list[int] = []
     failures: list[str] = []
     for number, page in enumerate(pages, start=1):
         try:
@@ -295,12 +311,19 @@ def parse_pdf(data: bytes) -> tuple[str, list[Section]]:
         fixed = [(fix_rtl_line(runs, page_score), y) for runs, y in lines]
         text = "\n\n".join(_page_paragraphs(fixed))
         if text.strip():
-            sections.append(Section(text=text, location=f"page {number}"))
+            by_page[number] = Section(text=text, location=f"page {number}")
+        elif _has_images(page):
+            scanned.append(number)
+    ocr, no_ocr = _ocr_sections(data, scanned)
+    by_page.update(ocr)
+    sections = [by_page[n] for n in sorted(by_page)]
     if not sections:
         if failures and len(failures) == len(pages):
             raise ParseError(f"not a valid PDF: {failures[0]}")
-        if _has_images(pages):
-            raise ParseError("no extractable text: image-only/scanned PDF, OCR not enabled")
+        if no_ocr:
+            raise ParseError(f"no extractable text: image-only/scanned PDF and {no_ocr}")
+        if scanned:
+            raise ParseError("no extractable text: image-only/scanned PDF, OCR found no text")
         raise ParseError("no extractable text: the PDF's pages have no text layer")
     try:
         title = str((reader.metadata or {}).get("/Title") or "")

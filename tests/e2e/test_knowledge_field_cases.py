@@ -41,7 +41,7 @@ from tests.support.upstream import Behaviour, ScriptedUpstream
 pytestmark = pytest.mark.e2e
 BAIMO = str(Path(sys.executable).parent / "baimo")
 
-SCAN_REASON = "no extractable text: image-only/scanned PDF, OCR not enabled"
+SCAN_REASON = "no extractable text: image-only/scanned PDF, OCR found no text"
 EMPTY_REASON = "empty file"
 BLANK_REASON = "no extractable text: the file contains only whitespace"
 PASSWORD_REASON = "encrypted PDF: password required"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import io
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from baimo.knowledge.pdf_text import fix_rtl_line, guess_runs, join_lines, nfkc_
 DEJAVU = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 CJK_FONTS = ["/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
              "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
-             "/usr/share/fonts/truetype/arphic/uming.ttc"]
+             "/usr/share/fonts/truetype/arphic/uming.ttc",
+             "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"]  # fonts-wqy-microhei, installed by make system-deps
 
 CAIRO = "القاهرة هي عاصمة مصر. يبلغ عدد سكانها 10 ملايين نسمة تقريبا."
 AUC = ("تأسست الجامعة الأمريكية في القاهرة عام 1919، وهي تقدم برامج في علوم الحاسب (Computer Science) والهندسة "
@@ -404,7 +406,8 @@ def test_unsupported_suffix() -> None:
         parse_bytes(b"data", "file.xyz")
     with pytest.raises(ParseError, match="unsupported file type"):
         parse_bytes(b"data", "README")
-    assert {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"} == SUPPORTED_SUFFIXES
+    assert {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".pptx", ".xlsx", ".csv", ".tsv", ".epub",
+            ".eml", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif"} == SUPPORTED_SUFFIXES
 
 
 def test_parse_file_uses_basename_and_case_insensitive_suffix(tmp_path: Path) -> None:
@@ -415,3 +418,150 @@ def test_parse_file_uses_basename_and_case_insensitive_suffix(tmp_path: Path) ->
     assert doc.sections[0].text == "Hello from a file on disk."
     with pytest.raises(ParseError, match="cannot read file"):
         parse_file(tmp_path / "missing.txt")
+
+
+# --- encrypted PDFs, PPTX, XLSX, CSV, EPUB, EML (files written by the libraries that write them) ------------------
+
+@pytest.mark.parametrize("algorithm", ["RC4-40", "RC4-128", "AES-128", "AES-256"])
+def test_pdf_encrypted_with_an_empty_user_password_opens(algorithm: str) -> None:
+    from tests.knowledge.format_files import encrypted_pdf
+
+    doc = parse_bytes(encrypted_pdf(f"The secret word is pelican ({algorithm}).", algorithm), "secured.pdf")
+    assert [(s.location, s.text) for s in doc.sections] == [("page 1", f"The secret word is pelican ({algorithm}).")]
+
+
+@pytest.mark.parametrize("algorithm", ["RC4-128", "AES-128", "AES-256"])
+def test_pdf_needing_a_user_password_is_named(algorithm: str) -> None:
+    from tests.knowledge.format_files import encrypted_pdf
+
+    with pytest.raises(ParseError, match="^encrypted PDF: password required$"):
+        parse_bytes(encrypted_pdf("hidden", algorithm, user_password="secret"), "locked.pdf")
+
+
+def test_pptx_one_section_per_slide_with_title_body_table_and_notes() -> None:
+    from tests.knowledge.format_files import pptx
+
+    data = pptx([("Quarterly results", ["Revenue grew 12 %", "Costs fell in March"], "Mention the heron project"),
+                 ("Roadmap", ["Launch in May"], "")], table=[["Region", "Sales"], ["North", "120"]])
+    doc = parse_bytes(data, "deck.pptx")
+    assert doc.format == "pptx" and doc.title == "Quarterly results"
+    assert [(s.location, s.heading) for s in doc.sections] == [("slide 1", "Quarterly results"),
+                                                                ("slide 2", "Roadmap")]
+    assert doc.sections[0].text == "Revenue grew 12 %\n\nCosts fell in March\n\nNotes: Mention the heron project"
+    assert doc.sections[1].text == "Launch in May\n\nRegion | Sales\n\nNorth | 120"
+
+
+def test_pptx_slide_with_only_a_title_keeps_it() -> None:
+    from tests.knowledge.format_files import pptx
+
+    doc = parse_bytes(pptx([("Thank you", [], "")]), "end.pptx")
+    assert [(s.location, s.text) for s in doc.sections] == [("slide 1", "Thank you")]
+
+
+def test_xlsx_rows_as_header_value_pairs_per_sheet() -> None:
+    import datetime as dt
+
+    from tests.knowledge.format_files import xlsx
+
+    data = xlsx({"Stock": [["Product", "Price", None, "Added"], ["Widget", 3.5, "spare", dt.datetime(2024, 5, 1)],
+                           [], ["Gadget", 10.0, None, None]],
+                 "Empty": [], "Labels": [["north", "south"]], "Numbers": [[1, 2], [3, 4]]}, title="Inventory")
+    doc = parse_bytes(data, "book.xlsx")
+    assert doc.format == "xlsx" and doc.title == "Inventory"
+    assert [(s.location, s.heading, s.text) for s in doc.sections] == [
+        ("Stock rows 2-4", "Stock",
+         "Product: Widget; Price: 3.5; C: spare; Added: 2024-05-01\n\nProduct: Gadget; Price: 10"),
+        ("Labels row 1", "Labels", "north; south"),  # a sheet that is only a header row
+        ("Numbers rows 1-2", "Numbers", "A: 1; B: 2\n\nA: 3; B: 4"),  # no header: columns named by letter
+    ]
+
+
+def test_xlsx_big_sheet_is_cut_into_row_ranges() -> None:
+    from baimo.knowledge.tables import ROW_GROUP_CHARS
+    from tests.knowledge.format_files import xlsx
+
+    rows = [["id", "note"]] + [[i, f"note number {i} about the heron colony"] for i in range(1, 101)]
+    sections = parse_bytes(xlsx({"Log": rows}), "log.xlsx").sections
+    assert len(sections) > 1 and all(len(s.text) <= ROW_GROUP_CHARS for s in sections)
+    ranges = [tuple(map(int, re.fullmatch(r"Log rows? (\d+)(?:-(\d+))?", s.location).groups(-1))) for s in sections]
+    ranges = [(a, a if b == -1 else b) for a, b in ranges]
+    assert ranges[0][0] == 2 and ranges[-1][1] == 101
+    assert all(b[0] == a[1] + 1 for a, b in zip(ranges, ranges[1:], strict=False))  # contiguous, no row lost
+    assert "id: 57; note: note number 57 about the heron colony" in "\n\n".join(s.text for s in sections)
+
+
+def test_csv_dialects_and_encodings() -> None:
+    doc = parse_bytes(b'name,city,age\r\nAlice,Paris,30\r\nBob,"Rome, Italy",41\r\n', "people.csv")
+    assert doc.format == "csv"
+    assert [(s.location, s.text) for s in doc.sections] == [
+        ("rows 2-3", "name: Alice; city: Paris; age: 30\n\nname: Bob; city: Rome, Italy; age: 41")]
+    semi = parse_bytes("Name;Stadt\nJürgen;München\n".encode("cp1252"), "de.csv").sections
+    assert [(s.location, s.text) for s in semi] == [("row 2", "Name: Jürgen; Stadt: München")]
+    tsv = parse_bytes("产品\t价格\n水泵\t40\n".encode(), "cn.tsv").sections
+    assert [(s.location, s.text) for s in tsv] == [("row 2", "产品: 水泵; 价格: 40")]
+    numbers = parse_bytes(b"1,2\n3,4\n", "n.csv").sections
+    assert [(s.location, s.text) for s in numbers] == [("rows 1-2", "A: 1; B: 2\n\nA: 3; B: 4")]
+
+
+def test_epub_chapters_in_spine_order_under_their_toc_titles() -> None:
+    from tests.knowledge.format_files import epub
+
+    data = epub("Sea Book", [("The Sea", "<h1>The Sea</h1><p>Waves are tall.</p><h2>Tides</h2><p>Twice a day.</p>"),
+                             ("Rivers", "<p>Rivers flow to the sea.</p>")])
+    doc = parse_bytes(data, "book.epub")
+    assert doc.format == "epub" and doc.title == "Sea Book"
+    assert [(s.location, s.text) for s in doc.sections] == [
+        ("The Sea", "Waves are tall."), ("The Sea > Tides", "Twice a day."), ("Rivers", "Rivers flow to the sea.")]
+
+
+def test_eml_headers_body_and_attachments() -> None:
+    from tests.knowledge.format_files import eml, text_pdf
+
+    data = eml("Heron report", "Hello Grace,\n\nThe heron came back.",
+               attachments=[("report.pdf", text_pdf("The attached report counts 14 pelicans."), "application/pdf"),
+                            ("notes.md", b"# Counts\n\nSix egrets.", "text/markdown"),
+                            ("blob.bin", b"\x00\x01", "application/octet-stream"),
+                            ("broken.docx", b"PK not a zip", "application/octet-stream")])
+    doc = parse_bytes(data, "mail.eml")
+    assert doc.format == "eml" and doc.title == "Heron report"
+    assert [(s.location, s.text) for s in doc.sections] == [
+        ("message", "From: Ada Lovelace <ada@example.org>\nTo: Grace Hopper <grace@example.org>\n"
+                    "Subject: Heron report\nDate: Tue, 04 Mar 2025 10:15:00 +0000\n\n"
+                    "Hello Grace,\n\nThe heron came back."),
+        ("attachment report.pdf page 1", "The attached report counts 14 pelicans."),
+        ("attachment notes.md Counts", "Six egrets."),
+    ]
+
+
+def test_eml_html_body_becomes_text_and_plain_is_preferred() -> None:
+    from tests.knowledge.format_files import eml
+
+    html_only = parse_bytes(eml("Hi", "", html="<html><body><p>Hello <b>there</b></p><script>x()</script>"
+                                               "<p>Second</p></body></html>"), "h.eml")
+    assert html_only.sections[0].text.endswith("\n\nHello there\n\nSecond")
+    both = parse_bytes(eml("Hi", "Plain words.", html="<p>HTML words.</p>"), "b.eml")
+    assert both.sections[0].text.endswith("\n\nPlain words.") and "HTML words" not in both.sections[0].text
+
+
+@pytest.mark.parametrize(("name", "data", "reason"), [
+    ("bad.xlsx", b"PK\x03\x04junk", "^not a valid XLSX file: "),
+    ("legacy.xlsx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), "^not a valid XLSX file: an encrypted workbook"),
+    ("bad.pptx", b"not a zip", "^not a valid PPTX file: "),
+    ("bad.epub", b"not a zip", "^not a valid EPUB file: "),
+    ("bad.eml", b"just some words, no headers", "^not a valid EML file: no e-mail headers"),
+    ("bad.png", b"\x89PNG\r\n\x1a\n junk", "^not a valid image"),
+    ("bin.csv", b"\x00\x01\x02\x00binary", "^binary file, not text"),
+    ("blank.csv", b" ,  ,\n,,\n", "^no extractable text"),
+])
+def test_broken_files_of_the_new_formats_are_named(name: str, data: bytes, reason: str) -> None:
+    with pytest.raises(ParseError, match=reason):
+        parse_bytes(data, name)
+
+
+def test_empty_workbook_and_deck_have_no_text() -> None:
+    from tests.knowledge.format_files import pptx, xlsx
+
+    with pytest.raises(ParseError, match="^no extractable text: the XLSX file has no text$"):
+        parse_bytes(xlsx({"Sheet1": []}), "empty.xlsx")
+    with pytest.raises(ParseError, match="^no extractable text: the PPTX file has no text$"):
+        parse_bytes(pptx([]), "empty.pptx")
