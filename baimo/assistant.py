@@ -12,6 +12,7 @@ from baimo.backends.static import StaticAnswer
 from baimo.chat import ChatContext, ChatRun, ChatService
 from baimo.config import KnowledgeConfig
 from baimo.errors import BudgetExceeded
+from baimo.knowledge.answer_stream import checked_answer
 from baimo.knowledge.bases import KnowledgeService
 from baimo.knowledge.grounding import KnowledgeOptions, prepare
 from baimo.knowledge.retrieval import Retriever
@@ -60,4 +61,8 @@ class Assistant:
         if grounding.decline is not None:
             return await self.chat.open_fixed(target, StaticAnswer(grounding.decline), params, ctx,
                                               f"grounded: no passage with similarity >= {options.min_relevance:.2f}")
-        return await self.chat.open(target, grounding.params, ctx)
+        run = await self.chat.open(target, grounding.params, ctx)
+        check = grounding.check
+        if check is not None:
+            await run.rewrite(lambda first, rest: checked_answer(first, rest, check, grounding.fallback))
+        return run

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -142,6 +142,14 @@ class ChatRun:
         from baimo.knowledge.grounding import citations
 
         return citations(self.ctx.passages, self.text)
+
+    async def rewrite(self, rewrite: Callable[[StreamEvent, AsyncIterator[StreamEvent]], AsyncIterator[StreamEvent]]
+                      ) -> None:
+        """Pass the answer's events (first and rest) through `rewrite` before anyone reads them; waits for the
+        rewritten first event (knowledge answers are checked sentence by sentence: `knowledge.answer_stream`)."""
+        events = rewrite(self.first, self._events)
+        self.first = await anext(events)
+        self._events = events
 
     @property
     def latency_ms(self) -> float:

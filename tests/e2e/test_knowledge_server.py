@@ -189,9 +189,9 @@ def test_cited_flags_and_prompt_carry_numbered_sources(kb_server: BaimoServer, d
     assert resp.choices[0].message.content == "Tighten the QV-9 to 42 Nm [1]."
     cites = resp.model_extra["citations"]
     assert [c["cited"] for c in cites] == [True, False][:len(cites)]
-    system = upstream.last_request.body["messages"][0]
-    assert system["role"] == "system" and "[1] (valves.md, Quorvath valve maintenance > Torque settings)" in \
-        system["content"]
+    question = upstream.last_request.body["messages"][-1]  # passages first, then the question
+    assert question["role"] == "user" and "[1] (valves.md, Quorvath valve maintenance > Torque settings)" in \
+        question["content"] and question["content"].index("[1]") < question["content"].index("What torque")
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="remote/citer", messages=[{"role": "user", "content": "x"}],
                                        extra_body={"knowledge": {"bases": ["missing"]}})

@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 DEFAULT_TEXT = "Hello from the scripted upstream. This answer is fixed and deterministic."
-KINDS = ("ok", "slow", "fail", "malformed", "midstream_error", "echo", "tool_call", "rich")
+KINDS = ("ok", "slow", "fail", "malformed", "midstream_error", "echo", "tool_call", "rich", "extract")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 _ERROR_TYPES = {
@@ -90,6 +90,8 @@ class Behaviour:
                           (streamed in two argument pieces); after a tool result: answer ``Tool said: ...``.
       ``rich``            every field a modern server sends: reasoning_content, logprobs, refusal, annotations,
                           tool_calls, usage token details, ``n`` choices (see ``upstream_rich``).
+      ``extract``         answer the sentence of the prompt's numbered passages that holds the key term ``text``,
+                          with its ``[n]`` (a scripted strong grounded model, see ``upstream_grounded``).
     ``delay`` applies before the first byte for every kind (``slow`` merely defaults it to 30 s).
     """
 
@@ -158,6 +160,10 @@ class Behaviour:
         return cls("echo", token_delay=token_delay)
 
     @classmethod
+    def extract(cls, key: str) -> Behaviour:
+        return cls("extract", text=key)
+
+    @classmethod
     def parse(cls, spec: str) -> Behaviour:
         """``"ok"``, ``"ok:100"``, ``"slow:2.5"``, ``"fail:429"``, ``"malformed"``,
         ``"midstream_error:5"``, ``"echo"``; raises ``ValueError`` for anything else."""
@@ -194,6 +200,10 @@ class Behaviour:
     def answer_tokens(self, body: Mapping[str, Any]) -> list[str]:
         if self.kind == "echo":
             return split_tokens(last_user_text(body.get("messages") or []))
+        if self.kind == "extract":
+            from tests.support.upstream_grounded import extract_answer
+
+            return split_tokens(extract_answer(body.get("messages") or [], self.text))
         if self.tokens is not None:
             return [f"tok{i} " for i in range(self.tokens)]
         return split_tokens(self.text)

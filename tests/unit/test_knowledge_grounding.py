@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from baimo.backends.base import GenerationParams
@@ -30,17 +32,29 @@ def test_decline_is_in_the_users_language(text: str, lang: str) -> None:
     assert decline_message(text) == DECLINES[lang]
 
 
-def test_sources_are_numbered_into_the_system_message() -> None:
-    msgs = [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": "torque?"}]
+def test_prompt_puts_passages_first_then_the_question_and_names_the_answer_language() -> None:
+    msgs = [{"role": "system", "content": "You are helpful."},
+            {"role": "user", "content": "Quel couple pour la QV-9 ?"}]
     out = with_sources(msgs, [passage("a.md", "42 Nm"), passage("b.pdf", "45 Nm max", "page 3")], grounded=True)
-    assert out[0]["content"].startswith("You are helpful.")
-    assert "[1] (a.md, page 1) 42 Nm" in out[0]["content"] and "[2] (b.pdf, page 3) 45 Nm max" in out[0]["content"]
-    assert "do not know" in out[0]["content"]
-    assert msgs[0]["content"] == "You are helpful."  # the caller's messages are not changed
-    assert out[-1]["content"].startswith("torque?") and "[1]" in out[-1]["content"]  # a reminder by the question
-    assert msgs[-1]["content"] == "torque?"
+    assert out[0]["content"].startswith("You are helpful.") and "do not know" in out[0]["content"]
+    user = out[-1]["content"]
+    assert user.index("[1] (a.md, page 1) 42 Nm") < user.index("[2] (b.pdf, page 3) 45 Nm max") \
+        < user.index("Quel couple pour la QV-9 ?") < user.index("Answer in French")
+    assert msgs[0]["content"] == "You are helpful." and msgs[-1]["content"] == "Quel couple pour la QV-9 ?"
     plain = with_sources([{"role": "user", "content": "q"}], [passage("a.md", "x")], grounded=False)
     assert plain[0]["role"] == "system" and "do not know" not in plain[0]["content"]
+
+
+def test_prompt_gives_no_example_to_copy() -> None:
+    """Only the passages carry [n]: no instruction shows a marked-up sentence a small model could answer with."""
+    out = with_sources([{"role": "user", "content": "What torque?"}], [passage("a.md", "42 Nm")], grounded=True)
+    prompt = "\n".join(m["content"] for m in out).replace("[1] (a.md, page 1) 42 Nm", "")
+    assert not re.search(r"\[\d+\]", prompt)
+    assert "40 bar" not in prompt and "for example" not in prompt.lower()
+    parts = with_sources([{"role": "user", "content": [{"type": "text", "text": "What torque?"}]}],
+                         [passage("a.md", "42 Nm")], grounded=False)[-1]["content"]
+    assert [p["type"] for p in parts] == ["text", "text", "text"] and parts[1]["text"] == "What torque?"
+    assert "[1] (a.md, page 1) 42 Nm" in parts[0]["text"] and "Answer in English" in parts[2]["text"]
 
 
 def test_citation_flags_follow_the_answer() -> None:
