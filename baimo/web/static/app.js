@@ -2,6 +2,7 @@
 // Globals from /static/vendor: marked (Markdown parser) and DOMPurify (HTML sanitiser).
 
 import { linkCitations, passageViewer, sourcesList } from "/static/citations.js";
+import { describeRoute, describeSaving } from "/static/route.js";
 import { KEY_STORAGE, apiClient, debounce, h, keyDialog, storageGet, storageSet, toast as showToast } from "/static/client.js";
 
 const PAGE_SIZE = 50;
@@ -92,7 +93,8 @@ function formatMs(ms) {
   return `${formatNumber(Math.round(v))} ms`;
 }
 
-function metaText(m) {
+// withCost: false when the saving line already shows the cost
+function metaText(m, withCost = true) {
   const parts = [];
   if (m.model) parts.push(m.model);
   if (m.tokens_in != null || m.tokens_out != null) {
@@ -100,8 +102,36 @@ function metaText(m) {
   }
   if (m.latency_ms != null) parts.push(formatMs(m.latency_ms));
   if (m.ttft_ms != null) parts.push(`TTFT ${formatMs(m.ttft_ms)}`);
-  if (m.cost != null) parts.push(`$${Number(m.cost).toFixed(6)}`);
+  if (withCost && m.cost != null) parts.push(`$${Number(m.cost).toFixed(6)}`);
   return parts.join(" · ");
+}
+
+// Which model served an answer and why: "[model] Routed by baimo/auto: easy prompt, …"; the raw route
+// string is the tooltip and opens below on click.
+function routeLine(m) {
+  if (!m.route && !m.model) return null;
+  const routers = state.models.filter((x) => kindOf(x) === "router");
+  const r = describeRoute(m.route, { routers, model: m.model });
+  const served = m.model || r.model;
+  const summary = h(
+    "summary",
+    {},
+    served ? h("span", { class: "route-model", "data-testid": "message-model" }, served) : null,
+    r.text ? h("span", { class: "route-why" }, r.text) : null,
+  );
+  const kind = [r.fallback ? "route-fallback" : r.routed ? "route-routed" : "route-direct", r.private ? "route-private" : null].filter(Boolean).join(" ");
+  const line = h("details", { class: `message-route ${kind}`, "data-testid": "message-route", title: m.route ? `Route: ${m.route}` : null }, summary);
+  if (m.route) line.append(h("code", { class: "route-raw" }, m.route));
+  return line;
+}
+
+// What the answer cost against the strongest model its router could have used (routed answers only).
+function savingBadge(m) {
+  const s = describeSaving(m);
+  if (!s) return null;
+  const kind = s.change < 0 ? "saving-less" : s.change > 0 ? "saving-more" : "saving-same";
+  const tip = `What the same tokens would have cost on the strongest model the router could have used${m.baseline_model ? `, ${m.baseline_model}` : ""}`;
+  return h("span", { class: `message-saving ${kind}`, "data-testid": "message-saving", "data-change": s.change.toFixed(4), title: tip }, s.text);
 }
 
 /* ------------------------------------------------------------------ */
@@ -538,7 +568,7 @@ function messageView(m) {
       view.setFooter(msg);
     },
     setFooter(msg) {
-      for (const n of body.querySelectorAll(".message-footer, .message-error, .sources")) n.remove();
+      for (const n of body.querySelectorAll(".message-footer, .message-why, .message-error, .sources")) n.remove();
       if (role !== "assistant") return;
       if (view.citations) body.append(sourcesList(view.citations, openPassage));
       if (msg.status === "error" && msg.error) {
@@ -547,7 +577,11 @@ function messageView(m) {
       const footer = h("div", { class: "message-footer" });
       if (msg.status === "stopped") footer.append(h("span", { class: "badge badge-stopped", "data-testid": "message-status" }, "Stopped"));
       if (msg.status === "error") footer.append(h("span", { class: "badge badge-error", "data-testid": "message-status" }, "Error"));
-      const meta = metaText(msg);
+      // which model, why, and what it cost against the strongest model, on one line above the meta line
+      const route = routeLine(msg);
+      const saving = savingBadge(msg);
+      if (route || saving) body.append(h("div", { class: "message-why" }, route, saving));
+      const meta = metaText(msg, !saving);
       if (meta) {
         const tip = msg.route ? `Route: ${msg.route}` : null;
         footer.append(h("span", { class: "message-meta", "data-testid": "message-meta", title: tip, "data-route": msg.route || null }, meta));

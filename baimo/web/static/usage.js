@@ -1,13 +1,15 @@
-// Baimo usage page (/usage): totals, per-model table, per-day stacked bar chart (inline SVG), recent requests.
-// Plain ES module, no build step, no chart library.
+// Baimo usage page (/usage): totals, the hybrid's saving over time, per-model table, per-day stacked bar chart
+// (inline SVG), recent requests. Plain ES module, no build step, no chart library.
 
 import { apiClient, debounce, fmtCost, fmtInt, h, keyDialog, parseTime, toast as showToast } from "/static/client.js";
+import { describeRoute } from "/static/route.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const CHART_HEIGHT = 240;
 const FAILED = "(failed)"; // requests that never reached a model (model is null)
 const PALETTE = ["#6366f1", "#10b981", "#f59e0b", "#f43f5e", "#0ea5e9", "#a855f7", "#84cc16", "#f97316", "#14b8a6", "#ec4899"];
 const FAILED_COLOR = "#a1a1aa";
+const HYBRID_COLORS = { cost: "#6366f1", baseline: "#a1a1aa", saving: "#10b981" }; // as the swatches in style.css
 
 const $ = (id) => document.getElementById(id);
 
@@ -20,6 +22,10 @@ const el = {
   chart: $("chart"),
   chartNote: $("chart-note"),
   legend: $("legend"),
+  hybridPanel: $("hybrid-panel"),
+  hybridHeadline: $("hybrid-headline"),
+  hybridChart: $("hybrid-chart"),
+  hybridNote: $("hybrid-note"),
   modelsPanel: $("models-panel"),
   table: $("usage-table"),
   recentPanel: $("recent-panel"),
@@ -28,7 +34,7 @@ const el = {
   toasts: $("toasts"),
 };
 
-const state = { data: null, kinds: new Map(), colors: new Map(), loading: false };
+const state = { data: null, kinds: new Map(), routers: [], colors: new Map(), loading: false };
 
 /* ------------------------------------------------------------------ */
 /* Utilities                                                            */
@@ -230,6 +236,15 @@ function shortDay(day) {
   return d.toLocaleDateString("en-US", { month: "short", day: "numeric", timeZone: "UTC" });
 }
 
+function dayCount(days) {
+  return `${days.length} day${days.length === 1 ? "" : "s"}`;
+}
+
+// An empty chart of width × height pixels, described for screen readers by `label`.
+function chartSvg(testid, width, height, label) {
+  return s("svg", { class: "chart-svg", "data-testid": testid, width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label });
+}
+
 function renderChart(data) {
   const byDay = data.by_day || [];
   const days = chartDays(byDay);
@@ -257,15 +272,7 @@ function renderChart(data) {
   const band = plotW / Math.max(1, days.length);
   const barW = Math.max(3, Math.min(44, band * 0.68));
 
-  const svg = s("svg", {
-    class: "chart-svg",
-    "data-testid": "usage-chart",
-    width,
-    height,
-    viewBox: `0 0 ${width} ${height}`,
-    role: "img",
-    "aria-label": `Requests per day and model, ${days.length} day${days.length === 1 ? "" : "s"}`,
-  });
+  const svg = chartSvg("usage-chart", width, height, `Requests per day and model, ${dayCount(days)}`);
 
   const grid = s("g", { class: "chart-grid" });
   for (let i = 0; i <= ticks; i++) {
@@ -338,6 +345,170 @@ function renderChart(data) {
   el.chartNote.textContent = days.length ? `${shortDay(days[0])} – ${shortDay(days[days.length - 1])} (UTC) · ${fmtInt(total)} request${total === 1 ? "" : "s"}` : "";
 }
 
+// A round step for `ticks` grid lines covering v dollars: 1, 2, 2.5 or 5 × 10^k, for any magnitude.
+function niceCostStep(v, ticks) {
+  const raw = v > 0 ? v / ticks : 1e-6;
+  const exp = 10 ** Math.floor(Math.log10(raw));
+  for (const m of [1, 2, 2.5, 5, 10]) {
+    if (m * exp >= raw * (1 - 1e-9)) return m * exp;
+  }
+  return 10 * exp;
+}
+
+// "$0.0025" for an axis tick: as many decimals as the step needs, no more.
+function axisCost(v, step) {
+  let d = 0;
+  while (d < 10 && Math.abs(Math.round(step * 10 ** d) - step * 10 ** d) > 1e-6) d++;
+  const sign = v < 0 ? "−" : "";
+  return `${sign}$${Math.abs(v).toFixed(Math.max(d, step >= 1 ? 0 : 2))}`;
+}
+
+// The headline: "The hybrid saved $X (Y%) on N routed requests".
+function renderHybridHeadline(hy) {
+  const cost = Number(hy.cost || 0);
+  const base = Number(hy.baseline_cost || 0);
+  const saved = base - cost;
+  const n = Number(hy.requests || 0);
+  const reqs = [h("strong", { "data-testid": "hybrid-requests" }, fmtInt(n)), ` routed request${n === 1 ? "" : "s"}`];
+  const line = el.hybridHeadline;
+  line.dataset.requests = String(n);
+  line.dataset.cost = String(cost);
+  line.dataset.baselineCost = String(base);
+  line.classList.toggle("hybrid-negative", base > 0 && saved < 0);
+  if (!(base > 0)) {
+    delete line.dataset.saved;
+    line.replaceChildren(...reqs, `, ${fmtCost(cost)} in all; no priced model to compare them with yet.`);
+    return;
+  }
+  const share = (saved / base) * 100;
+  line.dataset.saved = String(saved);
+  line.dataset.pct = share.toFixed(4);
+  const amount = h("strong", { "data-testid": "hybrid-saved" }, fmtCost(Math.abs(saved)));
+  const pctNode = h("strong", { "data-testid": "hybrid-saved-pct" }, fmtPct(Math.abs(share)));
+  const tail = ` (${fmtCost(cost)} instead of ${fmtCost(base)} on the strongest model).`;
+  if (saved >= 0) line.replaceChildren("The hybrid saved ", amount, " (", pctNode, ") on ", ...reqs, tail);
+  else line.replaceChildren("The hybrid cost ", amount, " (", pctNode, ") more than the strongest model on ", ...reqs, tail);
+}
+
+// Per day: what routed answers cost (bar) vs the same tokens on the strongest model (grey bar), and the
+// cumulative saving (line, right axis). From `hybrid.by_day` of /api/usage.
+function renderHybridChart(byDay) {
+  const days = chartDays(byDay);
+  const cells = new Map(byDay.map((r) => [r.day, r]));
+  const cum = [];
+  let acc = 0;
+  for (const d of days) {
+    const r = cells.get(d);
+    if (r) acc += Number(r.baseline_cost || 0) - Number(r.cost || 0);
+    cum.push(acc);
+  }
+  const width = Math.max(300, Math.floor(el.hybridChart.clientWidth || 640));
+  const height = CHART_HEIGHT;
+  const m = { top: 20, right: 64, bottom: 28, left: 64 };
+  const plotW = width - m.left - m.right;
+  const plotH = height - m.top - m.bottom;
+  const ticks = 4;
+  const barMax = Math.max(0, ...byDay.map((r) => Math.max(Number(r.cost || 0), Number(r.baseline_cost || 0))));
+  const step = niceCostStep(barMax, ticks);
+  const y = (v) => m.top + plotH - (v / (step * ticks)) * plotH;
+  // the right axis spans the cumulative saving, from 0 (or its lowest, when it went negative)
+  const lo = Math.min(0, ...cum);
+  const rstep = niceCostStep(Math.max(...cum, 0) - lo, ticks);
+  const rlo = Math.floor(lo / rstep) * rstep;
+  const rhi = rlo + rstep * Math.max(ticks, Math.ceil((Math.max(...cum, 0) - rlo) / rstep));
+  const yr = (v) => m.top + plotH - ((v - rlo) / (rhi - rlo)) * plotH;
+
+  const svg = chartSvg("hybrid-chart", width, height,
+    `Cost of routed answers against the strongest model per day, and the cumulative saving, ${dayCount(days)}`);
+  const grid = s("g", { class: "chart-grid" });
+  for (let i = 0; i <= ticks; i++) {
+    const yy = Math.round(y(step * i)) + 0.5;
+    grid.append(s("line", { x1: m.left, x2: width - m.right, y1: yy, y2: yy, class: i === 0 ? "axis" : "" }));
+    grid.append(s("text", { x: m.left - 8, y: yy + 4, "text-anchor": "end", class: "tick" }, axisCost(step * i, step)));
+  }
+  const rticks = Math.round((rhi - rlo) / rstep);
+  for (let i = 0; i <= rticks; i++) {
+    const v = rlo + rstep * i;
+    grid.append(s("text", { x: width - m.right + 8, y: Math.round(yr(v)) + 4.5, "text-anchor": "start", class: "tick tick-saving" }, axisCost(v, rstep)));
+  }
+  svg.append(grid);
+
+  const band = plotW / Math.max(1, days.length);
+  const barW = Math.max(3, Math.min(24, band * 0.3));
+  const labelEvery = Math.max(1, Math.ceil(days.length / Math.max(1, Math.floor(plotW / 64))));
+  const bars = s("g", { class: "chart-bars" });
+  const labels = s("g", { class: "chart-labels" });
+  const points = [];
+  days.forEach((day, i) => {
+    const cx = m.left + band * i + band / 2;
+    const r = cells.get(day);
+    if (r) {
+      const pair = [
+        ["cost", Number(r.cost || 0), cx - barW - 1, `${day} · routed answers: ${fmtCost(r.cost)} for ${fmtInt(r.requests)} request${r.requests === 1 ? "" : "s"}`],
+        ["baseline", Number(r.baseline_cost || 0), cx + 1, `${day} · the same tokens on the strongest model: ${fmtCost(r.baseline_cost)}`],
+      ];
+      for (const [kind, v, x, tip] of pair) {
+        const top = y(v);
+        bars.append(
+          s(
+            "rect",
+            {
+              class: `bar bar-${kind}`,
+              "data-testid": "hybrid-bar",
+              "data-kind": kind,
+              "data-day": day,
+              "data-value": v,
+              x: x.toFixed(2),
+              y: (v > 0 ? Math.min(top, y(0) - 1) : y(0)).toFixed(2),
+              width: barW.toFixed(2),
+              height: (v > 0 ? Math.max(1, y(0) - top) : 0).toFixed(2),
+              rx: Math.min(3, barW / 4),
+              fill: HYBRID_COLORS[kind],
+            },
+            s("title", {}, tip),
+          ),
+        );
+      }
+    }
+    if (r || points.length) points.push([cx, yr(cum[i]), day, cum[i], !!r]); // the line starts at the first routed day
+    if ((days.length - 1 - i) % labelEvery === 0) {
+      labels.append(s("text", { x: cx, y: height - 8, "text-anchor": "middle", class: "tick" }, shortDay(day)));
+    }
+  });
+  const line = s("g", { class: "chart-line" });
+  line.append(
+    s("polyline", {
+      points: points.map(([x, yy]) => `${x.toFixed(2)},${yy.toFixed(2)}`).join(" "),
+      fill: "none",
+      stroke: HYBRID_COLORS.saving,
+      "stroke-width": 2,
+      "stroke-linejoin": "round",
+    }),
+  );
+  for (const [x, yy, day, v, has] of points) {
+    if (!has) continue;
+    line.append(
+      s(
+        "circle",
+        { cx: x.toFixed(2), cy: yy.toFixed(2), r: 3.5, fill: HYBRID_COLORS.saving, "data-testid": "hybrid-point", "data-day": day, "data-value": v },
+        s("title", {}, `${day} · saved so far: ${fmtCost(v)}`),
+      ),
+    );
+  }
+  svg.append(bars, line, labels);
+  el.hybridChart.replaceChildren(svg);
+  const routed = byDay.reduce((n, r) => n + Number(r.requests || 0), 0);
+  el.hybridNote.textContent = days.length ? `${shortDay(days[0])} – ${shortDay(days[days.length - 1])} (UTC) · ${fmtInt(routed)} routed request${routed === 1 ? "" : "s"}` : "";
+}
+
+function renderHybrid(data) {
+  const hy = data.hybrid;
+  el.hybridPanel.hidden = !(hy && hy.requests > 0);
+  if (el.hybridPanel.hidden) return;
+  renderHybridHeadline(hy);
+  renderHybridChart(hy.by_day || []);
+}
+
 function statusCell(r) {
   const ok = r.status_code && r.status_code < 400 && !r.error;
   const parts = [];
@@ -350,6 +521,12 @@ function statusCell(r) {
     if (r.error) parts.push(h("span", { class: "muted small ellipsis", title: r.error }, r.error));
   }
   return h("td", { class: "status-cell" }, h("span", { class: "status-wrap" }, ...parts));
+}
+
+// The route in words (the raw route string is the tooltip).
+function routeCell(r) {
+  const words = describeRoute(r.route, { routers: state.routers, model: r.model }).text || r.route;
+  return h("span", { class: "route-words", title: `Route: ${r.route}`, "data-route": r.route }, words);
 }
 
 function renderRecent(data) {
@@ -368,7 +545,7 @@ function renderRecent(data) {
         { "data-testid": "recent-row", "data-model": modelKey(r.model), class: r.error || (r.status_code && r.status_code >= 400) ? "row-error" : null },
         h("td", { class: "nowrap", title: full ? full.toLocaleString() : "" }, fmtTime(r.created_at)),
         h("td", {}, h("span", { class: "model-stack" }, model, via)),
-        h("td", { class: "route" }, r.route ? h("code", { title: r.route }, r.route) : h("span", { class: "muted" }, "–")),
+        h("td", { class: "route" }, r.route ? routeCell(r) : h("span", { class: "muted" }, "–")),
         h("td", { class: "num nowrap" }, `${fmtInt(r.prompt_tokens)} / ${fmtInt(r.completion_tokens)}`),
         h("td", { class: "num" }, fmtCost(r.cost)),
         h("td", { class: "num nowrap", title: latencyTip || null }, fmtMs(r.latency_ms)),
@@ -391,6 +568,7 @@ function render() {
   el.chartPanel.hidden = empty || !(data.by_day || []).length;
   el.modelsPanel.hidden = empty;
   el.recentPanel.hidden = empty || !(data.recent || []).length;
+  renderHybrid(data);
   if (empty) return;
   renderModels(data);
   if (!el.chartPanel.hidden) renderChart(data);
@@ -406,6 +584,7 @@ async function load() {
     const [usage, models] = await Promise.all([api("/api/usage"), api("/v1/models").catch(() => null)]);
     state.kinds.clear();
     for (const m of (models && models.data) || []) state.kinds.set(m.id, (m.baimo && m.baimo.kind) || "model");
+    state.routers = ((models && models.data) || []).filter((m) => m.baimo && m.baimo.kind === "router");
     state.data = usage;
     render();
   } catch (err) {
@@ -428,10 +607,11 @@ let lastWidth = 0;
 window.addEventListener(
   "resize",
   debounce(() => {
-    const w = el.chart.clientWidth;
-    if (state.data && !el.chartPanel.hidden && w !== lastWidth) {
+    const w = el.chart.clientWidth || el.hybridChart.clientWidth;
+    if (state.data && w !== lastWidth) {
       lastWidth = w;
-      renderChart(state.data);
+      if (!el.chartPanel.hidden) renderChart(state.data);
+      if (!el.hybridPanel.hidden) renderHybridChart(state.data.hybrid.by_day || []);
     }
   }, 120),
 );
