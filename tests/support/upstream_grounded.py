@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 LABEL = re.compile(r"(?m)^\[(\d{1,3})\] (?:\([^)\n]*\) )?")
-SENTENCE = re.compile(r"[^.!?。！？\n]+(?:[.!?。！？]+|$)")
+SENTENCE = re.compile(r"(?:[^.!?。！？\n]|[.!?](?!\s|$))+(?:[.!?]+(?=\s|$)|[。！？]+|$)")
 NOT_FOUND = "I do not know."
 
 
