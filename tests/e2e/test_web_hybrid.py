@@ -95,11 +95,12 @@ def check_footer(answer, stored: dict) -> None:
     saving = answer.get_by_test_id("message-saving")
     expect(saving).to_be_visible()
     text = saving.inner_text()
-    assert text.startswith(usd6(stored["cost"]) + " · vs " + usd6(stored["baseline_cost"]) + f" on {REMOTE} ("), text
-    change = int((stored["cost"] - stored["baseline_cost"]) / stored["baseline_cost"] * 100)
-    expected = "the same" if stored["cost"] == stored["baseline_cost"] else \
-        f"{'−' if change < 0 else '+'}{abs(change)} %" if change else "±0 %"
-    assert text.endswith(f"({expected})"), (text, expected)
+    if stored["model"] == REMOTE:  # served by the strongest model: no saving to claim
+        assert text == f"{usd6(stored['cost'])} · the strongest model itself, no saving", text
+    else:
+        assert text.startswith(f"{usd6(stored['cost'])} · vs {usd6(stored['baseline_cost'])} on {REMOTE} ("), text
+        change = int((stored["cost"] - stored["baseline_cost"]) / stored["baseline_cost"] * 100)
+        assert change < 0 and text.endswith(f"(−{abs(change)} %)"), (text, change)
     # the meta line keeps tokens, latency and TTFT; the cost moved into the saving line
     meta = answer.get_by_test_id("message-meta").inner_text()
     assert re.search(r"\d+ in / \d+ out tokens", meta) and "TTFT" in meta, meta
@@ -246,12 +247,14 @@ def test_route_phrases_and_saving_text(page, server):
         return [t({cost: 0.000012, baseline_cost: 0.0031, baseline_model: 'remote/gpt-4o'}),
                 t({cost: 0, baseline_cost: 0.0031, baseline_model: 'remote/gpt-4o'}),
                 t({cost: 0.0031, baseline_cost: 0.0031, baseline_model: 'remote/gpt-4o'}),
+                t({cost: 0.0031, baseline_cost: 0.0031, baseline_model: 'remote/gpt-4o', model: 'remote/gpt-4o'}),
                 t({cost: 0.004, baseline_cost: 0.002, baseline_model: 'remote/b'}),
                 t({cost: 0.01, baseline_cost: 0}), t({cost: 0.01, baseline_cost: null}), t({cost: 0.01})];
     }""")
     assert savings == ["$0.000012 · vs $0.003100 on remote/gpt-4o (−99 %)",  # 99.6 %: not rounded up to 100
                        "$0.000000 · vs $0.003100 on remote/gpt-4o (−100 %)",
                        "$0.003100 · vs $0.003100 on remote/gpt-4o (the same)",
+                       "$0.003100 · the strongest model itself, no saving",
                        "$0.004000 · vs $0.002000 on remote/b (+100 %)",
                        None, None, None]
 

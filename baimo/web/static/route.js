@@ -184,7 +184,8 @@ export function describeRoute(route, { routers = [], model = null } = {}) {
 /**
  * What an answer cost against the strongest model its router could have used.
  *
- * m: a stored message or usage row with `cost`, `baseline_cost` (USD) and `baseline_model`.
+ * m: a stored message or usage row with `cost`, `baseline_cost` (USD), `baseline_model` and `model` (the one
+ * that answered).
  * Returns null when there is nothing to compare (no baseline, or a baseline of 0), else
  * {text, change}: text like "$0.000012 · vs $0.003100 on remote/gpt-4o (−99 %)", change the relative
  * difference (cost - baseline) / baseline (negative = a saving).
@@ -194,6 +195,9 @@ export function describeSaving(m) {
   if (!m || m.baseline_cost == null || !(base > 0)) return null;
   const cost = Number(m.cost || 0);
   const change = (cost - base) / base;
+  if (m.model && m.model === m.baseline_model && cost === base) {
+    return { text: `${usd(cost)} · the strongest model itself, no saving`, change };
+  }
   const on = m.baseline_model ? ` on ${m.baseline_model}` : "";
   const rounded = Math.trunc(change * 100); // toward zero: a 99.6 % saving is not "100 %" unless it was free
   let rel;
