@@ -114,12 +114,9 @@ def question_of(messages: list[dict[str, Any]]) -> str:
 
 
 def sources_block(passages: list[Passage]) -> str:
-    """The passages as the prompt shows them: `[n] (source, location) text`, numbered from 1, blank-line separated."""
-    lines = []
-    for i, p in enumerate(passages, start=1):
-        where = f"{p.source}, {p.location}" if p.location else p.source
-        lines.append(f"[{i}] ({where}) {p.text}")
-    return "\n\n".join(lines)
+    """The passages as the prompt shows them: `[n] text`, numbered from 1, blank-line separated. No file names or
+    locations: small models pasted them back as the start of their answer (the citations list names the sources)."""
+    return "\n\n".join(f"[{i}] {p.text}" for i, p in enumerate(passages, start=1))
 
 
 def answer_rule(question: str) -> str:

@@ -81,7 +81,7 @@ def test_strong_model_answers_across_languages_with_a_supported_citation(client:
         assert "842 mètres" in text and text.endswith(f"[{n}].")
         assert [c["index"] for c in cites if c["cited"]] == [n]
     prompt = upstream.last_request.body["messages"][-1]["content"]
-    assert prompt.index("[1] (") < prompt.index(BRIDGE_EN) < prompt.index("Answer in English")
+    assert prompt.index("[1] ") < prompt.index(BRIDGE_EN) < prompt.index("Answer in English")
 
 
 def test_an_answer_copying_the_instructions_is_never_returned(client: openai.OpenAI,

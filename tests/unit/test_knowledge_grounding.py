@@ -38,7 +38,7 @@ def test_prompt_puts_passages_first_then_the_question_and_names_the_answer_langu
     out = with_sources(msgs, [passage("a.md", "42 Nm"), passage("b.pdf", "45 Nm max", "page 3")], grounded=True)
     assert out[0]["content"].startswith("You are helpful.") and "do not know" in out[0]["content"]
     user = out[-1]["content"]
-    assert user.index("[1] (a.md, page 1) 42 Nm") < user.index("[2] (b.pdf, page 3) 45 Nm max") \
+    assert user.index("[1] 42 Nm") < user.index("[2] 45 Nm max") \
         < user.index("Quel couple pour la QV-9 ?") < user.index("Answer in French")
     assert msgs[0]["content"] == "You are helpful." and msgs[-1]["content"] == "Quel couple pour la QV-9 ?"
     plain = with_sources([{"role": "user", "content": "q"}], [passage("a.md", "x")], grounded=False)
@@ -48,13 +48,13 @@ def test_prompt_puts_passages_first_then_the_question_and_names_the_answer_langu
 def test_prompt_gives_no_example_to_copy() -> None:
     """Only the passages carry [n]: no instruction shows a marked-up sentence a small model could answer with."""
     out = with_sources([{"role": "user", "content": "What torque?"}], [passage("a.md", "42 Nm")], grounded=True)
-    prompt = "\n".join(m["content"] for m in out).replace("[1] (a.md, page 1) 42 Nm", "")
+    prompt = "\n".join(m["content"] for m in out).replace("[1] 42 Nm", "")
     assert not re.search(r"\[\d+\]", prompt)
     assert "40 bar" not in prompt and "for example" not in prompt.lower()
     parts = with_sources([{"role": "user", "content": [{"type": "text", "text": "What torque?"}]}],
                          [passage("a.md", "42 Nm")], grounded=False)[-1]["content"]
     assert [p["type"] for p in parts] == ["text", "text", "text"] and parts[1]["text"] == "What torque?"
-    assert "[1] (a.md, page 1) 42 Nm" in parts[0]["text"] and "Answer in English" in parts[2]["text"]
+    assert "[1] 42 Nm" in parts[0]["text"] and "Answer in English" in parts[2]["text"]
 
 
 def test_citation_flags_follow_the_answer() -> None:
