@@ -51,9 +51,11 @@ _SCRIPTS = [("ja", re.compile(r"[\u3040-\u30ff]")), ("ko", re.compile(r"[\uac00-
             ("hi", re.compile(r"[\u0900-\u097f]"))]
 _STOPWORDS = {
     "en": "the is are what how who when where which do does of to in and you for with this that can",
-    "fr": "le la les de des du au aux un une et est que qui quel quelle comment où pour avec dans je vous ce en",
+    "fr": "le la les de des du au aux un une et est que qui quel quelle comment où pour avec dans je vous ce en "
+          "combien a l d qu il elle ont sont",
     "es": "el la los las es que qué cómo dónde de del un una y para con en por yo usted cuál",
-    "pt": "o a os as é que como onde de do da um uma e para com em por eu você qual não",
+    "pt": "o a os as é que como onde de do da dos das na no nas nos um uma e para com em por eu você qual não "
+          "quantos quantas quanto são está",
     "de": "der die das ist was wie wo wer und ein eine für mit in zu ich sie nicht welche",
     "it": "il lo la gli le è che come dove di del un una e per con in io lei quale",
 }

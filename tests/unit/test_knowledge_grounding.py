@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +87,11 @@ def test_persona_instructions_come_first_and_request_temperature_wins() -> None:
     assert p.knowledge_options(5, 0.3) is None
     opts = PersonaSpec(name="y", knowledge=["kb"], grounded=True, top_k=3).knowledge_options(5, 0.3)
     assert opts is not None and opts.k == 3 and opts.grounded and opts.min_relevance == 0.3
+
+
+def test_every_fixture_question_gets_its_own_language() -> None:
+    """The answer rule and the decline name the question's language: French and Portuguese questions share many
+    short words ("de", "a"), which once sent a Portuguese question a French decline."""
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "grounded" / "questions.json"
+    for q in json.loads(path.read_text(encoding="utf-8"))["questions"]:
+        assert detect_language(q["question"]) == q["lang"], q["id"]
