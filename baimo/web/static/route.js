@@ -19,9 +19,11 @@
 // who decided, when no single router of /v1/models has the strategy (or inside a hand-over: "rule 'x' → a cascade: …")
 const STRATEGY_WORDS = { auto: "the hybrid", rules: "a rules router", learned: "a learned router", cascade: "a cascade" };
 
-/** A share 0..1 as "76 %" (the SI style of a space before the percent sign). */
+const NBSP = "\u00a0"; // "76 %" never breaks between the number and its sign
+
+/** A share 0..1 as "76 %" (the SI style: a no-break space before the percent sign). */
 export function pct(p) {
-  return `${Math.round(Number(p) * 100)} %`;
+  return `${Math.round(Number(p) * 100)}${NBSP}%`;
 }
 
 /** USD with six decimals under $1 (per-answer costs are tiny), else cents: "$0.000012", "$1.25". */
@@ -57,8 +59,8 @@ function autoWords(body) {
   const lead = level ? `${level[1]} prompt` : "prompt";
   let m = body.match(/most capable: (\S+) P=([\d.]+)/);
   if (m) return `${lead} → most capable model, ${m[1]} (${pct(m[2])} likely good)`;
-  m = body.match(/; (\S+) P=([\d.]+) \S+ is enough vs (\S+) P=([\d.]+)/);
-  if (m) return `${lead}, ${m[1]} is likely good enough (${pct(m[2])} vs ${pct(m[4])} for ${m[3]})`;
+  m = body.match(/; (\S+) P=([\d.]+) \S+ is enough vs /);
+  if (m) return `${lead}, ${m[1]} is likely good enough (${pct(m[2])})`;
   return body;
 }
 
@@ -201,7 +203,7 @@ export function describeSaving(m) {
   const on = m.baseline_model ? ` on ${m.baseline_model}` : "";
   const rounded = Math.trunc(change * 100); // toward zero: a 99.6 % saving is not "100 %" unless it was free
   let rel;
-  if (rounded === 0) rel = cost === base ? "the same" : "±0 %";
-  else rel = `${rounded < 0 ? "−" : "+"}${Math.abs(rounded)} %`;
+  if (rounded === 0) rel = cost === base ? "the same" : `±0${NBSP}%`;
+  else rel = `${rounded < 0 ? "−" : "+"}${Math.abs(rounded)}${NBSP}%`;
   return { text: `${usd(cost)} · vs ${usd(base)}${on} (${rel})`, change };
 }

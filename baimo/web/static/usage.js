@@ -470,7 +470,14 @@ function renderHybridChart(byDay) {
         );
       }
     }
-    if (r || points.length) points.push([cx, yr(cum[i]), day, cum[i], !!r]); // the line starts at the first routed day
+    // the line starts the day before the first routed day, at zero (nothing saved yet)
+    if (r && !points.length && i > 0) points.push([cx - band, yr(0), days[i - 1], 0, false]);
+    if (r || points.length) points.push([cx, yr(cum[i]), day, cum[i], !!r]);
+    if (r && Number(r.baseline_cost) > 0 && barW >= 10) {
+      const change = Math.trunc(((Number(r.cost || 0) - Number(r.baseline_cost)) / Number(r.baseline_cost)) * 100);
+      const top = y(Math.max(Number(r.cost || 0), Number(r.baseline_cost)));
+      bars.append(s("text", { x: cx, y: top - 5, "text-anchor": "middle", class: "bar-total", "data-testid": "hybrid-day-change" }, `${change < 0 ? "−" : "+"}${Math.abs(change)}%`));
+    }
     if ((days.length - 1 - i) % labelEvery === 0) {
       labels.append(s("text", { x: cx, y: height - 8, "text-anchor": "middle", class: "tick" }, shortDay(day)));
     }
