@@ -16,7 +16,7 @@ from typing import Any
 from baimo.backends.base import Backend, Finish, GenerationParams, StreamEvent, TextDelta, ToolCallDelta, uses_tools
 from baimo.backends.openai_compat import merge_delta_fields
 from baimo.backends.registry import ModelRegistry
-from baimo.context import Fitted, start_fitted
+from baimo.context import ContextFitter, Fitted, start_fitted
 from baimo.errors import BaimoError, ContextLengthExceeded, InvalidRequest, UpstreamError
 from baimo.metering.usage import Usage, UsageLog, cost_usd, token_details
 from baimo.routing.cascade import Attempt, logprob_confidence, run_to_end, verifier_confidence
@@ -195,6 +195,7 @@ class ChatService:
         self.routers = routers
         self.usage = usage
         self.conversations = conversations
+        self.context = ContextFitter(registry, usage)  # summarises (or drops) turns that overflow a window
         self._pending: set[asyncio.Future[Any]] = set()
 
     async def open(self, model: str, params: GenerationParams, ctx: ChatContext) -> ChatRun:
@@ -245,7 +246,7 @@ class ChatService:
                 failures.append(f"{backend.config.id} cannot serve it ({exc.param})")
                 continue
             try:
-                fitted, events = await start_fitted(backend, params)
+                fitted, events = await start_fitted(backend, params, self.context)
                 first = await anext(events)
             except (UpstreamError, ContextLengthExceeded) as exc:
                 overflowed = isinstance(exc, ContextLengthExceeded)
@@ -264,7 +265,7 @@ class ChatService:
                 route = ("" if decided == "direct" else f"{decided} | ") + \
                     f"fallback: {', '.join(failures)} -> {backend.config.id}"
             return ChatRun(self, requested, backend, fitted, route, ctx, started, first, events,
-                           extra_cost=extra_cost)
+                           extra_cost=extra_cost + fitted.summary_cost)
         if last_error is None:
             assert refused is not None
             if len(failures) > 1:

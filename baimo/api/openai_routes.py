@@ -31,8 +31,9 @@ def route_headers(run: ChatRun, *, final: bool) -> dict[str, str]:
                "x-baimo-cost": f"{run.total_cost if final else run.prompt_cost + run.extra_cost:.8f}"}
     if not final:
         headers["x-baimo-cost-scope"] = "prompt"
-    if run.fitted.dropped:
-        headers["x-baimo-context"] = f"trimmed; dropped={run.fitted.dropped}"
+    context = run.fitted.header()
+    if context:
+        headers["x-baimo-context"] = header_safe(context)
     return headers
 
 
@@ -51,7 +52,7 @@ def usage_dict(run: ChatRun) -> dict[str, Any]:
 def baimo_meta(run: ChatRun) -> dict[str, Any]:
     return {"route": run.route, "cost": run.total_cost, "latency_ms": round(run.latency_ms, 1),
             "ttft_ms": round(run.ttft_ms, 1) if run.ttft_ms is not None else None,
-            "context_dropped": run.fitted.dropped}
+            "context_dropped": run.fitted.dropped, "context_summarized": run.fitted.summarized}
 
 
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "function_call")
