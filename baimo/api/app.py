@@ -76,7 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         chat_rows = [r for r in by_model if r["model"] not in s.embedders.ids()]
         total = sum(r["cost"] for r in chat_rows)
         baseline = s.usage.cost_if_all_to(strongest) if strongest else None
+        hybrid = s.usage.savings_by_day()
         return {"by_model": by_model, "by_day": s.usage.by_day(), "by_persona": s.usage.by_persona(),
+                "hybrid": {"by_day": hybrid, "requests": sum(r["requests"] for r in hybrid),
+                           "cost": sum(r["cost"] for r in hybrid),
+                           "baseline_cost": sum(r["baseline_cost"] for r in hybrid)},
                 "recent": s.usage.recent(20),
                 "totals": {"requests": sum(r["requests"] for r in chat_rows), "cost": total,
                            "strongest_model": strongest.id if strongest else None,

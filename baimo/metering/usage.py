@@ -54,6 +54,8 @@ class Usage:
     prompt: str | None = None
     response_id: str | None = None
     persona: str | None = None
+    baseline_cost: float | None = None   # routed requests: the same tokens on the router's strongest model
+    baseline_model: str | None = None
 
 
 class UsageLog:
@@ -84,6 +86,18 @@ class UsageLog:
             rows = [{"day": d, "model": m, "requests": n, "cost": c or 0.0} for d, m, n, c in s.execute(stmt)]
         keep = sorted({r["day"] for r in rows})[-days:]
         return [r for r in rows if r["day"] in keep]
+
+    def savings_by_day(self, days: int = 30) -> list[dict[str, Any]]:
+        """Routed chat traffic per day, oldest first: requests, what it cost, and what the same tokens would
+        have cost on each router's strongest model (`baseline_cost`), i.e. the hybrid's saving over time."""
+        day = func.substr(func.cast(UsageRecord.created_at, String), 1, 10)
+        stmt = (select(day, func.count(), func.sum(UsageRecord.cost), func.sum(UsageRecord.baseline_cost))
+                .where(UsageRecord.baseline_model.is_not(None), UsageRecord.endpoint != "embeddings")
+                .group_by(day).order_by(day))
+        with self.db.session() as s:
+            rows = [{"day": d, "requests": n, "cost": c or 0.0, "baseline_cost": b or 0.0}
+                    for d, n, c, b in s.execute(stmt)]
+        return rows[-days:]
 
     def by_persona(self) -> list[dict[str, Any]]:
         """Requests, tokens and cost per persona (requests made without one are left out)."""

@@ -27,7 +27,8 @@ def message_dict(m: Message) -> dict[str, Any]:
     return {"id": m.id, "role": m.role, "content": m.content, "model": m.model, "route": m.route,
             "tokens_in": m.tokens_in, "tokens_out": m.tokens_out, "latency_ms": m.latency_ms,
             "ttft_ms": m.ttft_ms, "cost": m.cost, "status": m.status, "response_id": m.response_id,
-            "citations": json.loads(m.citations) if m.citations else None, "created_at": iso_utc(m.created_at)}
+            "citations": json.loads(m.citations) if m.citations else None, "created_at": iso_utc(m.created_at),
+            "baseline_cost": m.baseline_cost, "baseline_model": m.baseline_model}
 
 
 def iso_utc(d: datetime) -> str:

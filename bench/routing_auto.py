@@ -1,0 +1,107 @@
+"""How well `baimo/auto` routes with NO training on the data it is judged on: its shipped prior only.
+
+For each outcome set, every model gets its prior ability exactly as the server would give it: the catalogue's
+measured ability for the local models, the prior's measured ability for Mixtral and GPT-4 (RouteLLM sets), and for
+RouterBench's 11 models (never seen by the prior) an ability from their price alone (the mean cost per answer in the
+data, scaled to Mixtral's). The prompt's difficulty comes from the shipped prior. The table gives, per set: APGR on
+the cost axis, the cost at 95 % of the best single model's quality (from the λ curve), and the operating point of
+the default knob λ = 0.25. Baselines measured in the same run: the best single model, the cheapest, random mix.
+
+    .venv/bin/python bench/routing_auto.py [--routerbench ../shared/data/routing/routerbench/train.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from baimo.routing import converters, learned  # noqa: E402
+from baimo.routing.auto import DEFAULT_LAM, REFERENCE_PRICES, shipped_prior  # noqa: E402
+from baimo.routing.difficulty import sigmoid  # noqa: E402
+from baimo.routing.learned import utility_choice  # noqa: E402
+from baimo.routing.metrics import Reference, evaluate, lambda_grid, summarize  # noqa: E402
+
+CATALOGUE = {"local/smollm2-135m": "catalogue:smollm2-135m-instruct-q4_1",
+             "local/qwen2.5-coder-0.5b": "catalogue:qwen2.5-coder-0.5b-instruct-q4_k_m",
+             "local/qwen2.5-coder-1.5b": "catalogue:qwen2.5-coder-1.5b-instruct-q4_k_m"}
+
+
+def rows_of(name: str, shared: Path, routerbench: Path) -> list[dict]:
+    if name == "gsm8k5 (test)":
+        return [json.loads(line) for line in (ROOT / "bench/outcomes/gsm8k5.test.jsonl").open()]
+    if name == "routerbench (all)":
+        return [json.loads(line) for line in routerbench.open()]
+    _, test = converters.convert(name.split()[0], shared / "data/routing/routellm")
+    prices = {"mixtral-8x7b": 0.24, "gpt-4": 24.7}
+    for r in test:  # RouteLLM cost model: blended price, prompt chars/4 + 256 answer tokens
+        r["costs"] = {m: (len(r["prompt"]) / 4 + 256) * p / 1e6 for m, p in prices.items()}
+    return test
+
+
+def abilities_for(models: list[str], C: np.ndarray) -> np.ndarray:
+    prior = shipped_prior()
+    lo, hi = prior.abilities["mixtral-8x7b"], prior.abilities["gpt-4"]
+    out = []
+    mean_cost = C.mean(0)
+    for j, m in enumerate(models):
+        key = CATALOGUE.get(m, m)
+        if key in prior.abilities:
+            out.append(prior.abilities[key])
+            continue
+        # by price alone: this model's mean cost relative to the data's cheapest, mapped onto the reference prices
+        rel = mean_cost[j] / max(mean_cost.min(), 1e-12)
+        price = REFERENCE_PRICES["mixtral-8x7b"] * rel
+        x = (np.log(price) - np.log(REFERENCE_PRICES["mixtral-8x7b"])) / (
+            np.log(REFERENCE_PRICES["gpt-4"]) - np.log(REFERENCE_PRICES["mixtral-8x7b"]))
+        out.append(float(np.clip(lo + x * (hi - lo), lo - 1.5, hi + 0.5)))
+    return np.array(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    ap.add_argument("--routerbench", type=Path, default=None)
+    ap.add_argument("--cache", type=Path, default=Path.home() / ".baimo" / "cache" / "embeddings")
+    args = ap.parse_args()
+    rb = args.routerbench or args.shared / "data/routing/routerbench/train.jsonl"
+    prior = shipped_prior()
+    embedder = learned.make_embedder(prior.embedder)
+    print("| data (never trained on) | models | APGR (cost axis) | cost cut at 95 % of best | default λ=0.25: "
+          "quality / best, cost / best | random mix APGR |")
+    print("|---|---|---|---|---|---|")
+    for name in ("gsm8k5 (test)", "gsm8k (test)", "mmlu (test)", "routerbench (all)"):
+        if name.startswith("routerbench") and not rb.exists():
+            continue
+        rows = rows_of(name, args.shared, rb)
+        models = list(rows[0]["scores"])
+        prompts = [r["prompt"] for r in rows]
+        Y = np.array([[r["scores"][m] for m in models] for r in rows], dtype=float)
+        C = np.array([[r["costs"][m] for m in models] for r in rows], dtype=float)
+        E = learned.embed_prompts(prompts, embedder, tail_chars=prior.tail_chars, cache_dir=args.cache)
+        b = prior.difficulty(E, prompts)
+        theta = abilities_for(models, C)
+        P = sigmoid(theta[None, :] - b[:, None])
+        # the router sees predicted costs only: the mean cost per model scaled by prompt length, like the server
+        C_pred = C.mean(0)[None, :] * np.ones_like(C)
+        C_norm = C_pred / C_pred.max(1, keepdims=True)
+        ref = Reference.of(Y, C)
+        points = [evaluate(utility_choice(P, C_norm, lam), Y, C, ref.strong, lam)
+                  for lam in lambda_grid(P, C_norm)]
+        s = summarize(points, ref)
+        default = evaluate(utility_choice(P, C_norm, DEFAULT_LAM), Y, C, ref.strong, DEFAULT_LAM)
+        cut = s["cost_reduction_at_target"]
+        print(f"| {name}, {len(rows)} prompts | {len(models)} | {s['apgr_cost']:.3f} | "
+              f"{'not reached' if cut is None else f'{cut:.0%}'} | "
+              f"{default.quality / ref.strong_quality:.1%}, {default.cost / ref.strong_cost:.1%} | 0.500 |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
