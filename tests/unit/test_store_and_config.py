@@ -128,8 +128,10 @@ def test_config_rejects_unknown_fallback(tmp_path: Path) -> None:
 
 def test_default_config_is_valid(tmp_path: Path) -> None:
     config = load_config(Settings(home=tmp_path))
-    assert config.default_model == "local/qwen2.5-coder-0.5b"
+    assert config.default_model == "baimo/auto"  # the hybrid is the default
+    assert [(r.id, r.strategy) for r in config.routers] == [("baimo/auto", "auto")]
     assert all(m.catalogue in catalogue.CATALOGUE for m in config.models)
+    assert [m.id for m in config.models if not m.autopull] == ["local/qwen2.5-coder-1.5b"]
 
 
 def test_pull_refuses_a_file_with_the_wrong_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
