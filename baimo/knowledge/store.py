@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +23,11 @@ os.environ.setdefault("LANCE_LOG", "error")
 TEXT_COLUMN = "search_text"
 VECTOR_COLUMN = "vector"
 RESULT_COLUMNS = ["chunk_id", "doc_id", "source", "location", "heading", "ordinal", "text", VECTOR_COLUMN]
+
+
+def vector_column(position: int) -> str:
+    """The column of a base's `position`-th embedder (0 is its primary one): `vector`, `vector_1`, `vector_2`..."""
+    return VECTOR_COLUMN if position == 0 else f"{VECTOR_COLUMN}_{position}"
 
 
 @dataclass
@@ -38,7 +43,8 @@ class ChunkRecord:
     ordinal: int
     text: str
     search_text: str
-    vector: np.ndarray
+    vector: np.ndarray  # the base's primary embedder's vector (cosine similarities are on its scale)
+    extra_vectors: list[np.ndarray] = field(default_factory=list)  # its further embedders', in the base's order
 
 
 @dataclass
@@ -50,7 +56,7 @@ class StoredHit:
     heading: str
     ordinal: int
     text: str
-    vector: np.ndarray
+    vector: np.ndarray  # the primary embedder's vector, whatever column was searched
     score: float  # the store's own score: BM25 for text search, cosine similarity for vector search
 
 
@@ -59,7 +65,8 @@ class ChunkStore(Protocol):
     def delete_doc(self, kb_id: str, doc_id: str) -> None: ...
     def replace_documents(self, kb_id: str, records: list[ChunkRecord], versions: dict[str, str]) -> None: ...
     def text_search(self, kb_id: str, query: str, k: int) -> list[StoredHit]: ...
-    def vector_search(self, kb_id: str, vector: np.ndarray, k: int) -> list[StoredHit]: ...
+    def vector_search(self, kb_id: str, vector: np.ndarray, k: int, column: str = VECTOR_COLUMN) -> list[StoredHit]:
+        ...
     def count(self, kb_id: str) -> int: ...
     def drop(self, kb_id: str) -> None: ...
     def maintain(self, kb_id: str) -> None: ...
@@ -103,7 +110,10 @@ class LanceChunkStore:
             return
         import pyarrow as pa
 
-        dim = int(records[0].vector.shape[0])
+        def vectors(position: int) -> Any:
+            matrix = np.stack([r.vector if position == 0 else r.extra_vectors[position - 1] for r in records])
+            return pa.FixedSizeListArray.from_arrays(pa.array(matrix.astype(np.float32).ravel()), matrix.shape[1])
+
         data = pa.table({
             "chunk_id": pa.array([r.chunk_id for r in records], pa.string()),
             "doc_id": pa.array([r.doc_id for r in records], pa.string()),
@@ -114,8 +124,7 @@ class LanceChunkStore:
             "ordinal": pa.array([r.ordinal for r in records], pa.int32()),
             "text": pa.array([r.text for r in records], pa.string()),
             TEXT_COLUMN: pa.array([r.search_text for r in records], pa.string()),
-            VECTOR_COLUMN: pa.FixedSizeListArray.from_arrays(
-                pa.array(np.stack([r.vector for r in records]).astype(np.float32).ravel()), dim),
+            **{vector_column(i): vectors(i) for i in range(1 + len(records[0].extra_vectors))},
         })
         with self._lock:
             table = self._table(kb_id)
@@ -168,11 +177,12 @@ class LanceChunkStore:
                 .select([*RESULT_COLUMNS, "_score"]).to_list())
         return self._hits(rows, lambda r: float(r["_score"]))
 
-    def vector_search(self, kb_id: str, vector: np.ndarray, k: int) -> list[StoredHit]:
+    def vector_search(self, kb_id: str, vector: np.ndarray, k: int, column: str = VECTOR_COLUMN) -> list[StoredHit]:
+        """The k chunks nearest to `vector` in `column` (cosine); each hit carries the primary `vector` too."""
         table = self._table(kb_id)
         if table is None:
             return []
-        query = table.search(vector.astype(np.float32), vector_column_name=VECTOR_COLUMN).distance_type("cosine")
+        query = table.search(vector.astype(np.float32), vector_column_name=column).distance_type("cosine")
         rows = query.limit(k).nprobes(32).refine_factor(4).select([*RESULT_COLUMNS, "_distance"]).to_list()
         return self._hits(rows, lambda r: 1.0 - float(r["_distance"]))
 
@@ -190,23 +200,26 @@ class LanceChunkStore:
 
     def maintain(self, kb_id: str) -> None:
         """After an ingest: fold new rows into the indexes, compact small files, and build the approximate
-        vector index once the table is big enough that a flat scan gets slow (~270 ms at 100k chunks here)."""
+        vector index of each embedder's column once the table is big enough that a flat scan gets slow (~270 ms
+        at 100k chunks here)."""
         with self._lock:
             table = self._table(kb_id)
             if table is None:
                 return
             indexed = {ix.name: ix for ix in table.list_indices()}
-            has_vector_index = any(getattr(ix, "columns", []) == [VECTOR_COLUMN] for ix in indexed.values())
             if not any(getattr(ix, "columns", []) == [TEXT_COLUMN] for ix in indexed.values()):
                 self._create_text_index(table)
             if not any(getattr(ix, "columns", []) == ["doc_id"] for ix in indexed.values()):
                 from lancedb.index import BTree
 
                 table.create_index("doc_id", config=BTree())  # replacing or removing a document finds it fast
-            if not has_vector_index and table.count_rows() >= self.ann_index_rows:
+            if table.count_rows() >= self.ann_index_rows:
                 from lancedb.index import IvfHnswSq
 
-                table.create_index(VECTOR_COLUMN, config=IvfHnswSq(distance_type="cosine"))
+                columns = [name for name in table.schema.names if name.startswith(VECTOR_COLUMN)]
+                for column in columns:
+                    if not any(getattr(ix, "columns", []) == [column] for ix in indexed.values()):
+                        table.create_index(column, config=IvfHnswSq(distance_type="cosine"))
             table.optimize()
 
 
