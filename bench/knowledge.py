@@ -1,4 +1,4 @@
-"""Knowledge bases on this CPU, one embedder (USE) against two fused (USE + e5, the default for new bases):
+"""Knowledge bases on this CPU, one embedder (USE, the default) against two fused (USE + e5, opt-in):
 ingest chunks/s, hybrid query p50/p99 at ~10k and ~100k chunks, and retrieval quality (hit@1, hit@5).
 
     .venv/bin/python bench/knowledge.py [--chunks 10000] [--fused-chunks 1000] [--target 100000] [--queries 200]
@@ -168,7 +168,8 @@ def quality(svc: KnowledgeService, retriever: Retriever, kind: str) -> dict[str,
     return out
 
 
-def measure(svc: KnowledgeService, kind: str, chunks: int, target: int, questions: list[str]) -> dict:
+def measure(svc: KnowledgeService, kind: str, chunks: int, target: int, questions: list[str],
+            with_quality: bool = True) -> dict:
     """Ingest rate, query latency small and large, stage split and quality for one kind of base."""
     base = f"bench-{kind}"
     svc.create(base, fuse_embedders=KINDS[kind])
@@ -184,7 +185,8 @@ def measure(svc: KnowledgeService, kind: str, chunks: int, target: int, question
     stages = stage_latency(svc, base, questions[:50])
     print(f"[{kind}] retrieval quality...", file=sys.stderr)
     return {"rate": report.chunks / report.seconds, "chunks": report.chunks, "n_small": n_small, "small": small,
-            "n_large": n_large, "large": large, "stages": stages, "quality": quality(svc, retriever, kind)}
+            "n_large": n_large, "large": large, "stages": stages,
+            "quality": quality(svc, retriever, kind) if with_quality else {}}
 
 
 def main() -> None:
@@ -195,6 +197,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="encoder threads (the server default is 1)")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--kinds", default="use,fused", help="which bases to measure (the first is the baseline)")
+    ap.add_argument("--no-quality", action="store_true", help="skip hit@k (the fused base embeds ~500 chunks with e5)")
     args = ap.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -204,12 +207,12 @@ def main() -> None:
         queries = [questions[i] for i in rng.choice(len(questions), size=args.queries, replace=False)]
         for kind in args.kinds.split(","):
             results[kind] = measure(svc, kind, args.chunks if kind == "use" else args.fused_chunks, args.target,
-                                    queries)
+                                    queries, not args.no_quality)
         svc.close()
         svc.db.close()
     print(f"\ningestion: {svc.config.ingest_workers} embedding worker processes per embedder; queries: the encoders "
           f"in process, {args.threads} thread(s); `use` = one embedder (knowledge.fuse_embedders: []), `fused` = "
-          "USE + e5 (the default)\n")
+          "USE + e5 (knowledge.fuse_embedders: [local/multilingual-e5-small])\n")
     kinds = list(results)
     base = results[kinds[0]]
     print("| measure | " + " | ".join(kinds) + f" | goal | {kinds[-1]} / {kinds[0]} |")
