@@ -53,7 +53,9 @@ def kb_add(name: str,
     s.knowledge.get(name)
     files, missing = collect_files(paths)
     if not files and not missing:
-        raise InvalidRequest("no supported files found (txt, md, html, pdf, docx)")
+        from baimo.knowledge.parsing import SUPPORTED_SUFFIXES
+
+        raise InvalidRequest(f"no supported files found ({', '.join(sorted(SUPPORTED_SUFFIXES))})")
     ingestor = Ingestor(s.knowledge)
     if len(files) + len(missing) == 1:
         failure = missing[0] if missing else ingestor.parse_ahead(name, files[0])
