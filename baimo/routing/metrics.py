@@ -162,10 +162,17 @@ def pick(points: list[Point], best_quality: float, *, target_quality: float | No
 
 
 def calibrate(router: Any, P: np.ndarray, prompts: Sequence[str], Y: np.ndarray, C: np.ndarray, *,
-              target_quality: float | None = None, max_cost: float | None = None, source: str) -> dict[str, Any]:
-    """Sweep λ on (P, true Y, C), pick it for the knob, and store λ and the sweep table on the router."""
+              target_quality: float | None = None, max_cost: float | None = None, source: str,
+              C_pred: np.ndarray | None = None, X: np.ndarray | None = None) -> dict[str, Any]:
+    """Sweep λ on (P, true Y, C), pick it for the knob, and store λ and the sweep table on the router.
+
+    The rule sees predicted costs: `C_pred` (n, m, USD; e.g. `router.oof_costs` after `train`), else the
+    router's prediction from the prompts' input X (`router.embed`'s output), else from the prompt length.
+    """
     ref = Reference.of(Y, C)
-    points = utility_curve(P, router.predicted_costs(prompts) / router.cost_scale, Y, C, ref.strong)
+    if C_pred is None:
+        C_pred = router.predicted_costs(prompts, X)
+    points = utility_curve(P, C_pred / router.cost_scale, Y, C, ref.strong)
     point, met = pick(points, ref.strong_quality, target_quality=target_quality, max_cost=max_cost)
     router.lam = point.param
     router.calibration = {
@@ -191,10 +198,14 @@ def random_curve(ref: Reference, steps: int = 11) -> list[Point]:
 
 
 def bench_report(router: Any, P: np.ndarray, prompts: Sequence[str], Y: np.ndarray, C: np.ndarray,
-                 quality_frac: float = 0.95) -> dict[str, Any]:
-    """Everything `baimo router bench` prints: single models, the router's curves and metrics, baselines."""
+                 quality_frac: float = 0.95, X: np.ndarray | None = None) -> dict[str, Any]:
+    """Everything `baimo router bench` prints: single models, the router's curves and metrics, baselines.
+
+    X: the prompts' router input (`router.embed`'s output), for routers that predict costs by kNN.
+    """
     ref = Reference.of(Y, C)
-    C_norm = router.predicted_costs(prompts) / router.cost_scale
+    C_pred = router.predicted_costs(prompts, X)
+    C_norm = C_pred / router.cost_scale
     curves = {"learned": utility_curve(P, C_norm, Y, C, ref.strong),
               "threshold_rule": threshold_curve(P, C_norm, Y, C, ref.strong),
               "oracle": oracle_curve(Y, C, ref.strong),
@@ -210,6 +221,6 @@ def bench_report(router: Any, P: np.ndarray, prompts: Sequence[str], Y: np.ndarr
     }
     for name, points in curves.items():
         report[name] = {**summarize(points, ref, quality_frac), "curve": [p.to_dict() for p in points]}
-    op = evaluate(router.choose_index(P, router.predicted_costs(prompts)), Y, C, ref.strong, router.lam)
+    op = evaluate(router.choose_index(P, C_pred), Y, C, ref.strong, router.lam)
     report["learned"]["operating_point"] = op.to_dict()
     return report
