@@ -100,6 +100,7 @@ class Summarizer:
         self.config = config
         self.usage = usage
         self.cache = SummaryCache(config.cache_size)
+        self._inflight: dict[str, asyncio.Future[Summary]] = {}  # prefix hash -> the summary being written
 
     def candidates(self, serving: ModelConfig) -> list[Backend]:
         """Models allowed to read this conversation: all, or only on-premises ones when the answering model is."""
@@ -127,10 +128,30 @@ class Summarizer:
         return max(backends, key=lambda b: b.config.context_window)
 
     async def summarize(self, turns: Messages, serving: ModelConfig, max_tokens: int) -> Summary:
-        """A summary of `turns` in at most `max_tokens` tokens, from the cache when this prefix was seen.
+        """A summary of `turns` in at most `max_tokens` tokens, from the cache when this prefix was seen; concurrent
+        requests for the same prefix share one summary request.
 
         Raises BaimoError (UpstreamError, ContextLengthExceeded, ...) when the summariser fails or says nothing."""
         hashes = chain_hashes(turns)
+        pending = self._inflight.get(hashes[-1])
+        if pending is not None:
+            shared = await asyncio.shield(pending)
+            return Summary(shared.text, shared.turns, shared.model, cached=True, skipped=shared.skipped)
+        future: asyncio.Future[Summary] = asyncio.get_running_loop().create_future()
+        self._inflight[hashes[-1]] = future
+        try:
+            summary = await self._summarize(turns, hashes, serving, max_tokens)
+        except BaseException as exc:  # the waiters get the failure (a cancelled writer is a failure to them)
+            shared_exc = exc if isinstance(exc, Exception) else UpstreamError("the summary request was cancelled")
+            future.set_exception(shared_exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            raise
+        finally:
+            del self._inflight[hashes[-1]]
+        future.set_result(summary)
+        return summary
+
+    async def _summarize(self, turns: Messages, hashes: list[str], serving: ModelConfig, max_tokens: int) -> Summary:
         start, previous = 0, None
         for k in range(len(turns), 0, -1):
             hit = self.cache.get(hashes[k - 1])

@@ -161,3 +161,26 @@ def test_a_summarizer_must_be_a_configured_model() -> None:
 
     with pytest.raises(ValidationError, match="context.summarizer 'nope' is not a configured model"):
         BaimoConfig.model_validate({"models": [remote_model("r/m", 400, 1.0)], "context": {"summarizer": "nope"}})
+
+
+def test_concurrent_requests_for_one_prefix_share_one_summary(tmp_path) -> None:
+    import asyncio
+
+    from tests.support.upstream import Behaviour, ScriptedUpstream
+
+    with ScriptedUpstream({"sum": Behaviour.ok("They talked about q0.", token_delay=0.05)}) as up:
+        reg = registry(tmp_path, [remote_model("r/s", 8000, 0.1, base_url=up.base_url, upstream_model="sum")])
+        summarizer = reg_summarizer(reg)
+        turns = long_chat(3)[1:]
+
+        async def both():  # type: ignore[no-untyped-def]
+            try:
+                return await asyncio.gather(*(summarizer.summarize(turns, reg.get("r/s").config, 64)
+                                              for _ in range(3)))
+            finally:
+                await reg.close()
+
+        summaries = asyncio.run(both())
+        assert len(up.requests_for("/chat/completions")) == 1
+    assert {s.text for s in summaries} == {"They talked about q0."}
+    assert sorted(s.cached for s in summaries) == [False, True, True]
