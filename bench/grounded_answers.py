@@ -1,7 +1,7 @@
 """Grounded answers end to end: right facts, citation faithfulness, declines and instruction echoes, per model,
 with the old prompt ("before") and Baimo's grounded pipeline ("after").
 
-    flock /tmp/baimo-heavy.lock .venv/bin/python bench/grounded_answers.py [--models smollm,qwen05,qwen15,strong]
+    flock /tmp/baimo-heavy.lock .venv/bin/python bench/grounded_answers.py [--models smollm,qwen05,qwen15,strong,hybrid]
         [--variants before,after] [--limit N] [--json out.json]
 
 Corpus and questions: `tests/fixtures/grounded` (six invented news articles in fr, pt, ar, ja, zh, en; 24
@@ -80,14 +80,19 @@ def model_cache() -> Path:
     return Path(os.environ.get("BAIMO_MODELS_DIR") or Path.home() / ".baimo" / "models")
 
 
+HYBRID = "baimo/auto"  # bench name `hybrid`: the default router over the local models and `strong`
+
+
 def config_yaml(locals_: list[str], upstream_url: str) -> str:
-    lines = ["default_model: remote/strong", "models:"]
+    lines = ["default_model: remote/strong", "routers:", f"  - {{id: {HYBRID}, strategy: auto, retrain_every: null}}",
+             "models:"]
     for name in locals_:
         mid, cat, window = LOCAL[name]
         lines += [f"  - id: {mid}", "    kind: llamacpp", f"    catalogue: {cat}", f"    context_window: {window}",
                   "    threads: 2"]
     lines += [f"  - id: {STRONG[0]}", "    kind: openai", f"    base_url: {upstream_url}",
               f"    upstream_model: {STRONG[1]}", "    price_input: 1.0", "    price_output: 2.0",
+              "    strength: 0.9",  # a GPT-4-class model, as a preset would declare it
               "    on_premises: true"]  # the articles name people: privacy routing keeps them off remote models
     return "\n".join(lines) + "\n"
 
@@ -132,6 +137,7 @@ class Score:
     echoes: int = 0
     seconds: float = 0.0
     answers: list[dict[str, Any]] = field(default_factory=list)
+    served: dict[str, int] = field(default_factory=dict)  # model that answered -> count (a router's split)
 
 
 def score(q: dict[str, Any], answer: str, passages: list[dict[str, Any]], old_rules: list[str],
@@ -197,6 +203,7 @@ def run_variant(client: httpx.Client, model: str, variant: str, questions: list[
                                 "knowledge": {"bases": [KB], "k": k, "grounded": True}})
             answer = resp["choices"][0]["message"]["content"] or ""
             passages = resp.get("citations") or []
+            s.served[resp["model"]] = s.served.get(resp["model"], 0) + 1
         else:
             hits = client.post(f"/api/knowledge/{KB}/search", json={"query": q["question"], "k": k}).json()["data"]
             passages = [h for h in hits if h["similarity"] >= min_relevance]
@@ -227,7 +234,7 @@ def ingest(client: httpx.Client) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", default="smollm,qwen05,qwen15,strong")
+    ap.add_argument("--models", default="smollm,qwen05,qwen15,strong,hybrid")
     ap.add_argument("--variants", default="before,after")
     ap.add_argument("--limit", type=int, default=0, help="only the first N questions")
     ap.add_argument("--json", type=Path, help="write every answer and score here")
@@ -247,7 +254,8 @@ def main() -> None:
                         env={"BAIMO_MODELS_DIR": str(cache)}) as server, \
             httpx.Client(base_url=server.url, timeout=600) as client:
         ingest(client)
-        models = [LOCAL[m][0] for m in locals_] + ([STRONG[0]] if "strong" in wanted else [])
+        models = [LOCAL[m][0] for m in locals_] + ([STRONG[0]] if "strong" in wanted else []) \
+            + ([HYBRID] if "hybrid" in wanted else [])
         for model in models:
             for variant in args.variants.split(","):
                 results[(model, variant)] = run_variant(client, model, variant, questions, upstream, defaults.top_k,
@@ -255,11 +263,14 @@ def main() -> None:
     n = len(questions)
     print(f"\nGrounded answers: {n} questions (tests/fixtures/grounded), k={defaults.top_k}, "
           f"min_relevance={defaults.min_relevance}, greedy, {MAX_TOKENS} tokens\n")
-    print("| model | prompt | right facts | faithful citations | declines | echoed instructions | s/question |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | prompt | right facts | faithful citations | declines | echoed instructions | s/question | "
+          "served by |")
+    print("|---|---|---|---|---|---|---|---|")
     for (model, variant), s in results.items():
         faith = f"{s.faithful}/{s.cited} ({s.faithful / s.cited:.0%})" if s.cited else "0/0"
-        print(f"| {model} | {variant} | {s.right}/{n} | {faith} | {s.declines} | {s.echoes} | {s.seconds / n:.1f} |")
+        served = ", ".join(f"{m} {c}" for m, c in sorted(s.served.items(), key=lambda kv: -kv[1])) or "–"
+        print(f"| {model} | {variant} | {s.right}/{n} | {faith} | {s.declines} | {s.echoes} | {s.seconds / n:.1f} | "
+              f"{served} |")
     if args.json:
         args.json.write_text(json.dumps({f"{m} {v}": s.answers for (m, v), s in results.items()}, ensure_ascii=False,
                                         indent=1), encoding="utf-8")

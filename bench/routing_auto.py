@@ -7,7 +7,10 @@ data, scaled to Mixtral's). The prompt's difficulty comes from the shipped prior
 the cost axis, the cost at 95 % of the best single model's quality (from the λ curve), and the operating point of
 the default knob λ = 0.25. Baselines measured in the same run: the best single model, the cheapest, random mix.
 
-    .venv/bin/python bench/routing_auto.py [--routerbench ../shared/data/routing/routerbench/train.jsonl]
+    .venv/bin/python bench/routing_auto.py [--routerbench FILE] [--latency-only]
+
+Then the latency of one decision (embedding + deciding) with 3, 11, 100 and 1,000 candidates, on 300 prompts
+(100 GSM8K, 200 MMLU test prompts, fixed random sample).
 """
 
 from __future__ import annotations
@@ -69,7 +72,15 @@ def main() -> None:
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     ap.add_argument("--routerbench", type=Path, default=None)
     ap.add_argument("--cache", type=Path, default=Path.home() / ".baimo" / "cache" / "embeddings")
+    ap.add_argument("--latency-only", action="store_true", help="only time decisions (3 to 1,000 candidates)")
     args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    gsm = [json.loads(line)["prompt"] for line in (ROOT / "bench/outcomes/gsm8k5.test.jsonl").open()]
+    _, mmlu = converters.convert("mmlu", args.shared / "data/routing/routellm")
+    sample = list(rng.choice(gsm, 100)) + [r["prompt"] for r in rng.choice(mmlu, 200)]
+    if args.latency_only:
+        latency(sample)
+        return
     rb = args.routerbench or args.shared / "data/routing/routerbench/train.jsonl"
     prior = shipped_prior()
     embedder = learned.make_embedder(prior.embedder)
@@ -101,6 +112,43 @@ def main() -> None:
               f"{'not reached' if cut is None else f'{cut:.0%}'} | "
               f"{default.quality / ref.strong_quality:.1%}, {default.cost / ref.strong_cost:.1%} | 0.500 |",
               flush=True)
+    latency(sample)
+
+
+def latency(prompts: list[str], sizes: tuple[int, ...] = (3, 11, 100, 1000)) -> None:
+    """p50/p99 ms of one `baimo/auto` decision (embed the prompt + decide) with N candidate models, against the
+    embedding alone measured in the same run (the baseline: the part every learned router pays)."""
+    import tempfile
+    import time
+
+    import yaml
+
+    from baimo.config import BaimoConfig, Settings, default_config_text
+    from baimo.routing.request import RouteRequest
+    from baimo.routing.strategies import RouterSet
+
+    home = Path(tempfile.mkdtemp(prefix="baimo-auto-lat-"))
+    strategy = None
+    print("\n| candidates | embed only p50 / p99 ms | decision p50 / p99 ms | decision / embed (p50) |")
+    print("|---|---|---|---|")
+    for n in sizes:
+        raw = yaml.safe_load(default_config_text())
+        raw["models"] = [{"id": f"r/m{i}", "kind": "openai", "base_url": "http://127.0.0.1:9/v1",
+                          "price_input": 0.05 * (i + 1), "price_output": 0.15 * (i + 1)} for i in range(n)]
+        strategy = RouterSet(BaimoConfig.model_validate(raw), Settings(home=home, models_dir=home)).strategy(
+            "baimo/auto")
+        strategy.decide(RouteRequest([{"role": "user", "content": "warm up"}]))
+        embed, decide = [], []
+        for p in prompts:
+            t0 = time.perf_counter()
+            strategy._embed(p)
+            t1 = time.perf_counter()
+            strategy.decide(RouteRequest([{"role": "user", "content": p}]))
+            t2 = time.perf_counter()
+            embed.append((t1 - t0) * 1000)
+            decide.append((t2 - t1) * 1000)
+        e50, e99, d50, d99 = (float(np.percentile(x, q)) for x in (embed, decide) for q in (50, 99))
+        print(f"| {n} | {e50:.1f} / {e99:.1f} | {d50:.1f} / {d99:.1f} | {d50 / e50:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

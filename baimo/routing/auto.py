@@ -30,6 +30,7 @@ import json
 import math
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,7 @@ LOCAL_PRICE_PER_GB = 0.05      # USD per million tokens per GB of weights: a rou
 EXPECTED_ANSWER_TOKENS = 256   # as the RouteLLM cost model; the request's max_tokens when smaller
 REFERENCE_PRICES = {"mixtral-8x7b": 0.24, "gpt-4": 24.7}  # USD per million tokens (arXiv 2406.18665)
 ABILITY_FILE = "abilities.json"
+RECHECK_S = 2.0                # seconds between checks for a newly pulled model or refitted abilities
 
 _prior_lock = threading.Lock()
 _prior: DifficultyModel | None = None
@@ -120,7 +122,7 @@ def prior_ability(m: ModelConfig, prior: DifficultyModel) -> tuple[float, str]:
         return lo, "price"
     x = (math.log(price) - math.log(REFERENCE_PRICES["mixtral-8x7b"])) / (
         math.log(REFERENCE_PRICES["gpt-4"]) - math.log(REFERENCE_PRICES["mixtral-8x7b"]))
-    return float(np.clip(lo + x * (hi - lo), lo - 1.5, hi + 0.5)), "price"
+    return min(max(lo + x * (hi - lo), lo - 1.5), hi + 0.5), "price"
 
 
 @dataclass
@@ -129,12 +131,6 @@ class Candidate:
     theta: float
     source: str          # outcomes | declared | measured | price | default-local
     routing_price: tuple[float, float]  # USD per million (input, output) tokens used to route
-
-
-def request_cost(c: Candidate, prompt_tokens: int, answer_tokens: int) -> float:
-    """Estimated USD of one request on candidate c (shadow price for local models)."""
-    pin, pout = c.routing_price
-    return (prompt_tokens * pin + answer_tokens * pout) / 1e6
 
 
 def describe_difficulty(b: float) -> str:
@@ -149,6 +145,10 @@ class AutoStrategy:
         self.routers = routers
         self._embedder: Any = None
         self._lock = threading.Lock()
+        self._cache: list[Candidate] | None = None
+        self._cache_key: tuple[Any, ...] = ()
+        self._cache_checked = 0.0
+        self._arrays: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros((0, 2)))
 
     # --- candidates -------------------------------------------------------------------------------------
 
@@ -160,6 +160,16 @@ class AutoStrategy:
                 if (wanted is None or m.id in wanted) and is_available(m, cache)]
 
     def candidates(self) -> list[Candidate]:
+        """Every available candidate with its ability and routing price. Cached: rebuilt when the refitted
+        abilities file changes, and availability (a local model pulled meanwhile) is re-checked every few seconds."""
+        path = router_dir(self.routers.settings.routers_dir, self.config.id) / ABILITY_FILE
+        now = time.monotonic()
+        if self._cache is not None and now - self._cache_checked < RECHECK_S:
+            return self._cache
+        key = (path.stat().st_mtime_ns if path.exists() else 0, tuple(m.id for m in self.model_configs()))
+        self._cache_checked = now
+        if self._cache is not None and key == self._cache_key:
+            return self._cache
         prior = shipped_prior()
         refined = load_refined(self.routers.settings.routers_dir, self.config.id)
         cache = self.routers.settings.model_cache
@@ -174,7 +184,13 @@ class AutoStrategy:
             else:
                 price = (m.price_input, m.price_output)
             out.append(Candidate(m, theta, source, price))
+        self._cache, self._cache_key = out, key
+        self._arrays = (np.array([c.theta for c in out]), np.array([c.routing_price for c in out]).reshape(-1, 2))
         return out
+
+    def invalidate(self) -> None:
+        """Forget the cached candidates (after a refit in this process)."""
+        self._cache = None
 
     def strongest(self) -> str | None:
         """The candidate with the highest ability: the 'everything to the best model' baseline."""
@@ -213,11 +229,12 @@ class AutoStrategy:
         b = self.difficulty(req.prompt) if req.prompt.strip() else -1.0
         prompt_tokens = sum(estimate_tokens(_text(m)) for m in req.messages) + 4 * len(req.messages)
         answer = EXPECTED_ANSWER_TOKENS if req.max_tokens is None else min(req.max_tokens, EXPECTED_ANSWER_TOKENS)
-        P = np.array([float(sigmoid(c.theta - b)) for c in cands])
-        C = np.array([request_cost(c, prompt_tokens, answer) for c in cands])
+        theta, price = self._arrays
+        P = sigmoid(theta - b)
+        C = (prompt_tokens * price[:, 0] + answer * price[:, 1]) / 1e6  # est. USD per candidate
         lam = DEFAULT_LAM if self.config.lam is None else self.config.lam
         U = P - lam * C / (C.max() or 1.0)
-        order = sorted(range(len(cands)), key=lambda i: (-U[i], C[i]))
+        order = [int(i) for i in np.lexsort((C, -U))]
         best = int(np.argmax(P))
         i = order[0]
         chosen = cands[i].config.id
@@ -288,4 +305,5 @@ def retrain(strategy: AutoStrategy, usage: Any) -> dict[str, Any]:
     rows = usage.outcomes(strategy.config.id)
     table = refine(strategy.config.id, strategy.routers.settings.routers_dir, strategy.candidates(), rows,
                    strategy._embed)
+    strategy.invalidate()
     return {"router": strategy.config.id, "outcomes": len(rows), "models": table}

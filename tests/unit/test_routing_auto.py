@@ -147,6 +147,7 @@ def test_retrain_refines_a_model_from_outcomes(tmp_path: Path) -> None:
                  "score": 1.0} for i in range(40)]
     table = auto.refine("baimo/auto", routers.settings.routers_dir, strategy.candidates(), outcomes, strategy._embed)
     assert table["local/qwen2.5-coder-0.5b"]["n"] == 40 and table["remote/gpt"]["n"] == 0
+    strategy.invalidate()  # as `retrain` does; another process's refit is seen within RECHECK_S
     after = {c.config.id: (c.theta, c.source) for c in strategy.candidates()}
     assert after["local/qwen2.5-coder-0.5b"][0] > before["local/qwen2.5-coder-0.5b"] + 0.5
     assert after["local/qwen2.5-coder-0.5b"][1] == "outcomes"
