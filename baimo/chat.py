@@ -19,6 +19,7 @@ from baimo.backends.registry import ModelRegistry
 from baimo.context import ContextFitter, Fitted, start_fitted
 from baimo.errors import BaimoError, ContextLengthExceeded, InvalidRequest, UpstreamError
 from baimo.metering.usage import Usage, UsageLog, cost_usd, token_details
+from baimo.privacy import PrivacyGuard, PrivateRequest, mark_private
 from baimo.routing.cascade import Attempt, logprob_confidence, run_to_end, verifier_confidence
 from baimo.routing.request import RouteRequest
 from baimo.routing.strategies import RoutePlan, RouterSet
@@ -190,9 +191,10 @@ class ChatRun:
 
 class ChatService:
     def __init__(self, registry: ModelRegistry, usage: UsageLog, conversations: ConversationStore,
-                 routers: RouterSet | None = None) -> None:
+                 routers: RouterSet | None = None, privacy: PrivacyGuard | None = None) -> None:
         self.registry = registry
         self.routers = routers
+        self.privacy = privacy  # keeps requests with personal data (or confidential ones) on premises
         self.usage = usage
         self.conversations = conversations
         self.context = ContextFitter(registry, usage)  # summarises (or drops) turns that overflow a window
@@ -201,17 +203,32 @@ class ChatService:
     async def open(self, model: str, params: GenerationParams, ctx: ChatContext) -> ChatRun:
         """Start a completion and wait for its first event: resolve routers, then try models in order."""
         started = time.perf_counter()
+        private = await self._private(params, ctx)
         if self.routers is not None and model in self.routers:
             req = RouteRequest(params.messages, persona=ctx.persona, json_mode=params.json_mode,
-                               tools=uses_tools(params))
+                               tools=uses_tools(params), private=private)
             plan = await self.routers.plan(model, req)
             ctx.route_prompt = req.prompt
             if plan.cascade is not None and not req.tools:  # a cascade judges text; tool calls go straight
                 return await self._open_cascade(model, plan, params, ctx, started)
-            return await self._open_first(model, self._with_fallbacks(plan.models), params, ctx, started,
+            return await self._open_first(model, self._with_fallbacks(plan.models, private), params, ctx, started,
                                           plan.reason)
-        return await self._open_first(model, self._with_fallbacks([model]), params, ctx, started,
-                                      f"direct -> {model}")
+        backends = self._with_fallbacks([model], private)
+        reason = f"direct -> {model}"
+        if self.privacy is not None and private is not None:
+            self.privacy.check_direct(model, private)
+            reason = self.privacy.direct_reason(model, private)
+        return await self._open_first(model, backends, params, ctx, started, reason)
+
+    async def _private(self, params: GenerationParams, ctx: ChatContext) -> PrivateRequest | None:
+        """Whether this request must stay on premises; also marks the task so that no remote backend sends it."""
+        private = None
+        if self.privacy is not None and self.privacy.active:
+            private = await asyncio.to_thread(self.privacy.inspect, params.messages, api_key_id=ctx.api_key_id,
+                                              persona=ctx.persona)
+        mark_private(private)
+        return private
+
 
     async def open_fixed(self, requested: str, backend: Backend, params: GenerationParams, ctx: ChatContext,
                          reason: str) -> ChatRun:
@@ -219,13 +236,16 @@ class ChatService:
         return await self._open_first(requested, [backend], params, ctx, time.perf_counter(),
                                       f"{reason} -> {backend.config.id}")
 
-    def _with_fallbacks(self, model_ids: list[str]) -> list[Backend]:
-        """Each model followed by its own configured fallbacks, each model once."""
+    def _with_fallbacks(self, model_ids: list[str], private: PrivateRequest | None = None) -> list[Backend]:
+        """Each model followed by its own configured fallbacks, each model once (for a private request, only
+        fallbacks on premises)."""
         order: list[str] = []
         for mid in model_ids:
             for m in [mid, *self.registry.get(mid).config.fallbacks]:
                 if m not in order:
                     order.append(m)
+        if self.privacy is not None:
+            order = self.privacy.fallbacks(order, model_ids, private)
         return [self.registry.get(m) for m in order]
 
     async def _open_first(self, requested: str, backends: list[Backend], params: GenerationParams, ctx: ChatContext,

@@ -147,6 +147,8 @@ GroundedOpt = Annotated[bool | None, typer.Option("--grounded/--not-grounded",
 MinRelevanceOpt = Annotated[float | None, typer.Option(help="Grounded mode's similarity threshold.")]
 TopKOpt = Annotated[int | None, typer.Option(help="Passages per answer.")]
 BudgetOpt = Annotated[float | None, typer.Option(help="Monthly budget in USD.")]
+ConfidentialOpt = Annotated[bool | None, typer.Option("--confidential/--not-confidential",
+                                                      help="Serve its requests only with models on premises.")]
 
 
 def _persona_fields(**options: Any) -> dict[str, Any]:
@@ -159,18 +161,20 @@ def _show_persona(p: Any, as_json: bool) -> None:
     else:
         kb = ", ".join(p.knowledge or []) or "none"
         budget = f"${p.budget_usd:.2f}/month" if p.budget_usd is not None else "none"
-        typer.echo(f"{p.id}  model={p.model or '(default)'}  knowledge={kb}  grounded={p.grounded}  budget={budget}")
+        typer.echo(f"{p.id}  model={p.model or '(default)'}  knowledge={kb}  grounded={p.grounded}  budget={budget}"
+                   + ("  confidential" if p.confidential else ""))
 
 
 @persona_app.command("create")
 def persona_create(name: str, instructions: InstructionsOpt = None, description: DescriptionOpt = None,
                    model: ModelOpt = None, temperature: TemperatureOpt = None, knowledge: KnowledgeOpt = None,
                    grounded: GroundedOpt = False, min_relevance: MinRelevanceOpt = None, top_k: TopKOpt = None,
-                   budget: BudgetOpt = None, as_json: JsonOpt = False) -> None:
+                   budget: BudgetOpt = None, confidential: ConfidentialOpt = False, as_json: JsonOpt = False) -> None:
     """Create a persona."""
     p = app_state().personas.create(name, **_persona_fields(
         instructions=instructions, description=description, model=model, temperature=temperature,
-        knowledge=knowledge, grounded=grounded, min_relevance=min_relevance, top_k=top_k, budget_usd=budget))
+        knowledge=knowledge, grounded=grounded, min_relevance=min_relevance, top_k=top_k, budget_usd=budget,
+        confidential=confidential))
     _show_persona(p, as_json)
 
 
@@ -178,11 +182,12 @@ def persona_create(name: str, instructions: InstructionsOpt = None, description:
 def persona_update(name: str, instructions: InstructionsOpt = None, description: DescriptionOpt = None,
                    model: ModelOpt = None, temperature: TemperatureOpt = None, knowledge: KnowledgeOpt = None,
                    grounded: GroundedOpt = None, min_relevance: MinRelevanceOpt = None, top_k: TopKOpt = None,
-                   budget: BudgetOpt = None, as_json: JsonOpt = False) -> None:
+                   budget: BudgetOpt = None, confidential: ConfidentialOpt = None, as_json: JsonOpt = False) -> None:
     """Change some of a persona's fields."""
     p = app_state().personas.update(name, **_persona_fields(
         instructions=instructions, description=description, model=model, temperature=temperature,
-        knowledge=knowledge, grounded=grounded, min_relevance=min_relevance, top_k=top_k, budget_usd=budget))
+        knowledge=knowledge, grounded=grounded, min_relevance=min_relevance, top_k=top_k, budget_usd=budget,
+        confidential=confidential))
     _show_persona(p, as_json)
 
 

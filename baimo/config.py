@@ -260,6 +260,21 @@ class RouterConfig(BaseModel):
         return out
 
 
+class PrivacyConfig(BaseModel):
+    """Privacy routing: requests carrying personal data stay on local or on-premises models (baimo/privacy.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["local_only", "off"] = Field(default="local_only", description="local_only: a private request "
+                                               "is served only by models on premises; off: no detection")
+    entities: list[str] | None = Field(default=None, description="kinds of personal data that make a request "
+                                       "private (PERSON, PHONE_NUMBER, EMAIL_ADDRESS, CN_RESIDENT_ID, ...; "
+                                       "default: all that baimo/privacy.py knows)")
+    min_score: float = Field(default=0.4, ge=0, le=1, description="detector score (0..1) a finding needs to count")
+    enforce_direct: bool = Field(default=False, description="also refuse a private request that names a remote "
+                                 "model (a confidential key or persona always does)")
+
+
 class BaimoConfig(BaseModel):
     """The contents of baimo.yaml."""
 
@@ -272,6 +287,7 @@ class BaimoConfig(BaseModel):
     embedders: list[EmbedderConfig] = Field(default_factory=list)
     knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
     context: ContextConfig = Field(default_factory=ContextConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     @model_validator(mode="after")
     def _check_references(self) -> BaimoConfig:

@@ -22,7 +22,7 @@ from baimo.store.tables import Persona, utcnow
 
 PREFIX = "persona/"
 FIELDS = ("description", "instructions", "model", "temperature", "knowledge", "grounded", "min_relevance",
-          "top_k", "budget_usd")
+          "top_k", "budget_usd", "confidential")
 
 
 @dataclass
@@ -37,6 +37,7 @@ class PersonaSpec:
     min_relevance: float | None = None  # None = knowledge.min_relevance from baimo.yaml
     top_k: int | None = None
     budget_usd: float | None = None     # per calendar month (UTC); None = no limit
+    confidential: bool = False          # its requests are served only by models on premises (baimo/privacy.py)
 
     @property
     def id(self) -> str:
@@ -65,7 +66,7 @@ def _spec(row: Persona) -> PersonaSpec:
     return PersonaSpec(name=row.name, description=row.description, instructions=row.instructions, model=row.model,
                        temperature=row.temperature, knowledge=json.loads(row.knowledge or "[]"),
                        grounded=row.grounded, min_relevance=row.min_relevance, top_k=row.top_k,
-                       budget_usd=row.budget_usd)
+                       budget_usd=row.budget_usd, confidential=row.confidential)
 
 
 class PersonaStore:
@@ -118,7 +119,7 @@ class PersonaStore:
                 value = json.dumps(list(value or []))
             elif key in ("description", "instructions") and value is None:
                 value = ""
-            elif key == "grounded":
+            elif key in ("grounded", "confidential"):
                 value = bool(value)
             setattr(row, key, value)
         row.updated_at = utcnow()
@@ -161,6 +162,11 @@ class PersonaStore:
                     row.updated_at = utcnow()
                     changed.append(row.name)
         return changed
+
+    def is_confidential(self, name: str) -> bool:
+        """True when a persona of that name exists and is marked confidential."""
+        with self.db.session() as s:
+            return bool(s.scalar(select(Persona.confidential).where(Persona.name == name)))
 
     def resolve(self, model_id: str) -> PersonaSpec | None:
         """The persona a `persona/<name>` id names (404 if none), or None for any other id."""

@@ -293,6 +293,7 @@ class PersonaFields(Strict):
     min_relevance: Annotated[float, Field(ge=-1, le=1)] | None = None
     top_k: Annotated[int, Field(ge=1, le=50)] | None = None
     budget_usd: Annotated[float, Field(ge=0)] | None = None
+    confidential: bool | None = Field(default=None, description="served only by models on premises")
 
 
 class PersonaCreate(PersonaFields):

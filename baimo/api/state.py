@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from baimo.knowledge.retrieval import Retriever
 from baimo.metering.keys import KeyStore
 from baimo.metering.usage import UsageLog
 from baimo.personas import PersonaStore
+from baimo.privacy import PrivacyGuard
 from baimo.routing.strategies import RouterSet
 from baimo.store.conversations import ConversationStore
 from baimo.store.database import Database
@@ -55,10 +57,13 @@ class AppState:
         routers = RouterSet(config, settings, embedders=embedders.all())
         knowledge = KnowledgeService(db, embedders, config.knowledge, settings.knowledge_dir)
         retriever = Retriever(knowledge)
-        chat = ChatService(models, usage, conversations, routers)
         personas = PersonaStore(db, check_model=lambda m: None, check_knowledge=knowledge.get)
+        keys = KeyStore(db)
+        privacy = PrivacyGuard(config.privacy, {m.id: m for m in config.models}, keys.is_confidential,
+                               personas.is_confidential)
+        chat = ChatService(models, usage, conversations, routers, privacy=privacy)
         state = cls(settings=settings, config=config, db=db, models=models, routers=routers,
-                    embedders=embedders, conversations=conversations, usage=usage, keys=KeyStore(db), chat=chat,
+                    embedders=embedders, conversations=conversations, usage=usage, keys=keys, chat=chat,
                     knowledge=knowledge, retriever=retriever, ingest_jobs=IngestJobs(Ingestor(knowledge)),
                     personas=personas, assistant=Assistant(chat, personas, knowledge, retriever, usage,
                                                            config.knowledge, models.default_id))
@@ -88,6 +93,8 @@ class AppState:
         if self.settings.load_models_at_start:
             for backend in self.models:
                 await backend.start()
+        if self.chat.privacy is not None:  # load the personal-data detector (Presidio, jieba: seconds) off the loop
+            self._warm = asyncio.create_task(asyncio.to_thread(self.chat.privacy.warm))
         self.ready = True
 
     async def close(self) -> None:

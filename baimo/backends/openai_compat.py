@@ -23,6 +23,7 @@ from baimo.backends.base import Finish, GenerationParams, StreamEvent, TextDelta
 from baimo.backends.capabilities import check_content_parts
 from baimo.config import ModelConfig, Settings
 from baimo.errors import InvalidRequest, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from baimo.privacy import refuse_if_private
 
 RETRY_BACKOFF_S = 0.2
 
@@ -114,6 +115,7 @@ class OpenAICompatBackend:
         return await self._post(self._url, self._body(params))
 
     async def _post(self, url: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
+        refuse_if_private(self.config)  # a private request never leaves for a remote server (baimo/privacy.py)
         await self.start()
         assert self._session is not None
         attempt = 0

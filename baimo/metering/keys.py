@@ -1,4 +1,7 @@
-"""API keys: created once and shown once, stored as SHA-256 hashes; any active key turns authentication on."""
+"""API keys: created once and shown once, stored as SHA-256 hashes; any active key turns authentication on.
+
+A key created confidential has every request it makes served only by models on premises (baimo/privacy.py).
+"""
 
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ def _hash(key: str) -> str:
 
 def _key_dict(k: ApiKey) -> dict[str, Any]:
     return {"id": k.id, "name": k.name, "prefix": k.prefix, "created_at": k.created_at.isoformat(),
-            "revoked": k.revoked_at is not None}
+            "revoked": k.revoked_at is not None, "confidential": bool(k.confidential)}
 
 
 class KeyStore:
@@ -31,12 +34,13 @@ class KeyStore:
         self.db = db
         self._enabled: bool | None = None
         self._checked = 0.0
+        self._confidential: dict[str, bool] = {}  # key id -> flag (fixed at creation, so safe to remember)
 
-    def create(self, name: str) -> tuple[dict[str, Any], str]:
-        """A new key; the secret is returned only here."""
+    def create(self, name: str, *, confidential: bool = False) -> tuple[dict[str, Any], str]:
+        """A new key; the secret is returned only here. A confidential key's requests stay on premises."""
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         with self.db.session() as s:
-            k = ApiKey(name=name, prefix=secret[:10], key_hash=_hash(secret))
+            k = ApiKey(name=name, prefix=secret[:10], key_hash=_hash(secret), confidential=confidential)
             s.add(k)
             s.flush()
             record = _key_dict(k)
@@ -79,4 +83,12 @@ class KeyStore:
             k = s.scalar(select(ApiKey).where(ApiKey.key_hash == _hash(token)))
         if k is None or k.revoked_at is not None:
             raise AuthenticationError("Incorrect API key provided.")
+        self._confidential[k.id] = bool(k.confidential)
         return k.id
+
+    def is_confidential(self, key_id: str) -> bool:
+        """True when the key was created confidential."""
+        if key_id not in self._confidential:
+            with self.db.session() as s:
+                self._confidential[key_id] = bool(s.scalar(select(ApiKey.confidential).where(ApiKey.id == key_id)))
+        return self._confidential[key_id]

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from baimo.backends.base import message_text
+
+if TYPE_CHECKING:
+    from baimo.privacy import PrivateRequest
 
 # Unicode ranges that name a script well enough to route by language without a model.
 _SCRIPTS: tuple[tuple[str, str], ...] = (
@@ -42,6 +45,7 @@ class RouteRequest:
     json_mode: bool = False
     tools: bool = False  # the request offers tools, or its history has tool calls
     trail: list[str] = field(default_factory=list)  # routers already visited (loops are config errors)
+    private: PrivateRequest | None = None  # set when the request must stay on premises (baimo/privacy.py)
 
     @cached_property
     def prompt(self) -> str:

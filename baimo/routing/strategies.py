@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from baimo.config import BaimoConfig, RouterConfig, Settings
 from baimo.errors import ConfigError, NotFound, UpstreamUnavailable
+from baimo.privacy import keep_private
 from baimo.routing.request import RouteRequest
 from baimo.routing.rules import first_match
 
@@ -66,8 +67,12 @@ class RouterSet:
     async def plan(self, router_id: str, req: RouteRequest) -> RoutePlan:
         if router_id in req.trail:
             raise ConfigError(f"router loop: {' -> '.join(req.trail + [router_id])}")
+        top = not req.trail
         req.trail.append(router_id)
-        return await self._strategies[router_id].plan(req)
+        plan = await self._strategies[router_id].plan(req)
+        if top and req.private is not None:  # personal data or a confidential caller: models on premises only
+            plan = keep_private(plan, req.private, {m.id: m for m in self.config.models}, self.candidates(router_id))
+        return plan
 
     async def resolve(self, target: str, req: RouteRequest, reason: str) -> RoutePlan:
         """A target of a rule or default: a router (delegate, keeping the reason) or a model."""

@@ -121,6 +121,7 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(128), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    confidential: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")  # on-premises models only
 
 
 class KnowledgeBase(Base):
@@ -172,5 +173,6 @@ class Persona(Base):
     min_relevance: Mapped[float | None] = mapped_column(Float)
     top_k: Mapped[int | None] = mapped_column(Integer)
     budget_usd: Mapped[float | None] = mapped_column(Float)  # per calendar month (UTC)
+    confidential: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")  # on-premises models only
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
