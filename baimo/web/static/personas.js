@@ -23,6 +23,7 @@ export function mountPersonas({ api, toast }) {
     temperature: $("persona-temperature"),
     knowledge: $("persona-knowledge-list"),
     grounded: $("persona-grounded"),
+    confidential: $("persona-confidential"),
     minRelevance: $("persona-min-relevance"),
     topK: $("persona-top-k"),
     budget: $("persona-budget"),
@@ -91,6 +92,7 @@ export function mountPersonas({ api, toast }) {
         h("span", { class: "persona-avatar", "aria-hidden": "true" }, p.name.slice(0, 1).toUpperCase()),
         h("div", { class: "persona-id" }, h("strong", { class: "persona-name" }, p.name), h("code", {}, p.id || PREFIX + p.name)),
         p.grounded ? h("span", { class: "badge badge-ok", "data-testid": "persona-grounded-badge", title: "Declines when its knowledge has nothing relevant" }, "Grounded") : null,
+        p.confidential ? h("span", { class: "badge", "data-testid": "persona-confidential-badge", title: "Answered only by models on premises" }, "Confidential") : null,
       ),
       p.description ? h("p", { class: "persona-desc muted" }, p.description) : null,
       h(
@@ -167,6 +169,7 @@ export function mountPersonas({ api, toast }) {
       temperature: numberOrNull(el.temperature),
       knowledge: currentChoices().knowledge,
       grounded: el.grounded.checked,
+      confidential: el.confidential.checked,
       min_relevance: numberOrNull(el.minRelevance),
       top_k: numberOrNull(el.topK),
       budget_usd: numberOrNull(el.budget),
@@ -199,6 +202,7 @@ export function mountPersonas({ api, toast }) {
     el.instructions.value = p.instructions || "";
     setNumber(el.temperature, p.temperature);
     el.grounded.checked = !!p.grounded;
+    el.confidential.checked = !!p.confidential;
     setNumber(el.minRelevance, p.min_relevance);
     setNumber(el.topK, p.top_k);
     setNumber(el.budget, p.budget_usd);
