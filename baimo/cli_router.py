@@ -121,7 +121,8 @@ def train(data: DataOpt, name: Annotated[str, typer.Option("--name", help="Route
         router, P_oof = learned.train(outcomes.prompts, outcomes.models, outcomes.scores, outcomes.costs, E,
                                       tail_chars=tail_chars, progress=progress, model_id=learned.embedder_id(kind))
     cal = calibrate(router, P_oof, outcomes.prompts, outcomes.scores, outcomes.costs,
-                    target_quality=target_quality, max_cost=max_cost, source=f"out-of-fold:{data}")
+                    target_quality=target_quality, max_cost=max_cost, source=f"out-of-fold:{data}",
+                    C_pred=router.oof_costs)
     router.save(path)
     summary = {"name": name, "path": str(path), "models": router.models, "embedder": router.embedder,
                "tail_chars": router.tail_chars, "lambda": router.lam,
@@ -166,6 +167,37 @@ def retrain_cmd(name: str, as_json: JsonOpt = False) -> None:
         print_json(summary)
 
 
+@router_app.command("add-model")
+def add_model_cmd(model: Annotated[str, typer.Argument(help="Id of the model to add, as in the data's `scores`.")],
+                  router_name: Annotated[str, typer.Option("--router", help="Trained router to add it to.")],
+                  data: DataOpt, prices: PricesOpt = None, as_json: JsonOpt = False) -> None:
+    """Add a model to a trained router from its outcomes on a few prompts (≤ 200 suffice; other models'
+    scores in the file are ignored). λ is kept; re-pick it with `calibrate` on held-out outcomes."""
+    from baimo.routing.newmodel import add_model
+
+    router = _open(router_name)
+    outcomes = _load_few(data, prices)
+    if model not in outcomes.models:
+        raise InvalidRequest(f"{data}: no scores for {model!r} (found {', '.join(outcomes.models)})")
+    if model in router.models:
+        raise InvalidRequest(f"the router already routes to {model!r}")
+    j = outcomes.models.index(model)
+    with _progress() as progress:
+        X = router.embed(outcomes.prompts, cache_dir=_cache_dir(), progress=progress)
+    summary = add_model(router, model, outcomes.prompts, outcomes.scores[:, j], outcomes.costs[:, j], X=X)
+    router.save(_router_dir(router_name))
+    err.print(f"router {router_name}: added {model} from {len(outcomes)} labelled prompts "
+              f"({summary['in_memory']} of them in its memory); mean score {summary['mean_score']:.3f}")
+    if as_json:
+        print_json(summary)
+
+
+def _load_few(data: Path, prices: Path | None) -> Any:
+    from baimo.routing.outcomes import load_outcomes, load_prices
+
+    return load_outcomes(data, load_prices(prices) if prices else None, min_models=1)
+
+
 @router_app.command("calibrate")
 def calibrate_cmd(name: str, data: DataOpt, target_quality: QualityOpt = None, max_cost: CostOpt = None,
                   prices: PricesOpt = None, as_json: JsonOpt = False) -> None:
@@ -181,7 +213,7 @@ def calibrate_cmd(name: str, data: DataOpt, target_quality: QualityOpt = None, m
     with _progress() as progress:
         E = router.embed(outcomes.prompts, cache_dir=_cache_dir(), progress=progress)
     cal = calibrate(router, router.probabilities(E), outcomes.prompts, Y, C, target_quality=target_quality,
-                    max_cost=max_cost, source=f"held-out:{data}")
+                    max_cost=max_cost, source=f"held-out:{data}", X=E)
     router.save(_router_dir(name))
     exp = cal["expected"]
     err.print(f"router {name}: λ={router.lam:.4g}, held-out quality {exp['quality']:.4f} at ${exp['cost']:.6g}"
@@ -207,7 +239,7 @@ def decide(name: str, data: DataOpt, target_quality: QualityOpt = None, max_cost
     outcomes = load_outcomes(data, need_scores=False)
     with _progress() as progress:
         E = router.embed(outcomes.prompts, cache_dir=_cache_dir(), progress=progress)
-    choice = router.choose_index(router.probabilities(E), router.predicted_costs(outcomes.prompts), lam)
+    choice = router.choose_index(router.probabilities(E), router.predicted_costs(outcomes.prompts, E), lam)
     chosen = [router.models[int(j)] for j in choice]
     err.print(f"λ={lam:.4g}: " + ", ".join(f"{m} {chosen.count(m)}" for m in router.models))
     if as_json:
@@ -230,7 +262,7 @@ def bench(name: str, data: DataOpt, prices: PricesOpt = None, as_json: JsonOpt =
     with _progress() as progress:
         E = router.embed(outcomes.prompts, cache_dir=_cache_dir(), progress=progress)
     report = {"router": name, "data": str(data), **bench_report(router, router.probabilities(E), outcomes.prompts,
-                                                                 Y, C, quality_frac)}
+                                                                 Y, C, quality_frac, X=E)}
     if plot:
         from baimo.routing.plot import plot_bench
 

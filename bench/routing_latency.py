@@ -2,6 +2,13 @@
 
     .venv/bin/python bench/routing_latency.py [--router NAME | --embedder use|e5 --train-on gsm8k|mmlu]
                                               [--n 300] [--tail-chars N]
+    .venv/bin/python bench/routing_latency.py --candidates 10 100 1000 [--n 300]    # many candidate models
+
+--candidates: one decision among N models on RouterBench prompts (../shared/data/routing/routerbench, long
+few-shot prompts: the worst case for embedding). First the real router trained on RouterBench's 11 models,
+then synthetic routers of N models over the same 2,205-prompt kNN memory (random outcomes, costs and
+logistic weights: timing only), all with the default hyper-parameters' shape (blend of logistic regression
+and kNN, distance-weighted, kNN costs), so every step of a real decision runs.
 
 Uses BAIMO_HOME/routers/NAME (and the embedder it was trained with) if given, else trains a router on
 GSM8K's (or MMLU's: 7k prompts of kNN memory) train split first with --embedder (default use). Prompts
@@ -12,6 +19,7 @@ cache), after a warm-up; the embedder runs on one thread, as in the server.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import statistics
@@ -19,12 +27,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from baimo.config import Settings  # noqa: E402
 from baimo.routing import learned  # noqa: E402
 from baimo.routing.converters import convert  # noqa: E402
-from baimo.routing.outcomes import parse_outcome_lines  # noqa: E402
+from baimo.routing.outcomes import load_outcomes, parse_outcome_lines  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -38,6 +48,61 @@ def sample(prompts: list[str], n: int) -> list[str]:
     return rng.sample(prompts, min(n, len(prompts)))
 
 
+ROUTERBENCH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "routing" / "routerbench" / "train.jsonl"
+
+
+def synthetic(real: learned.LearnedRouter, m: int, seed: int = 0) -> learned.LearnedRouter:
+    """A router of m models over `real`'s kNN memory and input width: random outcomes, costs and weights."""
+    rng = np.random.default_rng(seed)
+    n, width = len(real.knn_E), len(real.mu)
+    return dataclasses.replace(
+        real, models=[f"model-{j}" for j in range(m)], W=rng.normal(0, 0.05, (m, width + 1)),
+        knn_Y=(rng.random((n, m)) < 0.6).astype(np.float64), knn_C=rng.lognormal(-8, 1, (n, m)),
+        cost_a=rng.lognormal(-8, 1, m), cost_b=np.zeros(m),
+        hyper=learned.Hyper(l2=30, k=200, blend=0.25, tau=0.1, cost_k=learned.COST_K))
+
+
+def time_decisions(router: learned.LearnedRouter, prompts: list[str]) -> dict[str, list[float]]:
+    """ms per prompt of: embedding the tail (fresh, no cache), scoring (P and costs) + deciding, and both."""
+    for p in prompts[:5]:
+        router.choose(p)  # warm-up: load the embedder, fault pages in
+    out: dict[str, list[float]] = {"embed prompt tail": [], "score + decide": [], "total": []}
+    for p in prompts:
+        t0 = time.perf_counter()
+        X = router.embed([p])
+        t1 = time.perf_counter()
+        router.choose_index(router.probabilities(X), router.predicted_costs([p], X))
+        t2 = time.perf_counter()
+        out["embed prompt tail"].append((t1 - t0) * 1e3)
+        out["score + decide"].append((t2 - t1) * 1e3)
+        out["total"].append((t2 - t0) * 1e3)
+    return out
+
+
+def many_candidates(counts: list[int], n: int) -> None:
+    o = load_outcomes(ROUTERBENCH)
+    home = Settings().home
+    kind = learned.DEFAULT_EMBEDDER
+    model_id, tail = learned.embedder_id(kind), learned.default_tail_chars(kind)
+    E = learned.embed_prompts(o.prompts, learned.make_embedder(kind), model_id=model_id, tail_chars=tail,
+                              cache_dir=home / "cache" / "embeddings")
+    real, _ = learned.train(o.prompts, o.models, o.scores, o.costs, E, model_id=model_id, tail_chars=tail)
+    prompts = sample(o.prompts, n)
+    lengths = sorted(len(p) for p in prompts)
+    print(f"RouterBench prompts: {len(prompts)} of {lengths[len(lengths) // 2]} chars at p50, {pct(lengths, 0.99)} "
+          f"at p99 (tail {tail} embedded); kNN memory {len(real.knn_E)} prompts; real router hyper {real.hyper}")
+    print("| candidates | embed p50 / p99 ms | score + decide p50 / p99 ms | total p50 / p99 ms |")
+    print("|---|---|---|---|")
+    routers = [("11 (RouterBench, real)", real)] + [(f"{m} (synthetic)", synthetic(real, m)) for m in counts]
+    base = None
+    for label, router in routers:
+        t = time_decisions(router, prompts)
+        base = base or statistics.median(t["score + decide"])
+        cells = [f"{statistics.median(v):.2f} / {pct(v, 0.99):.2f}" for v in t.values()]
+        ratio = statistics.median(t["score + decide"]) / base
+        print(f"| {label} | {cells[0]} | {cells[1]} (×{ratio:.1f} of 11) | {cells[2]} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--router", help="name of a trained router in BAIMO_HOME/routers")
@@ -47,7 +112,12 @@ def main() -> None:
                     help="data of the router trained here when --router is not given")
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--tail-chars", type=int, default=None, help="override the router's prompt tail length")
+    ap.add_argument("--candidates", type=int, nargs="+", help="time one decision among this many models "
+                    "(synthetic, after the real 11-model RouterBench router)")
     args = ap.parse_args()
+    if args.candidates:
+        many_candidates(args.candidates, args.n)
+        return
     home = Settings().home
     if args.router:
         router = learned.LearnedRouter.load(home / "routers" / args.router)
@@ -62,19 +132,7 @@ def main() -> None:
         router.tail_chars = args.tail_chars
     prompts = sample([r["prompt"] for r in convert("mmlu")[1]], args.n // 2) + \
         sample([r["prompt"] for r in convert("gsm8k")[1]], args.n - args.n // 2)
-    for p in prompts[:5]:
-        router.choose(p)  # warm-up: load the embedder, fault pages in
-    embed_ms, score_ms, total_ms = [], [], []
-    for p in prompts:
-        t0 = time.perf_counter()
-        E = router.embed([p])
-        t1 = time.perf_counter()
-        P = router.probabilities(E)
-        router.choose_index(P, router.predicted_costs([p]))
-        t2 = time.perf_counter()
-        embed_ms.append((t1 - t0) * 1e3)
-        score_ms.append((t2 - t1) * 1e3)
-        total_ms.append((t2 - t0) * 1e3)
+    times = time_decisions(router, prompts)
     t0 = time.perf_counter()
     for p in prompts[:50]:
         router.choose(p)
@@ -85,7 +143,7 @@ def main() -> None:
           f"{lengths[len(lengths) // 2]} chars at p50, {pct(lengths, 0.99)} at p99")
     print("| step | p50 ms | p99 ms | mean ms |")
     print("|---|---|---|---|")
-    for name, v in (("embed prompt tail", embed_ms), ("score + decide", score_ms), ("total", total_ms)):
+    for name, v in times.items():
         print(f"| {name} | {statistics.median(v):.2f} | {pct(v, 0.99):.2f} | {statistics.fmean(v):.2f} |")
     print(f"| router.choose() (mean of 50) | | | {choose_ms:.2f} |")
 

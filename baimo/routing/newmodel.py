@@ -4,12 +4,15 @@ A router's kNN memory holds, for every training prompt, the outcome of each know
 is the prompt's representation in "model space" (the row of the prompts × models matrix that RouteLLM's matrix
 factorisation and EmbedLLM factorise). A new model is represented by a small logistic regression on it,
 
-    P(new model answers prompt i well) = σ(a · y_i + b),   y_i = the known models' outcomes on prompt i,
+    P(new model answers prompt i well) = σ(a · y_i + c · logit(q_i) + b),
 
-(a ∈ R^m: the new model's embedding in the space of the known models, b its bias), fitted on the ≤ 200 prompts
-labelled for it. The fitted model then fills the new model's column of the kNN memory with soft labels (its
+y_i = the known models' outcomes on prompt i, (a ∈ R^m: the new model's embedding in the space of the known
+models, b its bias), q_i = the mean outcome of the new model on the labelled prompts nearest to prompt i (its
+own kNN, leave-one-out for the labelled ones: what the outcome vector cannot tell apart, e.g. two tasks every
+known model finds equally hard, the prompt embedding can), fitted on the ≤ 200 prompts labelled for it.
+The fitted model then fills the new model's column of the kNN memory with soft labels (its
 actual labels where a labelled prompt is in the memory), and its logistic-regression row is fitted on those, so
-the new model is routed like the others with m + 1 parameters learned instead of a whole per-model classifier.
+the new model is routed like the others with m + 2 parameters learned instead of a whole per-model classifier.
 Its costs are imputed the same way: a least-squares line of log cost on the known models' log costs.
 """
 
@@ -50,6 +53,22 @@ def choose_l2(Z: np.ndarray, y: np.ndarray, grid: Sequence[float] = IMPUTE_L2_GR
     return min(grid, key=loss)
 
 
+FEW_K = 10  # neighbours among the labelled prompts for q_i
+
+
+def few_knn(E_few: np.ndarray, y: np.ndarray, E: np.ndarray, exclude: np.ndarray) -> np.ndarray:
+    """logit of the mean label of the FEW_K labelled prompts most similar to each row of E; `exclude[r]` is the
+    labelled prompt row r must not see (itself), or −1. Shrunk towards the mean label by one pseudo-count."""
+    S = E @ E_few.T
+    hit = exclude >= 0
+    S[np.flatnonzero(hit), exclude[hit]] = -np.inf
+    k = max(1, min(FEW_K, len(y) - 1))
+    top = np.argpartition(-S, k - 1, axis=1)[:, :k]
+    q = (y[top].sum(axis=1) + y.mean()) / (k + 1)
+    q = np.clip(q, 0.02, 0.98)
+    return np.log(q / (1 - q))
+
+
 def _filled(Y: np.ndarray) -> np.ndarray:
     """Y with missing labels (NaN) replaced by the column mean."""
     return np.where(np.isnan(Y), np.nanmean(Y, axis=0), Y)
@@ -79,10 +98,15 @@ def add_model(router: LearnedRouter, name: str, prompts: Sequence[str], scores: 
     Z = router.probabilities(X)
     Y_mem = _filled(router.knn_Y.astype(np.float64))
     Z[rows >= 0] = Y_mem[rows[rows >= 0]]
+    E_few = X[:, :d].astype(np.float64)
+    Z = np.hstack([Z, few_knn(E_few, scores, E_few, np.arange(len(scores)))[:, None]])
     if l2 is None:
         l2 = choose_l2(Z, scores)
     w = fit_logistic(Z, scores[:, None], l2)[0]
-    imputed = predict_logistic(w[None, :], Y_mem)[:, 0]
+    exclude = np.full(len(Y_mem), -1)
+    exclude[rows[rows >= 0]] = np.flatnonzero(rows >= 0)
+    q_mem = few_knn(E_few, scores, router.knn_E.astype(np.float64), exclude)
+    imputed = predict_logistic(w[None, :], np.hstack([Y_mem, q_mem[:, None]]))[:, 0]
     imputed[rows[rows >= 0]] = scores[rows >= 0]
     router.knn_Y = np.hstack([router.knn_Y, imputed[:, None]])
     # costs: log-linear in the known models' log costs (answer length is shared across models), else the mean
@@ -114,9 +138,10 @@ def add_model(router: LearnedRouter, name: str, prompts: Sequence[str], scores: 
         row = np.zeros(router.W.shape[1])
     router.W = np.vstack([router.W, row])
     router.models = [*router.models, name]
-    embedding = {m: round(float(v), 4) for m, v in zip(router.models[:-1], w[:-1], strict=True)}
+    embedding = {m: round(float(v), 4) for m, v in zip(router.models[:-1], w[:-2], strict=True)}
     summary = {"model": name, "labelled": len(prompts), "in_memory": int((rows >= 0).sum()),
                "mean_score": round(float(scores.mean()), 4), "imputed_mean": round(float(imputed.mean()), 4),
-               "model_embedding": embedding, "bias": round(float(w[-1]), 4), "l2": l2}
+               "model_embedding": embedding, "own_knn_weight": round(float(w[-2]), 4),
+               "bias": round(float(w[-1]), 4), "l2": l2}
     router.stats.setdefault("added_models", {})[name] = summary
     return summary

@@ -103,8 +103,10 @@ def _number_map(obj: dict, key: str, where: str, lo: float | None, hi: float | N
 
 
 def parse_outcome_lines(lines: list[str], source: str = "<data>", prices: dict[str, Price] | None = None,
-                        *, need_scores: bool = True) -> OutcomeSet:
-    """Parse outcome lines; with need_scores=False only `prompt` is read (for routing decisions)."""
+                        *, need_scores: bool = True, min_models: int = 2) -> OutcomeSet:
+    """Parse outcome lines; with need_scores=False only `prompt` is read (for routing decisions).
+
+    min_models: scored models every line needs (1 for the outcomes of a model added to a router)."""
     prices = prices or {}
     prompts: list[str] = []
     score_rows: list[dict[str, float]] = []
@@ -147,14 +149,15 @@ def parse_outcome_lines(lines: list[str], source: str = "<data>", prices: dict[s
     if not need_scores:
         return OutcomeSet(prompts, [], np.zeros((len(prompts), 0)), np.zeros((len(prompts), 0)), source, prices)
     assert models is not None
-    if len(models) < 2:
-        raise InvalidRequest(f"{source}: routing needs scores for at least two models, found {models}")
+    if len(models) < min_models:
+        raise InvalidRequest(f"{source}: routing needs scores for at least {min_models} models, found {models}")
     s = np.array([[r[m] for m in models] for r in score_rows], dtype=np.float64)
     c = np.array([[r[m] for m in models] for r in cost_rows], dtype=np.float64)
     return OutcomeSet(prompts, models, s, c, source, prices)
 
 
-def load_outcomes(path: Path, prices: dict[str, Price] | None = None, *, need_scores: bool = True) -> OutcomeSet:
+def load_outcomes(path: Path, prices: dict[str, Price] | None = None, *, need_scores: bool = True,
+                  min_models: int = 2) -> OutcomeSet:
     """Read and validate an outcome JSONL file."""
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -163,7 +166,7 @@ def load_outcomes(path: Path, prices: dict[str, Price] | None = None, *, need_sc
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"{path}: cannot read: {exc}") from exc
     # split on "\n" only: str.splitlines() would also break inside prompts at U+2028, U+0085, \x1c ...
-    return parse_outcome_lines(text.split("\n"), str(path), prices, need_scores=need_scores)
+    return parse_outcome_lines(text.split("\n"), str(path), prices, need_scores=need_scores, min_models=min_models)
 
 
 def write_outcomes(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -110,3 +110,26 @@ def test_bad_input_is_one_line_and_exit_1(files: tuple[Path, Path], tmp_path: Pa
     assert out.returncode == 1 and "no such file" in out.stderr
     out = run("train", "--data", str(files[0]), "--name", "x", "--embedder", "bert")
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and "unknown router embedder 'bert'" in out.stderr
+
+
+def test_add_model_from_a_few_labels(files: tuple[Path, Path], tmp_path: Path) -> None:
+    """A router trained on tiny and big learns from 60 labelled prompts where `mid` is enough (translations)."""
+    only = [{**r, "scores": {m: r["scores"][m] for m in ("tiny", "big")},
+             "costs": {m: r["costs"][m] for m in ("tiny", "big")}} for r in synthetic(150, 0)]
+    assert run("train", "--data", str(write(tmp_path / "pair.jsonl", only)), "--name", "pair").returncode == 0
+    few = [{"prompt": r["prompt"], "scores": {"mid": r["scores"]["mid"]}, "costs": {"mid": MODELS["mid"]}}
+           for r in synthetic(60, 2)]
+    out = run("add-model", "mid", "--router", "pair", "--data", str(write(tmp_path / "few.jsonl", few)), "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["labelled"] == 60
+    held_out = write(tmp_path / "held_out.jsonl", synthetic(60, 3))  # re-pick λ with the new model in the mix
+    assert run("calibrate", "pair", "--data", str(held_out), "--target-quality", "0.95").returncode == 0
+    chosen = json.loads(run("decide", "pair", "--data", str(files[1]), "--json").stdout)
+    truth = synthetic(60, 1)
+    translations = [m for r, m in zip(truth, chosen, strict=True) if "Translate" in r["prompt"]]
+    assert translations.count("mid") >= 0.8 * len(translations), translations  # big before, 10x dearer
+    assert sum(r["scores"][m] for r, m in zip(truth, chosen, strict=True)) / 60 >= 0.9
+    again = run("add-model", "mid", "--router", "pair", "--data", str(tmp_path / "few.jsonl"))
+    assert again.returncode == 1 and again.stderr.count("\n") == 1 and "already routes to 'mid'" in again.stderr
+    other = run("add-model", "huge", "--router", "pair", "--data", str(tmp_path / "few.jsonl"))
+    assert other.returncode == 1 and "no scores for 'huge'" in other.stderr
