@@ -150,7 +150,8 @@ def parse_outcome_lines(lines: list[str], source: str = "<data>", prices: dict[s
         return OutcomeSet(prompts, [], np.zeros((len(prompts), 0)), np.zeros((len(prompts), 0)), source, prices)
     assert models is not None
     if len(models) < min_models:
-        raise InvalidRequest(f"{source}: routing needs scores for at least {min_models} models, found {models}")
+        need = {1: "one model", 2: "two models"}.get(min_models, f"{min_models} models")
+        raise InvalidRequest(f"{source}: routing needs scores for at least {need}, found {models}")
     s = np.array([[r[m] for m in models] for r in score_rows], dtype=np.float64)
     c = np.array([[r[m] for m in models] for r in cost_rows], dtype=np.float64)
     return OutcomeSet(prompts, models, s, c, source, prices)
