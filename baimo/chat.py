@@ -39,6 +39,7 @@ class ChatContext:
     response_id: str = field(default_factory=lambda: "chatcmpl-" + uuid.uuid4().hex[:24])
     route_prompt: str | None = None  # set when a router decided: kept with the usage record for retraining
     passages: list[Any] | None = None  # knowledge passages put in the prompt (stored as the message's citations)
+    baseline_model: str | None = None  # routed requests: the strongest model the router could have used
 
 
 @dataclass
@@ -136,6 +137,17 @@ class ChatRun:
     def total_cost(self) -> float:
         return self.cost + self.extra_cost
 
+    @property
+    def baseline_cost(self) -> float | None:
+        """What the same tokens would have cost on the router's strongest model (None for direct requests)."""
+        baseline = self.ctx.baseline_model
+        if baseline is None or baseline not in self.service.registry.ids():
+            return None
+        f = self.finish
+        prompt = f.prompt_tokens if f else self.fitted.prompt_tokens
+        completion = f.completion_tokens if f else sum(len(c.text_parts) for c in self.choices.values())
+        return cost_usd(self.service.registry.get(baseline).config, prompt, completion)
+
     def citations(self) -> list[dict[str, Any]] | None:
         """The knowledge passages this answer was given, numbered as in the prompt, with `cited` flags."""
         if self.ctx.passages is None:
@@ -206,9 +218,10 @@ class ChatService:
         private = await self._private(params, ctx)
         if self.routers is not None and model in self.routers:
             req = RouteRequest(params.messages, persona=ctx.persona, json_mode=params.json_mode,
-                               tools=uses_tools(params), private=private)
+                               tools=uses_tools(params), max_tokens=params.max_tokens, private=private)
             plan = await self.routers.plan(model, req)
             ctx.route_prompt = req.prompt
+            ctx.baseline_model = plan.baseline or self.routers.strongest(model)
             if plan.cascade is not None and not req.tools:  # a cascade judges text; tool calls go straight
                 return await self._open_cascade(model, plan, params, ctx, started)
             return await self._open_first(model, self._with_fallbacks(plan.models, private), params, ctx, started,
@@ -228,7 +241,6 @@ class ChatService:
                                               persona=ctx.persona)
         mark_private(private)
         return private
-
 
     async def open_fixed(self, requested: str, backend: Backend, params: GenerationParams, ctx: ChatContext,
                          reason: str) -> ChatRun:
@@ -356,7 +368,8 @@ class ChatService:
             latency_ms=run.latency_ms, ttft_ms=run.ttft_ms,
             status_code=run.error.status_code if run.error else (499 if status == "stopped" else 200),
             finish_reason=f.reason if f else status, error=run.error.message if run.error else None,
-            prompt=run.ctx.route_prompt, response_id=run.ctx.response_id, persona=run.ctx.persona)
+            prompt=run.ctx.route_prompt, response_id=run.ctx.response_id, persona=run.ctx.persona,
+            baseline_cost=run.baseline_cost, baseline_model=run.ctx.baseline_model)
 
     def _write(self, run: ChatRun, status: str) -> None:
         usage = self._usage(run, status)
@@ -367,7 +380,8 @@ class ChatService:
                 tokens_in=usage.prompt_tokens, tokens_out=usage.completion_tokens,
                 latency_ms=round(usage.latency_ms or 0, 1),
                 ttft_ms=round(usage.ttft_ms, 1) if usage.ttft_ms is not None else None,
-                cost=usage.cost, status=status, response_id=run.ctx.response_id, citations=run.citations())
+                cost=usage.cost, status=status, response_id=run.ctx.response_id, citations=run.citations(),
+                baseline_cost=usage.baseline_cost, baseline_model=usage.baseline_model)
 
     async def record(self, run: ChatRun, status: str) -> None:
         if run.ctx.store_message:

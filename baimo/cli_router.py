@@ -146,6 +146,9 @@ def retrain_cmd(name: str, as_json: JsonOpt = False) -> None:
 
     settings = Settings()
     config = load_config(settings)
+    if any(r.id == name and r.strategy == "auto" for r in config.routers):
+        _retrain_auto(name, as_json)
+        return
     users = [r for r in config.routers if r.learned == name]
     if not users:
         raise NotFound(f"no router in baimo.yaml uses the learned router {name!r} (`learned: {name}`)")
@@ -163,6 +166,21 @@ def retrain_cmd(name: str, as_json: JsonOpt = False) -> None:
     summary = {"name": name, "new_outcomes": len(rows),
                "total_production_outcomes": router.stats.get("n_production_outcomes", 0)}
     err.print(f"router {name}: folded in {len(rows)} new outcome rows")
+    if as_json:
+        print_json(summary)
+
+
+def _retrain_auto(router_id: str, as_json: bool) -> None:
+    """`baimo router retrain baimo/auto`: refit the hybrid's model abilities from its recorded outcomes."""
+    from baimo.cli_output import app_state
+    from baimo.routing.auto import retrain
+
+    s = app_state()
+    summary = retrain(s.routers.strategy(router_id), s.usage)
+    for model, row in summary["models"].items():
+        err.print(f"{model}: ability {row['theta']:+.2f} from {row['n']} outcomes "
+                  f"(prior {row['prior']:+.2f}, {row['prior_source']})", highlight=False)
+    err.print(f"router {router_id}: refitted from {summary['outcomes']} outcomes")
     if as_json:
         print_json(summary)
 

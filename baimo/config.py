@@ -81,6 +81,8 @@ class ModelConfig(BaseModel):
     # llamacpp (each model runs in a supervised llama-server worker process)
     catalogue: str | None = None
     path: str | None = None
+    autopull: bool = Field(default=True, description="`baimo models pull` without ids fetches it (false: only "
+                           "when named; the hybrid router uses it once it is there)")
     threads: int | None = None
     parallel: int = Field(default=8, ge=1, le=64, description="requests one local model serves at once")
     queue_timeout: float = Field(default=60.0, gt=0, description="seconds a request may wait for a free slot "
@@ -222,7 +224,7 @@ class RouterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str
-    strategy: Literal["rules", "learned", "cascade"]
+    strategy: Literal["rules", "learned", "cascade", "auto"]
     description: str = ""
     # rules
     rules: list[RuleConfig] = Field(default_factory=list)
@@ -230,7 +232,12 @@ class RouterConfig(BaseModel):
     # learned (and cascade mode=prompt)
     learned: str | None = Field(default=None, description="name of a router trained with `baimo router train`")
     model_map: dict[str, str] = Field(default_factory=dict, description="trained model id -> configured model id")
-    lam: float | None = Field(default=None, ge=0, description="override the calibrated trade-off λ")
+    lam: float | None = Field(default=None, ge=0, description="the cost/quality knob λ (learned: override the "
+                              "calibrated one; auto: default 0.25; 0 = the most capable model)")
+    # auto (the hybrid: a difficulty prior over every model, refined by outcomes; see baimo/routing/auto.py)
+    candidates: list[str] = Field(default_factory=list, description="auto: models to route among (default: all)")
+    retrain_every: float | None = Field(default=3600.0, ge=60, description="auto: seconds between refits from "
+                                        "production outcomes in the server (null: only `baimo router retrain`)")
     # cascade
     cascade: list[str] = Field(default_factory=list, description="models, cheapest first")
     threshold: float = Field(default=0.5, ge=0, le=1)
@@ -257,6 +264,7 @@ class RouterConfig(BaseModel):
         """Every model or router id this router may hand a request to."""
         out = [r.model for r in self.rules] + ([self.default] if self.default else [])
         out += list(self.model_map.values()) + self.cascade + ([self.verifier] if self.verifier else [])
+        out += self.candidates
         return out
 
 

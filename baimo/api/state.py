@@ -93,11 +93,30 @@ class AppState:
         if self.settings.load_models_at_start:
             for backend in self.models:
                 await backend.start()
+        self._tasks = [asyncio.create_task(self._retrain_every(r.id, r.retrain_every))
+                       for r in self.config.routers if r.strategy == "auto" and r.retrain_every]
         if self.chat.privacy is not None:  # load the personal-data detector (Presidio, jieba: seconds) off the loop
-            self._warm = asyncio.create_task(asyncio.to_thread(self.chat.privacy.warm))
+            self._tasks.append(asyncio.create_task(asyncio.to_thread(self.chat.privacy.warm)))
         self.ready = True
 
+    async def _retrain_every(self, router_id: str, seconds: float) -> None:
+        """Refit an auto router from its new outcomes on a schedule (only when some arrived)."""
+        from baimo.routing.auto import retrain
+
+        seen = -1
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                count = len(await asyncio.to_thread(self.usage.outcomes, router_id))
+                if count != seen:
+                    await asyncio.to_thread(retrain, self.routers.strategy(router_id), self.usage)
+                    seen = count
+            except Exception:  # a failed refit keeps the last abilities; the next tick tries again
+                logging.getLogger("baimo").exception("retraining %s failed", router_id)
+
     async def close(self) -> None:
+        for task in getattr(self, "_tasks", []):
+            task.cancel()
         await self.chat.drain()
         self.ingest_jobs.close()
         self.knowledge.close()

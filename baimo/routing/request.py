@@ -44,6 +44,7 @@ class RouteRequest:
     persona: str | None = None
     json_mode: bool = False
     tools: bool = False  # the request offers tools, or its history has tool calls
+    max_tokens: int | None = None  # the client's reply cap, when it set one (routers estimate cost with it)
     trail: list[str] = field(default_factory=list)  # routers already visited (loops are config errors)
     private: PrivateRequest | None = None  # set when the request must stay on premises (baimo/privacy.py)
 

@@ -32,6 +32,7 @@ class RoutePlan:
     reason: str
     cascade: CascadeSpec | None = None
     probabilities: dict[str, float] = field(default_factory=dict)
+    baseline: str | None = None  # the strongest model the router could have used: what its saving is measured on
 
 
 class Strategy(Protocol):
@@ -59,10 +60,28 @@ class RouterSet:
     def candidates(self, router_id: str) -> list[str]:
         """Concrete model ids a router can end at (for listings and 'cost if all went to the strongest')."""
         seen: list[str] = []
+        strategy = self._strategies[router_id]
+        if hasattr(strategy, "model_configs"):  # auto: every available model (or its `candidates:`)
+            return [m.id for m in strategy.model_configs()]
         for target in self._configs[router_id].targets():
             more = self.candidates(target) if target in self else [target]
             seen += [m for m in more if m not in seen]
         return seen
+
+    def strategy(self, router_id: str) -> Strategy:
+        if router_id not in self._strategies:
+            raise NotFound(f"no router {router_id!r} in baimo.yaml")
+        return self._strategies[router_id]
+
+    def strongest(self, router_id: str) -> str | None:
+        """The strongest model a router can end at: the baseline its saving is measured against (the `auto`
+        router's most able candidate; otherwise the candidate with the highest price per output token)."""
+        strategy = self._strategies[router_id]
+        if hasattr(strategy, "strongest"):
+            return strategy.strongest()
+        by_id = {m.id: m for m in self.config.models}
+        cands = [by_id[m] for m in self.candidates(router_id) if m in by_id]
+        return max(cands, key=lambda m: (m.price_output, m.price_input)).id if cands else None
 
     async def plan(self, router_id: str, req: RouteRequest) -> RoutePlan:
         if router_id in req.trail:
@@ -167,8 +186,15 @@ class CascadeStrategy:
         raise AssertionError("unreachable")
 
 
+def _auto(config: RouterConfig, routers: RouterSet) -> Strategy:
+    from baimo.routing.auto import AutoStrategy
+
+    return AutoStrategy(config, routers)
+
+
 STRATEGIES: dict[str, Callable[[RouterConfig, RouterSet], Strategy]] = {
     "rules": RulesStrategy,
     "learned": LearnedStrategy,
     "cascade": CascadeStrategy,
+    "auto": _auto,
 }
