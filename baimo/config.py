@@ -162,6 +162,10 @@ class KnowledgeConfig(BaseModel):
                                                   "retrieval fuses with the first's (e.g. local/multilingual-e5-"
                                                   "small: ingestion ~40x slower; README: Knowledge bases)")
     fusion_weights: FusionWeights = Field(default_factory=FusionWeights)
+    sentence_vectors: bool = Field(default=True,
+                                   description="store a vector per sentence of each chunk (with its heading or "
+                                               "title) and score a dense hit by its best sentence too; README: "
+                                               "Knowledge bases")
     chunk_size: int = Field(default=700, ge=100, le=8000, description="target chunk length (CJK counts 3)")
     chunk_overlap: int = Field(default=120, ge=0, le=2000)
     top_k: int = Field(default=5, ge=1, le=50, description="passages put into the prompt")

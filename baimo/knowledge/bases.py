@@ -15,13 +15,14 @@ import numpy as np
 from sqlalchemy import func, select
 
 from baimo.config import NAME_PATTERN, KnowledgeConfig
-from baimo.embeddings import Embedder, EmbedderRegistry
+from baimo.embeddings import Embedder, EmbedderRegistry, embeds_segments
 from baimo.errors import Conflict, InvalidRequest, NotFound
 from baimo.knowledge.embed_pool import EmbedderPool
 from baimo.knowledge.store import CHUNK_STORES, ChunkStore
 from baimo.store.conversations import iso_utc
 from baimo.store.database import Database
 from baimo.store.tables import KnowledgeBase, KnowledgeDocument
+from baimo.use_pooling import SegmentedText
 
 BULK_MIN_TEXTS = 128  # below this, starting worker processes (~2 s to load the encoder) does not pay
 EMBEDDER_SEPARATOR = ","  # a base's `embedder` column lists its embedders' ids, primary first: "use,e5"
@@ -30,6 +31,16 @@ EMBEDDER_SEPARATOR = ","  # a base's `embedder` column lists its embedders' ids,
 def embedder_ids(base: KnowledgeBase | BaseInfo) -> list[str]:
     """The ids of a base's embedders, its primary one first. A base made before fusion records one id."""
     return base.embedder.split(EMBEDDER_SEPARATOR)
+
+
+@dataclass
+class EmbeddedBatch:
+    """The vectors of a batch of passages: one (passages, dim) array per embedder of the base, primary first, and,
+    when the primary embedder gives them and knowledge.sentence_vectors is on, each passage's (sentences, dim)
+    sentence vectors under the primary embedder."""
+
+    vectors: list[np.ndarray]
+    sentence_vectors: list[np.ndarray] | None = None
 
 
 @dataclass
@@ -80,20 +91,39 @@ class KnowledgeService:
         """All the base's embedders, primary first (one per vector column, see `store.vector_column`)."""
         return [self.embedders.get(e) for e in embedder_ids(base)]
 
-    def embed_bulk(self, base: KnowledgeBase, texts: list[str]) -> Callable[[], list[np.ndarray]]:
+    def embed_bulk(self, base: KnowledgeBase, texts: list[str],
+                   segments: list[SegmentedText] | None = None) -> Callable[[], EmbeddedBatch]:
         """Start embedding many passages with each of the base's embedders; call the result to wait for the
-        vectors (one (len(texts), dim) array per embedder, primary first). In worker processes when configured and
-        worth it (the caller can prepare the next batch meanwhile), else here and now."""
+        vectors. `segments` gives each passage as its context and sentences (`texts[i]` is the context, when
+        `context_in_vector`, then the sentences): a primary embedder that pools sentence vectors from the
+        passage's own pass (`embeds_segments`) then returns them too (knowledge.sentence_vectors). In worker
+        processes when configured and worth it (the caller can prepare the next batch meanwhile), else here."""
+        embedders = self.embedders_for(base)
+        pooled = segments is not None and self.config.sentence_vectors and embeds_segments(embedders[0])
         if self.config.ingest_workers < 2 or len(texts) < BULK_MIN_TEXTS:
-            vectors = [embedder.embed(texts) for embedder in self.embedders_for(base)]
-            return lambda: vectors
-        waits = []
-        for embedder in self.embedders_for(base):
+            if pooled:
+                primary, sentences = embedders[0].embed_segments(segments)  # type: ignore[attr-defined]
+                batch = EmbeddedBatch([primary, *(e.embed(texts) for e in embedders[1:])], sentences)
+            else:
+                batch = EmbeddedBatch([embedder.embed(texts) for embedder in embedders])
+            return lambda: batch
+        waits: list[Callable[[], np.ndarray]] = []
+        sentence_wait: Callable[[], tuple[np.ndarray, list[np.ndarray]]] | None = None
+        for position, embedder in enumerate(embedders):
             pool = self._pools.get(embedder.config.id)
             if pool is None:
                 pool = self._pools[embedder.config.id] = EmbedderPool(embedder.config, self.config.ingest_workers)
-            waits.append(pool.submit(texts))
-        return lambda: [wait() for wait in waits]
+            if position == 0 and pooled:
+                sentence_wait = pool.submit_segments(segments)  # type: ignore[arg-type]
+            else:
+                waits.append(pool.submit(texts))
+
+        def wait() -> EmbeddedBatch:
+            if sentence_wait is None:
+                return EmbeddedBatch([w() for w in waits])
+            primary, sentences = sentence_wait()
+            return EmbeddedBatch([primary, *(w() for w in waits)], sentences)
+        return wait
 
     def close(self) -> None:
         for pool in self._pools.values():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from itertools import accumulate
+from pathlib import PurePath
 
 from baimo.knowledge.parsing import ParsedDocument
 
@@ -31,6 +32,8 @@ _BOUNDARY = re.compile(
     rf"|[。！？．｡]+[{_CLOSERS}]*"  # CJK full stops need no space after them
     rf"|[.!?؟۔।॥…]+[{_CLOSERS}]*(?=\s|$)"  # Latin, Arabic, Urdu, Devanagari: a mark followed by a space
 )
+HEADLINE_MAX_LENGTH = 200  # weighted characters; a longer first line is a paragraph, not a title
+_HEADLINE_END = re.compile(r"[.!?;:,。！？；：，؟…]$")
 # Words whose period never ends a sentence (compared lower-case, without the period).
 _ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof sr jr st mt vs cf fig figs eq no nr vol pp approx dept est gen col capt lt sgt rev hon "
@@ -94,6 +97,11 @@ def _sentence_spans(text: str) -> list[tuple[int, int]]:
         if a < b:
             out.append((a, b))
     return out
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) character offsets of each sentence of `text` (see `split_sentences`)."""
+    return _sentence_spans(text)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -186,3 +194,27 @@ def chunk_document(doc: ParsedDocument, size: int = DEFAULT_CHUNK_SIZE,
             chunks.append(Chunk(text=section.text[a:b], heading=section.heading, location=section.location,
                                 ordinal=len(chunks)))
     return chunks
+
+
+def document_title(doc: ParsedDocument) -> str:
+    """The document's title for chunks that have no heading: the parser's title (first heading, <title>, PDF
+    metadata) unless it only repeated the file name, else a plain-text headline: a first line of at most
+    HEADLINE_MAX_LENGTH that does not end like a sentence and is followed by more text (news and reports in .txt
+    files start so). "" when there is none."""
+    if doc.title and doc.title != PurePath(doc.source).stem:
+        return doc.title
+    text = doc.sections[0].text.lstrip() if doc.sections else ""
+    first, newline, rest = text.partition("\n")
+    first = first.strip()
+    if not newline or not rest.strip() or not first or text_length(first) > HEADLINE_MAX_LENGTH:
+        return ""
+    return "" if _HEADLINE_END.search(first) else first
+
+
+def sentence_context(chunk: Chunk, title: str) -> str:
+    """What is embedded before each sentence of a chunk: its heading path, else the document's title (see
+    `document_title`) unless the chunk starts with it, so that a sentence like "The plant cost 31 million." still
+    says which plant."""
+    if chunk.heading:
+        return chunk.heading
+    return "" if not title or chunk.text.startswith(title) else title

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from baimo.config import EmbedderConfig
+from baimo.use_pooling import SegmentedText
 
 BATCH = 64
 _worker_embedder: Any = None
@@ -44,6 +45,10 @@ def _embed(texts: list[str]) -> np.ndarray:
     return _worker_embedder.embed(texts)
 
 
+def _embed_segments(items: list[SegmentedText]) -> tuple[np.ndarray, list[np.ndarray]]:
+    return _worker_embedder.embed_segments(items)
+
+
 class EmbedderPool:
     """A lazily started pool of worker processes, each holding its own copy of one embedder."""
 
@@ -52,14 +57,27 @@ class EmbedderPool:
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
 
-    def submit(self, texts: list[str]) -> Callable[[], np.ndarray]:
-        """Queue the texts in batches across the workers; the returned function waits for all the vectors."""
+    def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # spawn, not fork: the parent runs LanceDB's and uvicorn's threads, which fork would copy mid-lock
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_init, initargs=(self.config.model_dump_json(),))
-        futures = [self._pool.submit(_embed, texts[i:i + BATCH]) for i in range(0, len(texts), BATCH)]
+        return self._pool
+
+    def submit(self, texts: list[str]) -> Callable[[], np.ndarray]:
+        """Queue the texts in batches across the workers; the returned function waits for all the vectors."""
+        futures = [self._executor().submit(_embed, texts[i:i + BATCH]) for i in range(0, len(texts), BATCH)]
         return lambda: np.concatenate([f.result() for f in futures])
+
+    def submit_segments(self, items: list[SegmentedText]) -> Callable[[], tuple[np.ndarray, list[np.ndarray]]]:
+        """Like `submit` for `UseEmbedder.embed_segments`: the returned function waits for the passages' vectors
+        and each passage's sentence vectors."""
+        futures = [self._executor().submit(_embed_segments, items[i:i + BATCH]) for i in range(0, len(items), BATCH)]
+
+        def wait() -> tuple[np.ndarray, list[np.ndarray]]:
+            results = [f.result() for f in futures]
+            return np.concatenate([r[0] for r in results]), [v for r in results for v in r[1]]
+        return wait
 
     def close(self) -> None:
         if self._pool is not None:

@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from baimo.knowledge.bases import KnowledgeService
-from baimo.knowledge.chunking import Chunk, chunk_document
+from baimo.knowledge.bases import EmbeddedBatch, KnowledgeService
+from baimo.knowledge.chunking import Chunk, chunk_document, document_title, sentence_context, sentence_spans
 from baimo.knowledge.parsing import SUPPORTED_SUFFIXES, ParsedDocument, ParseError, parse_bytes
 from baimo.knowledge.store import ChunkRecord
 from baimo.store.tables import KnowledgeBase
+from baimo.use_pooling import SegmentedText
 
 # Documents are embedded and committed in batches of about this many chunks: one store commit per document
 # made ingestion commit-bound (~25 chunks/s); batches keep each commit atomic for all the documents in it.
@@ -99,6 +98,7 @@ class _Pending:
     title: str
     updated: bool
     chunks: list[Chunk]
+    context_title: str = ""  # what sentences of chunks without a heading are embedded with (document_title)
 
 
 @dataclass
@@ -107,7 +107,7 @@ class _Batch:
 
     docs: list[_Pending]
     texts: list[str]
-    vectors: Callable[[], list[np.ndarray]]  # one array per embedder of the base, primary first
+    vectors: Callable[[], EmbeddedBatch]
 
 
 class Ingestor:
@@ -195,16 +195,26 @@ class Ingestor:
         if not chunks:  # never list a document that nothing can find
             report.failed.append({"source": f.source, "reason": "no extractable text"})
             return None
-        return _Pending(f.source, doc_id, sha, len(data), doc.format, doc.title, existing is not None, chunks)
+        return _Pending(f.source, doc_id, sha, len(data), doc.format, doc.title, existing is not None, chunks,
+                        document_title(doc))
 
     def _embed(self, base: KnowledgeBase, pending: list[_Pending]) -> _Batch:
         """Start embedding a batch of documents together (the result is awaited in `_write`)."""
         texts = [f"{c.heading}\n{c.text}" if c.heading else c.text for p in pending for c in p.chunks]
-        return _Batch(pending, texts, self.knowledge.embed_bulk(base, texts))
+        # A sentence's vector pools its chunk's heading, or else the document's title (chunking.sentence_context).
+        segments = []
+        pairs = [(p, c) for p in pending for c in p.chunks]
+        for text, (doc, c) in zip(texts, pairs, strict=True):
+            offset = len(text) - len(c.text)
+            segments.append(SegmentedText(text, [offset, *(offset + end for _, end in sentence_spans(c.text))],
+                                          "" if c.heading else sentence_context(c, doc.context_title)))
+        return _Batch(pending, texts, self.knowledge.embed_bulk(base, texts, segments))
 
     def _write(self, base: KnowledgeBase, batch: _Batch, report: IngestReport, state: Progress) -> None:
         """Write an embedded batch as one store commit, then its catalogue rows (see the module docstring)."""
-        vectors, *extra = batch.vectors()
+        embedded = batch.vectors()
+        vectors, *extra = embedded.vectors
+        sentences = embedded.sentence_vectors
         records: list[ChunkRecord] = []
         for p in batch.docs:
             for c in p.chunks:
@@ -212,7 +222,8 @@ class Ingestor:
                 records.append(ChunkRecord(chunk_id=f"{p.doc_id}:{p.sha[:12]}:{c.ordinal}", doc_id=p.doc_id,
                                            doc_sha=p.sha, source=p.source, location=c.location, heading=c.heading,
                                            ordinal=c.ordinal, text=c.text, search_text=batch.texts[i],
-                                           vector=vectors[i], extra_vectors=[v[i] for v in extra]))
+                                           vector=vectors[i], extra_vectors=[v[i] for v in extra],
+                                           sentence_vectors=None if sentences is None else sentences[i]))
         self.knowledge.store.replace_documents(base.id, records, {p.doc_id: p.sha for p in batch.docs})
         self.knowledge.save_documents(base, [
             {"doc_id": p.doc_id, "source": p.source, "fmt": p.fmt, "title": p.title, "sha256": p.sha,

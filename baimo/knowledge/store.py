@@ -22,6 +22,10 @@ os.environ.setdefault("LANCE_LOG", "error")
 
 TEXT_COLUMN = "search_text"
 VECTOR_COLUMN = "vector"
+# Each chunk's sentence vectors under the primary embedder, float16 rows concatenated in one binary value: about
+# 1 KB a sentence at 512 dimensions (half of float32, cosine error < 0.001), read only for the dense candidates of
+# a query, so they need no index of their own. A base made before they existed has no such column.
+SENTENCE_COLUMN = "sentence_vectors"
 RESULT_COLUMNS = ["chunk_id", "doc_id", "source", "location", "heading", "ordinal", "text", VECTOR_COLUMN]
 
 
@@ -45,6 +49,7 @@ class ChunkRecord:
     search_text: str
     vector: np.ndarray  # the base's primary embedder's vector (cosine similarities are on its scale)
     extra_vectors: list[np.ndarray] = field(default_factory=list)  # its further embedders', in the base's order
+    sentence_vectors: np.ndarray | None = None  # (sentences, dim) under the primary embedder, None: not made
 
 
 @dataclass
@@ -58,6 +63,7 @@ class StoredHit:
     text: str
     vector: np.ndarray  # the primary embedder's vector, whatever column was searched
     score: float  # the store's own score: BM25 for text search, cosine similarity for vector search
+    sentence_vectors: np.ndarray | None = None  # (sentences, dim), when asked for and stored
 
 
 class ChunkStore(Protocol):
@@ -65,8 +71,8 @@ class ChunkStore(Protocol):
     def delete_doc(self, kb_id: str, doc_id: str) -> None: ...
     def replace_documents(self, kb_id: str, records: list[ChunkRecord], versions: dict[str, str]) -> None: ...
     def text_search(self, kb_id: str, query: str, k: int) -> list[StoredHit]: ...
-    def vector_search(self, kb_id: str, vector: np.ndarray, k: int, column: str = VECTOR_COLUMN) -> list[StoredHit]:
-        ...
+    def vector_search(self, kb_id: str, vector: np.ndarray, k: int, column: str = VECTOR_COLUMN, *,
+                      sentences: bool = False) -> list[StoredHit]: ...
     def count(self, kb_id: str) -> int: ...
     def drop(self, kb_id: str) -> None: ...
     def maintain(self, kb_id: str) -> None: ...
@@ -128,6 +134,11 @@ class LanceChunkStore:
         })
         with self._lock:
             table = self._table(kb_id)
+            if (table is None and any(r.sentence_vectors is not None for r in records)) or (
+                    table is not None and SENTENCE_COLUMN in table.schema.names):
+                data = data.append_column(SENTENCE_COLUMN, pa.array([
+                    b"" if r.sentence_vectors is None else np.asarray(r.sentence_vectors, np.float16).tobytes()
+                    for r in records], pa.binary()))
             if table is None:
                 table = self._db.create_table(self.table_name(kb_id), data=data)
                 self._tables[self.table_name(kb_id)] = table
@@ -165,9 +176,16 @@ class LanceChunkStore:
                                         for d, v in versions.items()))
 
     def _hits(self, rows: list[dict[str, Any]], score: Callable[[dict[str, Any]], float]) -> list[StoredHit]:
-        return [StoredHit(chunk_id=r["chunk_id"], doc_id=r["doc_id"], source=r["source"], location=r["location"],
-                          heading=r["heading"], ordinal=int(r["ordinal"]), text=r["text"],
-                          vector=np.asarray(r[VECTOR_COLUMN], dtype=np.float32), score=score(r)) for r in rows]
+        hits = []
+        for r in rows:
+            vector = np.asarray(r[VECTOR_COLUMN], dtype=np.float32)
+            blob = r.get(SENTENCE_COLUMN)
+            sentences = np.frombuffer(blob, dtype=np.float16).reshape(-1, len(vector)).astype(np.float32) \
+                if blob else None
+            hits.append(StoredHit(chunk_id=r["chunk_id"], doc_id=r["doc_id"], source=r["source"],
+                                  location=r["location"], heading=r["heading"], ordinal=int(r["ordinal"]),
+                                  text=r["text"], vector=vector, score=score(r), sentence_vectors=sentences))
+        return hits
 
     def text_search(self, kb_id: str, query: str, k: int) -> list[StoredHit]:
         table = self._table(kb_id)
@@ -177,13 +195,18 @@ class LanceChunkStore:
                 .select([*RESULT_COLUMNS, "_score"]).to_list())
         return self._hits(rows, lambda r: float(r["_score"]))
 
-    def vector_search(self, kb_id: str, vector: np.ndarray, k: int, column: str = VECTOR_COLUMN) -> list[StoredHit]:
-        """The k chunks nearest to `vector` in `column` (cosine); each hit carries the primary `vector` too."""
+    def vector_search(self, kb_id: str, vector: np.ndarray, k: int, column: str = VECTOR_COLUMN, *,
+                      sentences: bool = False) -> list[StoredHit]:
+        """The k chunks nearest to `vector` in `column` (cosine); each hit carries the primary `vector` too, and
+        with `sentences` its sentence vectors when the base stores them."""
         table = self._table(kb_id)
         if table is None:
             return []
+        columns = [*RESULT_COLUMNS, "_distance"]
+        if sentences and SENTENCE_COLUMN in table.schema.names:
+            columns.append(SENTENCE_COLUMN)
         query = table.search(vector.astype(np.float32), vector_column_name=column).distance_type("cosine")
-        rows = query.limit(k).nprobes(32).refine_factor(4).select([*RESULT_COLUMNS, "_distance"]).to_list()
+        rows = query.limit(k).nprobes(32).refine_factor(4).select(columns).to_list()
         return self._hits(rows, lambda r: 1.0 - float(r["_distance"]))
 
     def count(self, kb_id: str) -> int:
