@@ -305,7 +305,7 @@ def _folds(n: int, n_folds: int, seed: int = 0) -> list[np.ndarray]:
     return [order[f::n_folds] for f in range(n_folds)]
 
 
-# Grids of `out_of_fold`. K_GRID/TAU_GRID: on RouterBench (docs/routing.md) the best k was 200 with tau 0.1, above
+# Grids of `out_of_fold`. K_GRID/TAU_GRID: on RouterBench (docs/routing.md) the best k was 200–400 with tau 0.1, above
 # the grid of format-2 routers (20, 50, 100, plain mean), which `train(..., k_grid=LEGACY_K_GRID, tau_grid=(0,))`
 # reproduces.
 K_GRID = (20, 50, 100, 200, 400)
@@ -583,18 +583,28 @@ def train(prompts: Sequence[str], models: list[str], scores: np.ndarray, costs: 
     the router, which embeds with that kind from then on. `features`: the scalar prompt features the
     logistic regression sees besides E (names in PROMPT_FEATURES; [] for embeddings only). `k_grid`, `tau_grid`:
     the kNN grids; `cost_k`: neighbours of the kNN cost predictor (0: the prompt-length model only, as format 2).
-    The out-of-fold predicted costs are left in `router.oof_costs`; calibrate λ with them (`metrics.calibrate`'s
-    `C_pred`).
+    The kNN cost predictor is kept only if its out-of-fold error is below the length model's (else cost_k = 0);
+    its out-of-fold predicted costs are then left in `router.oof_costs` (None otherwise); calibrate λ with them
+    (`metrics.calibrate`'s `C_pred`; None falls back to the length model).
     """
     Y = scores.astype(np.float64)
     F = prompt_features(prompts, features, tail_chars).astype(np.float64)
     P_oof, hyper, fit_stats = out_of_fold(E, Y, F=F if len(features) else None, progress=progress, k_grid=k_grid,
                                           tau_grid=tau_grid, C=costs, cost_k=cost_k)
     oof_costs = fit_stats.pop("oof_costs", None)
+    a, b = fit_costs(prompts, costs)
+    if oof_costs is not None:
+        # keep the kNN cost predictor only where it beats the 2-parameter length model (exact for costs made from
+        # token prices); the length model's in-sample error is a fair stand-in for its out-of-fold one
+        lengths = np.array([len(p) for p in prompts], dtype=np.float64)[:, None]
+        by_length = np.maximum(a + b * lengths, 0.0)
+        knn_err, len_err = float(np.abs(oof_costs - costs).mean()), float(np.abs(by_length - costs).mean())
+        fit_stats["cost_mae_usd"] = {"knn_oof": knn_err, "length": len_err}
+        if knn_err >= 0.99 * len_err:
+            oof_costs, hyper.cost_k = None, 0
     X = np.hstack([E, F])
     mu, sd = standardiser(X, len(features))
     W = fit_logistic((X - mu) / sd, Y, hyper.l2) if hyper.blend > 0 else np.zeros((len(models), X.shape[1] + 1))
-    a, b = fit_costs(prompts, costs)
     scale = float(costs.mean(0).max()) or 1.0
     router = LearnedRouter(models=models, W=W, mu=mu, sd=sd, knn_E=E.astype(np.float32), knn_Y=Y, hyper=hyper,
                            cost_a=a, cost_b=b, cost_scale=scale, tail_chars=tail_chars,
