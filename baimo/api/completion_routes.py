@@ -21,6 +21,7 @@ from baimo.api.sse import DONE, SSEResponse, error_event, event
 from baimo.api.state import AppState
 from baimo.errors import BaimoError, InvalidRequest, UpstreamError
 from baimo.metering.usage import Usage, cost_usd, token_details
+from baimo.privacy import mark_private
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -88,8 +89,17 @@ async def open_completion(s: AppState, body: CompletionRequest, key_id: str | No
     sent.pop("stream_options", None)
     started = time.perf_counter()
     primary = s.models.get(body.model)
+    order = [body.model, *primary.config.fallbacks]
+    privacy = s.chat.privacy
+    if privacy is not None and privacy.active:  # the same rule as chat: personal data stays on premises
+        prompts = body.prompt if isinstance(body.prompt, list) else [body.prompt]
+        text = "\n".join(p for p in prompts if isinstance(p, str))
+        private = await asyncio.to_thread(privacy.inspect, [{"role": "user", "content": text}], api_key_id=key_id)
+        mark_private(private)
+        privacy.check_direct(body.model, private)  # 403 for a confidential caller naming a remote model
+        order = privacy.fallbacks(order, [body.model], private)
     last: BaimoError | None = None
-    for model_id in [body.model, *primary.config.fallbacks]:
+    for model_id in order:
         backend = s.models.get(model_id)
         if not hasattr(backend, "text_completions"):
             continue

@@ -204,3 +204,14 @@ def test_ui_conversation_with_personal_data_stays_on_premises(gateway, remote):
         body = "".join(r.iter_text())
     assert "on-premises answer" in body
     assert remote.requests == []
+
+
+def test_legacy_completions_keep_personal_data_on_premises(gateway, remote):
+    """/v1/completions follows the same rule: a failing on-premises model falls back to the local one, never to its
+    remote fallback, and a confidential key naming a remote model gets the 403."""
+    done = client(gateway).completions.create(model="onprem/down", prompt=PII_ZH, max_tokens=4)
+    assert done.model == "local/smollm2-135m"
+    with pytest.raises(openai.PermissionDeniedError) as err:
+        client(gateway, "secret").completions.create(model="remote/gpt", prompt=PLAIN, max_tokens=4)
+    assert err.value.body["code"] == "private_request"
+    assert remote.requests == []
