@@ -29,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -44,7 +45,7 @@ from baimo.knowledge.chunking import chunk_document  # noqa: E402
 from baimo.knowledge.ingest import Ingestor, SourceFile, collect_files  # noqa: E402
 from baimo.knowledge.parsing import parse_bytes  # noqa: E402
 from baimo.knowledge.retrieval import Retriever  # noqa: E402
-from baimo.knowledge.store import SENTENCE_COLUMN, ChunkRecord, vector_column  # noqa: E402
+from baimo.knowledge.store import SENTENCE_COLUMN, ChunkRecord, unpack_vectors, vector_column  # noqa: E402
 from baimo.store.database import Database  # noqa: E402
 
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval" / "gsm8k" / "train.jsonl"
@@ -139,7 +140,7 @@ def scale_up(svc: KnowledgeService, base: str, target: int) -> int:
         records = []
         for r in original[:target - svc.store.count(row.id)]:
             blob = r.get(SENTENCE_COLUMN)
-            sentences = np.frombuffer(blob, np.float16).reshape(-1, len(r["vector"])) if blob else None
+            sentences = unpack_vectors(blob, len(r["vector"])) if blob else None
             records.append(ChunkRecord(chunk_id=f"{r['chunk_id']}#{copy}", doc_id=f"{r['doc_id']}#{copy}",
                                        doc_sha=r["doc_sha"], source=f"copy{copy}/{r['source']}",
                                        location=r["location"], heading=r["heading"], ordinal=r["ordinal"],
@@ -193,7 +194,9 @@ def measure(svc: KnowledgeService, kind: str, chunks: int, target: int, question
     n_large = scale_up(svc, base, target) if target > n_small else n_small
     large = query_latency(retriever, base, questions)
     stages = stage_latency(svc, base, questions[:50])
-    svc.store._table(svc.get(base).id).optimize(cleanup_older_than=timedelta(0))  # type: ignore[attr-defined]
+    with warnings.catch_warnings():  # no other process uses the bench's table
+        warnings.simplefilter("ignore")
+        svc.store._table(svc.get(base).id).optimize(cleanup_older_than=timedelta(0))  # type: ignore[attr-defined]
     table = svc.store_path / f"{svc.store.table_name(svc.get(base).id)}.lance"  # type: ignore[attr-defined]
     disk_mb = sum(f.stat().st_size for f in table.rglob("*") if f.is_file()) / 1e6
     print(f"[{kind}] retrieval quality...", file=sys.stderr)

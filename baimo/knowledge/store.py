@@ -22,10 +22,27 @@ os.environ.setdefault("LANCE_LOG", "error")
 
 TEXT_COLUMN = "search_text"
 VECTOR_COLUMN = "vector"
-# Each chunk's sentence vectors under the primary embedder, float16 rows concatenated in one binary value: about
-# 1 KB a sentence at 512 dimensions (half of float32, cosine error < 0.001), read only for the dense candidates of
-# a query, so they need no index of their own. A base made before they existed has no such column.
+# Each chunk's sentence vectors under the primary embedder, in one binary value (`pack_vectors`), read only for
+# the dense candidates of a query, so they need no index of their own. A base made before has no such column.
 SENTENCE_COLUMN = "sentence_vectors"
+
+
+def pack_vectors(vectors: np.ndarray) -> bytes:
+    """(n, dim) float vectors as bytes: n float32 scales, then n x dim int8 (each row scaled so its largest
+    component is 127): dim + 4 bytes a vector, a quarter of float32, and the cosine of two unit vectors moves by
+    < 0.002 (symmetric per-vector scalar quantization, as in the SQ of vector indexes)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    scales = np.maximum(np.abs(vectors).max(axis=1), 1e-12) / 127.0
+    codes = np.round(vectors / scales[:, None]).astype(np.int8)
+    return scales.astype(np.float32).tobytes() + codes.tobytes()
+
+
+def unpack_vectors(blob: bytes, dim: int) -> np.ndarray:
+    """The (n, dim) float32 vectors of a `pack_vectors` value."""
+    n = len(blob) // (dim + 4)
+    scales = np.frombuffer(blob, dtype=np.float32, count=n)
+    codes = np.frombuffer(blob, dtype=np.int8, offset=4 * n).reshape(n, dim)
+    return codes.astype(np.float32) * scales[:, None]
 RESULT_COLUMNS = ["chunk_id", "doc_id", "source", "location", "heading", "ordinal", "text", VECTOR_COLUMN]
 
 
@@ -137,7 +154,7 @@ class LanceChunkStore:
             if (table is None and any(r.sentence_vectors is not None for r in records)) or (
                     table is not None and SENTENCE_COLUMN in table.schema.names):
                 data = data.append_column(SENTENCE_COLUMN, pa.array([
-                    b"" if r.sentence_vectors is None else np.asarray(r.sentence_vectors, np.float16).tobytes()
+                    b"" if r.sentence_vectors is None else pack_vectors(r.sentence_vectors)
                     for r in records], pa.binary()))
             if table is None:
                 table = self._db.create_table(self.table_name(kb_id), data=data)
@@ -180,8 +197,7 @@ class LanceChunkStore:
         for r in rows:
             vector = np.asarray(r[VECTOR_COLUMN], dtype=np.float32)
             blob = r.get(SENTENCE_COLUMN)
-            sentences = np.frombuffer(blob, dtype=np.float16).reshape(-1, len(vector)).astype(np.float32) \
-                if blob else None
+            sentences = unpack_vectors(blob, len(vector)) if blob else None
             hits.append(StoredHit(chunk_id=r["chunk_id"], doc_id=r["doc_id"], source=r["source"],
                                   location=r["location"], heading=r["heading"], ordinal=int(r["ordinal"]),
                                   text=r["text"], vector=vector, score=score(r), sentence_vectors=sentences))

@@ -15,7 +15,7 @@ from baimo.knowledge.chunking import Chunk, document_title, sentence_context, se
 from baimo.knowledge.ingest import Ingestor, SourceFile
 from baimo.knowledge.parsing import ParsedDocument, Section, parse_bytes
 from baimo.knowledge.retrieval import Retriever, best_sentence_order
-from baimo.knowledge.store import SENTENCE_COLUMN, StoredHit
+from baimo.knowledge.store import SENTENCE_COLUMN, StoredHit, pack_vectors, unpack_vectors
 from baimo.use_pooling import TOKEN_BUDGET, SegmentedText
 from tests.knowledge.conftest import Corpus, make_service
 
@@ -106,6 +106,15 @@ def test_sentences_carry_the_heading_else_the_title_unless_the_chunk_starts_with
     assert sentence_context(Chunk("Body.", "", "", 0), "") == ""
 
 
+def test_packed_sentence_vectors_keep_cosines_within_two_thousandths(use: UseEmbedder) -> None:
+    vectors = use.embed([t for _, body in PASSAGES for t in segmented("", body)[1]])
+    packed = pack_vectors(vectors)
+    assert len(packed) == len(vectors) * (512 + 4)
+    restored = unpack_vectors(packed, 512)
+    assert np.abs(restored @ vectors.T - vectors @ vectors.T).max() < 0.002
+    assert unpack_vectors(pack_vectors(np.zeros((1, 4))), 4) == pytest.approx(np.zeros((1, 4)))
+
+
 def hit(chunk_id: str, score: float, sentences: np.ndarray | None) -> StoredHit:
     return StoredHit(chunk_id=chunk_id, doc_id="d", source="s", location="", heading="", ordinal=0, text="",
                      vector=np.zeros(3, np.float32), score=score, sentence_vectors=sentences)
@@ -127,7 +136,7 @@ def test_the_fixture_corpus_stores_sentence_vectors_and_search_uses_them(corpus:
     table = service.store._table(service.get("corpus").id)  # type: ignore[attr-defined]
     rows = table.search().select(["text", SENTENCE_COLUMN]).limit(50).to_list()
     for r in rows:
-        assert len(r[SENTENCE_COLUMN]) == len(sentence_spans(r["text"])) * 512 * 2, r["text"][:80]
+        assert len(r[SENTENCE_COLUMN]) == len(sentence_spans(r["text"])) * (512 + 4), r["text"][:80]
     passages = corpus.retriever.search(["corpus"], "What does a one-day public transport ticket cost?", k=5)
     assert all(p.sentence_similarity is not None for p in passages if p.dense_rank is not None)
     assert any(p.sentence_similarity > p.similarity for p in passages if p.sentence_similarity is not None)
