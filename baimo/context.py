@@ -127,11 +127,17 @@ class ContextFitter:
         except BaimoError as exc:
             log.warning("summarising %d turns for %s failed: %s", spaced.dropped, backend.config.id, exc.message)
             return replace(plain, note=f"summary failed: {exc.message}")
-        note = {"role": "system", "content": SUMMARY_PREFIX + summary.text}
-        final = system + [note] + turns[spaced.dropped:]
-        total = backend.count_tokens(final)
-        if total + (max_tokens or MIN_REPLY_TOKENS) > window:
-            return replace(plain, note="the summary did not fit")
+        # The summariser's tokens are not this model's count (a conservative estimate for most): a summary that
+        # comes out longer than its room is cut at a word boundary, never left to push out the newest turns.
+        text, reserve = summary.text, max_tokens or MIN_REPLY_TOKENS
+        while True:
+            final = system + [{"role": "system", "content": SUMMARY_PREFIX + text}] + turns[spaced.dropped:]
+            total = backend.count_tokens(final)
+            if total + reserve <= window:
+                break
+            text = text[:int(len(text) * 0.85)].rsplit(" ", 1)[0].rstrip(" ,;:") + " …"
+            if len(text) < 40:
+                return replace(plain, note="the summary did not fit")
         return Fitted(final, summary.skipped, total, window - total if max_tokens is None else max_tokens,
                       summarized=spaced.dropped - summary.skipped, summarizer=summary.model,
                       summary_cached=summary.cached, summary_cost=summary.cost)

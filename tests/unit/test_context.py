@@ -184,3 +184,27 @@ def test_concurrent_requests_for_one_prefix_share_one_summary(tmp_path) -> None:
         assert len(up.requests_for("/chat/completions")) == 1
     assert {s.text for s in summaries} == {"They talked about q0."}
     assert sorted(s.cached for s in summaries) == [False, True, True]
+
+
+def test_a_summary_longer_than_its_room_is_cut_not_dropped(tmp_path) -> None:
+    import asyncio
+
+    from baimo.context import ContextFitter
+    from tests.support.upstream import Behaviour, ScriptedUpstream
+
+    long_summary = "The user asked many things about rivers and boats. " * 60  # far more than the room
+    with ScriptedUpstream({"sum": Behaviour.ok(long_summary)}) as up:
+        reg = registry(tmp_path, [remote_model("r/m", 600, 1.0), remote_model("r/s", 8000, 0.1,
+                                                                               base_url=up.base_url,
+                                                                               upstream_model="sum")])
+
+        async def fit():  # type: ignore[no-untyped-def]
+            try:
+                return await ContextFitter(reg).fit(reg.get("r/m"), long_chat(8), 20)
+            finally:
+                await reg.close()
+
+        fitted = asyncio.run(fit())
+    assert fitted.summarized > 0 and fitted.summarizer == "r/s" and fitted.prompt_tokens + 20 <= 600
+    summary = fitted.messages[1]["content"]
+    assert summary.startswith("Summary of earlier conversation: The user asked") and summary.endswith(" …")
