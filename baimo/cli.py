@@ -208,6 +208,8 @@ async def _chat(prompt: str | None, model: str | None, system: str | None, knowl
             err.print(f"[dim]{run.model_id} · {usage_line(run)}[/]", highlight=False, soft_wrap=True)
             if run.route and not run.route.startswith("direct"):
                 err.print(f"[dim]route: {escape(run.route)}[/]", highlight=False, soft_wrap=True)
+            if run.fitted.header():  # long conversations: what was summarised or dropped to fit the window
+                err.print(f"[dim]context: {escape(run.fitted.header())}[/]", highlight=False, soft_wrap=True)
             if not interactive:
                 break
     finally:
