@@ -204,7 +204,7 @@ def test_edit_delete_and_drop(page, server):
     drop = page.evaluate_handle("""() => {
         const dt = new DataTransfer();
         dt.items.add(new File(["Le réacteur Zorblax fonctionne à 42 kelvins."], "reacteur.txt", {type: "text/plain"}));
-        dt.items.add(new File([new Uint8Array([137, 80, 78, 71])], "logo.png", {type: "image/png"}));
+        dt.items.add(new File([new Uint8Array([77, 90, 144, 0])], "setup.exe", {type: "application/octet-stream"}));
         dt.items.add(new File(["Second note."], "second.md", {type: "text/markdown"}));
         return dt;
     }""")
@@ -214,7 +214,7 @@ def test_edit_delete_and_drop(page, server):
     expect(page.get_by_test_id("job-report")).to_contain_text("Added 2")
     failed = page.get_by_test_id("job-failed-file")
     expect(failed).to_have_count(1)
-    expect(failed).to_contain_text("logo.png")
+    expect(failed).to_contain_text("setup.exe")
     expect(failed).to_contain_text("unsupported")
     expect(page.get_by_test_id("doc-row")).to_have_count(2)
 
