@@ -127,11 +127,17 @@ class ChatRun:
         return cost_usd(self.backend.config, self.fitted.prompt_tokens, 0)
 
     @property
+    def tokens(self) -> tuple[int, int]:
+        """(prompt, completion) tokens: the model's own count at the end, else the estimate (pieces streamed)."""
+        f = self.finish
+        if f:
+            return f.prompt_tokens, f.completion_tokens
+        return self.fitted.prompt_tokens, sum(len(c.text_parts) for c in self.choices.values())
+
+    @property
     def cost(self) -> float:
         f = self.finish
-        prompt = f.prompt_tokens if f else self.fitted.prompt_tokens
-        completion = f.completion_tokens if f else sum(len(c.text_parts) for c in self.choices.values())
-        return cost_usd(self.backend.config, prompt, completion, token_details(f.usage if f else None)[0])
+        return cost_usd(self.backend.config, *self.tokens, token_details(f.usage if f else None)[0])
 
     @property
     def total_cost(self) -> float:
@@ -143,10 +149,7 @@ class ChatRun:
         baseline = self.ctx.baseline_model
         if baseline is None or baseline not in self.service.registry.ids():
             return None
-        f = self.finish
-        prompt = f.prompt_tokens if f else self.fitted.prompt_tokens
-        completion = f.completion_tokens if f else sum(len(c.text_parts) for c in self.choices.values())
-        return cost_usd(self.service.registry.get(baseline).config, prompt, completion)
+        return cost_usd(self.service.registry.get(baseline).config, *self.tokens)
 
     def citations(self) -> list[dict[str, Any]] | None:
         """The knowledge passages this answer was given, numbered as in the prompt, with `cited` flags."""
@@ -361,8 +364,7 @@ class ChatService:
         return Usage(
             endpoint=run.ctx.endpoint, model_requested=run.requested, model=run.model_id, route=run.route,
             api_key_id=run.ctx.api_key_id, conversation_id=run.ctx.conversation_id, stream=run.ctx.stream,
-            prompt_tokens=f.prompt_tokens if f else run.fitted.prompt_tokens,
-            completion_tokens=f.completion_tokens if f else sum(len(c.text_parts) for c in run.choices.values()),
+            prompt_tokens=run.tokens[0], completion_tokens=run.tokens[1],
             cached_tokens=token_details(f.usage if f else None)[0],
             reasoning_tokens=token_details(f.usage if f else None)[1], cost=run.cost,
             latency_ms=run.latency_ms, ttft_ms=run.ttft_ms,

@@ -79,8 +79,7 @@ def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     for m in config.models:
         present = None
         if m.kind == "llamacpp":
-            present = catalogue.is_present(settings.model_cache, m.catalogue) if m.catalogue \
-                else Path(m.path or "").expanduser().exists()
+            present = catalogue.weights_path(m.path, m.catalogue, settings.model_cache).exists()
         rows.append({"id": m.id, "kind": m.kind, "context_window": m.context_window,
                      "price_input": m.price_input, "price_output": m.price_output,
                      "default": m.id == (config.default_model or config.models[0].id),

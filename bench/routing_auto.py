@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from baimo.routing import converters, learned  # noqa: E402
-from baimo.routing.auto import DEFAULT_LAM, REFERENCE_PRICES, shipped_prior  # noqa: E402
+from baimo.routing.auto import DEFAULT_LAM, REFERENCE_PRICES, ability_from_price, shipped_prior  # noqa: E402
 from baimo.routing.difficulty import sigmoid  # noqa: E402
 from baimo.routing.learned import utility_choice  # noqa: E402
 from baimo.routing.metrics import Reference, evaluate, lambda_grid, summarize  # noqa: E402
@@ -50,7 +50,6 @@ def rows_of(name: str, shared: Path, routerbench: Path) -> list[dict]:
 
 def abilities_for(models: list[str], C: np.ndarray) -> np.ndarray:
     prior = shipped_prior()
-    lo, hi = prior.abilities["mixtral-8x7b"], prior.abilities["gpt-4"]
     out = []
     mean_cost = C.mean(0)
     for j, m in enumerate(models):
@@ -58,12 +57,10 @@ def abilities_for(models: list[str], C: np.ndarray) -> np.ndarray:
         if key in prior.abilities:
             out.append(prior.abilities[key])
             continue
-        # by price alone: this model's mean cost relative to the data's cheapest, mapped onto the reference prices
+        # by price alone, as the server does: this model's mean cost relative to the data's cheapest, taken as a
+        # price relative to the cheaper reference model's
         rel = mean_cost[j] / max(mean_cost.min(), 1e-12)
-        price = REFERENCE_PRICES["mixtral-8x7b"] * rel
-        x = (np.log(price) - np.log(REFERENCE_PRICES["mixtral-8x7b"])) / (
-            np.log(REFERENCE_PRICES["gpt-4"]) - np.log(REFERENCE_PRICES["mixtral-8x7b"]))
-        out.append(float(np.clip(lo + x * (hi - lo), lo - 1.5, hi + 0.5)))
+        out.append(ability_from_price(REFERENCE_PRICES["mixtral-8x7b"] * rel, prior))
     return np.array(out)
 
 

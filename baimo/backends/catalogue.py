@@ -92,6 +92,15 @@ def is_present(cache: Path, name: str) -> bool:
     return model_path(cache, name).exists()
 
 
+def weights_path(path: str | None, name: str | None, cache: Path) -> Path:
+    """A local model's GGUF file: its configured `path` (with ~ expanded), else its catalogue file in `cache`."""
+    if path:
+        return Path(os.path.expanduser(path))
+    if name is None:
+        raise ConfigError("a local model needs `path` or `catalogue`")
+    return model_path(cache, name)
+
+
 def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:

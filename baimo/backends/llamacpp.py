@@ -107,10 +107,7 @@ class LlamaCppBackend(OpenAICompatBackend):
 
     @property
     def model_path(self) -> Path:
-        if self.config.path:
-            return Path(os.path.expanduser(self.config.path))
-        assert self.config.catalogue is not None
-        return catalogue.model_path(self._settings.model_cache, self.config.catalogue)
+        return catalogue.weights_path(self.config.path, self.config.catalogue, self._settings.model_cache)
 
     @property
     def worker(self) -> Any:

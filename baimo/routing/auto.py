@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from baimo.backends import catalogue
+from baimo.backends.base import message_text
 from baimo.config import ModelConfig, RouterConfig
 from baimo.routing.difficulty import DifficultyModel, ability_map, logit, sigmoid
 from baimo.routing.outcomes import estimate_tokens
@@ -85,14 +85,11 @@ def blended_price(m: ModelConfig) -> float:
 
 
 def local_size_gb(m: ModelConfig, model_cache: Path) -> float:
-    """GB of weights of a local model: the catalogue's size, or the file's."""
-    if m.catalogue:
-        try:
-            return catalogue.entry(m.catalogue).size_mb / 1000
-        except Exception:  # an unknown catalogue name is reported when the model is used
-            return 1.0
-    path = Path(os.path.expanduser(m.path or ""))
-    return path.stat().st_size / 1e9 if path.is_file() else 1.0
+    """GB of weights of a local model: the catalogue's size, or the file's (1 when neither is known)."""
+    if m.catalogue and m.catalogue in catalogue.CATALOGUE:
+        return catalogue.CATALOGUE[m.catalogue].size_mb / 1000
+    path = catalogue.weights_path(m.path, m.catalogue, model_cache) if m.path else None
+    return path.stat().st_size / 1e9 if path is not None and path.is_file() else 1.0
 
 
 def is_local(m: ModelConfig) -> bool:
@@ -101,11 +98,19 @@ def is_local(m: ModelConfig) -> bool:
 
 def is_available(m: ModelConfig, model_cache: Path) -> bool:
     """A local model is a candidate only once its file is there (`baimo models pull`); remote ones always are."""
-    if not is_local(m):
-        return True
-    if m.catalogue:
-        return catalogue.is_present(model_cache, m.catalogue)
-    return Path(os.path.expanduser(m.path or "")).is_file()
+    return not is_local(m) or catalogue.weights_path(m.path, m.catalogue, model_cache).is_file()
+
+
+def ability_from_price(price: float, prior: DifficultyModel) -> float:
+    """theta of a model known only by its blended price (USD per million tokens): log-linear between the prior's
+    two reference models at the RouteLLM paper's prices, clipped to 1.5 below the cheaper and 0.5 above the
+    dearer; an unpriced model is taken as the cheaper reference (Mixtral-class)."""
+    lo, hi = (prior.abilities.get(k, 0.0) for k in REFERENCE_PRICES)
+    if price <= 0:
+        return lo
+    x = (math.log(price) - math.log(REFERENCE_PRICES["mixtral-8x7b"])) / (
+        math.log(REFERENCE_PRICES["gpt-4"]) - math.log(REFERENCE_PRICES["mixtral-8x7b"]))
+    return min(max(lo + x * (hi - lo), lo - 1.5), hi + 0.5)
 
 
 def prior_ability(m: ModelConfig, prior: DifficultyModel) -> tuple[float, str]:
@@ -116,13 +121,7 @@ def prior_ability(m: ModelConfig, prior: DifficultyModel) -> tuple[float, str]:
         return prior.abilities[f"catalogue:{m.catalogue}"], "measured"
     if is_local(m):
         return prior.abilities.get("mixtral-8x7b", 0.0) - 2.0, "default-local"
-    lo, hi = (prior.abilities.get(k, 0.0) for k in REFERENCE_PRICES)
-    price = blended_price(m)
-    if price <= 0:
-        return lo, "price"
-    x = (math.log(price) - math.log(REFERENCE_PRICES["mixtral-8x7b"])) / (
-        math.log(REFERENCE_PRICES["gpt-4"]) - math.log(REFERENCE_PRICES["mixtral-8x7b"]))
-    return min(max(lo + x * (hi - lo), lo - 1.5), hi + 0.5), "price"
+    return ability_from_price(blended_price(m), prior), "price"
 
 
 @dataclass
@@ -131,6 +130,11 @@ class Candidate:
     theta: float
     source: str          # outcomes | declared | measured | price | default-local
     routing_price: tuple[float, float]  # USD per million (input, output) tokens used to route
+
+
+def most_able(cands: list[Candidate]) -> str | None:
+    """Id of the candidate with the highest ability (ties: the dearer one); None when there is none."""
+    return max(cands, key=lambda c: (c.theta, c.config.price_output)).config.id if cands else None
 
 
 def describe_difficulty(b: float) -> str:
@@ -194,8 +198,7 @@ class AutoStrategy:
 
     def strongest(self) -> str | None:
         """The candidate with the highest ability: the 'everything to the best model' baseline."""
-        cands = self.candidates()
-        return max(cands, key=lambda c: (c.theta, c.config.price_output)).config.id if cands else None
+        return most_able(self.candidates())
 
     # --- difficulty -------------------------------------------------------------------------------------
 
@@ -227,7 +230,7 @@ class AutoStrategy:
             raise UpstreamUnavailable(f"router {self.config.id}: no candidate model is available "
                                       f"(pull a local model with `baimo models pull`, or add a remote one)")
         b = self.difficulty(req.prompt) if req.prompt.strip() else -1.0
-        prompt_tokens = sum(estimate_tokens(_text(m)) for m in req.messages) + 4 * len(req.messages)
+        prompt_tokens = sum(estimate_tokens(message_text(m)) for m in req.messages) + 4 * len(req.messages)
         answer = EXPECTED_ANSWER_TOKENS if req.max_tokens is None else min(req.max_tokens, EXPECTED_ANSWER_TOKENS)
         theta, price = self._arrays
         P = sigmoid(theta - b)
@@ -247,17 +250,11 @@ class AutoStrategy:
         reason = f"auto: {words} -> {chosen}"
         plan = RoutePlan([cands[j].config.id for j in order], reason,
                          probabilities={c.config.id: round(float(p), 4) for c, p in zip(cands, P, strict=True)})
-        plan.baseline = max(cands, key=lambda c: (c.theta, c.config.price_output)).config.id
+        plan.baseline = most_able(cands)
         return plan
 
     async def plan(self, req: RouteRequest) -> RoutePlan:
         return await asyncio.to_thread(self.decide, req)
-
-
-def _text(message: dict[str, Any]) -> str:
-    from baimo.backends.base import message_text
-
-    return message_text(message)
 
 
 def refine(router_id: str, routers_dir: Path, candidates: list[Candidate], outcomes: list[dict[str, Any]],
