@@ -1,11 +1,16 @@
-"""The relational schema: conversations, messages, usage records, API keys, knowledge bases and personas."""
+"""The relational schema: conversations, messages, usage records, teams, API keys, knowledge bases and personas.
+
+Tenancy: conversations, knowledge bases, personas, outcomes and usage carry an `owner`: "team:<team id>" for a key
+in a team (its members share), "user:<user name>" for a key without one, NULL for the local single user (auth off).
+See baimo/metering/principal.py.
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -27,13 +32,15 @@ class Conversation(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     title: Mapped[str] = mapped_column(String(200), default="New chat")
     model: Mapped[str | None] = mapped_column(String(200))
+    owner: Mapped[str | None] = mapped_column(String(240))  # "team:<id>" | "user:<name>" | NULL (local user)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     messages: Mapped[list[Message]] = relationship(
         back_populates="conversation", cascade="all, delete-orphan", passive_deletes=True,
         order_by="Message.seq")
 
-    __table_args__ = (Index("ix_conversations_updated", "updated_at", "id"),)
+    __table_args__ = (Index("ix_conversations_updated", "updated_at", "id"),
+                      Index("ix_conversations_owner_updated", "owner", "updated_at"))
 
 
 class Message(Base):
@@ -69,6 +76,8 @@ class UsageRecord(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     endpoint: Mapped[str] = mapped_column(String(64))
     api_key_id: Mapped[str | None] = mapped_column(String(32))
+    owner: Mapped[str | None] = mapped_column(String(240))
+    team_id: Mapped[str | None] = mapped_column(String(32))
     model_requested: Mapped[str | None] = mapped_column(String(200))
     model: Mapped[str | None] = mapped_column(String(200))
     route: Mapped[str | None] = mapped_column(String(500))
@@ -91,7 +100,8 @@ class UsageRecord(Base):
     baseline_model: Mapped[str | None] = mapped_column(String(200))  # candidate (the hybrid's saving)
 
     __table_args__ = (Index("ix_usage_created", "created_at"), Index("ix_usage_model", "model"),
-                      Index("ix_usage_response", "response_id"), Index("ix_usage_persona", "persona", "created_at"))
+                      Index("ix_usage_response", "response_id"), Index("ix_usage_persona", "persona", "created_at"),
+                      Index("ix_usage_owner", "owner", "created_at"), Index("ix_usage_team", "team_id", "created_at"))
 
 
 class Outcome(Base):
@@ -108,8 +118,19 @@ class Outcome(Base):
     source: Mapped[str] = mapped_column(String(16))  # feedback | cascade
     response_id: Mapped[str | None] = mapped_column(String(40))
     comment: Mapped[str | None] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(String(240))
 
     __table_args__ = (Index("ix_outcomes_router", "router", "id"),)
+
+
+class Team(Base):
+    """A group of users sharing conversations, knowledge bases, personas and usage (owner "team:<id>")."""
+
+    __tablename__ = "teams"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class ApiKey(Base):
@@ -122,6 +143,10 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     confidential: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")  # on-premises models only
+    user: Mapped[str | None] = mapped_column(String(200))  # the person the key belongs to (default: its name)
+    team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id"))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    models: Mapped[str | None] = mapped_column(Text)  # JSON list of callable model ids; NULL = all
 
 
 class KnowledgeBase(Base):
@@ -130,12 +155,16 @@ class KnowledgeBase(Base):
     __tablename__ = "knowledge_bases"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str | None] = mapped_column(String(240))
     description: Mapped[str] = mapped_column(Text, default="")
     embedder: Mapped[str] = mapped_column(String(200))
     chunk_size: Mapped[int] = mapped_column(Integer)
     chunk_overlap: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    # names are unique per owner; coalesce() because NULL owners (the local user) would never collide otherwise
+    __table_args__ = (Index("ux_knowledge_bases_owner_name", func.coalesce(owner, ""), name, unique=True),)
 
 
 class KnowledgeDocument(Base):
@@ -163,7 +192,8 @@ class Persona(Base):
     __tablename__ = "personas"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str | None] = mapped_column(String(240))
     description: Mapped[str] = mapped_column(Text, default="")
     instructions: Mapped[str] = mapped_column(Text, default="")
     model: Mapped[str | None] = mapped_column(String(200))
@@ -176,3 +206,5 @@ class Persona(Base):
     confidential: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")  # on-premises models only
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ux_personas_owner_name", func.coalesce(owner, ""), name, unique=True),)
