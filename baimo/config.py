@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 256 * 1024 * 1024  # multipart uploads to knowledge bases
     load_models_at_start: bool = False
     llama_threads: int | None = None
+    redis_url: str | None = None  # BAIMO_REDIS_URL: wins over baimo.yaml's `redis_url`
 
     @property
     def config_path(self) -> Path:
@@ -287,6 +288,21 @@ class PrivacyConfig(BaseModel):
                                  "model (a confidential key or persona always does)")
 
 
+class LimitsConfig(BaseModel):
+    """Budgets and rate limits (baimo/metering/budgets.py, ratelimit.py): how requests are estimated and counted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: Literal["sliding-window", "moving-window", "fixed-window"] = Field(
+        default="sliding-window", description="the `limits` library's window for RPM/TPM (sliding-window: O(1) "
+        "per check; moving-window: exact, but keeps one entry per request or token)")
+    reserve_tokens: int = Field(default=1024, ge=1, description="completion tokens a budget reserves (and TPM "
+                                "counts) for a request that sets no max_tokens, on a model without "
+                                "max_output_tokens")
+    key_rpm: int | None = Field(default=None, ge=1, description="requests per minute of every key without its own")
+    key_tpm: int | None = Field(default=None, ge=1, description="tokens per minute of every key without its own")
+
+
 class BaimoConfig(BaseModel):
     """The contents of baimo.yaml."""
 
@@ -300,6 +316,9 @@ class BaimoConfig(BaseModel):
     knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
     context: ContextConfig = Field(default_factory=ContextConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    redis_url: str | None = Field(default=None, description="Redis for state shared by replicas (rate limits), "
+                                  "e.g. redis://127.0.0.1:6379/0; BAIMO_REDIS_URL wins")
 
     @model_validator(mode="after")
     def _check_references(self) -> BaimoConfig:
@@ -332,6 +351,11 @@ class BaimoConfig(BaseModel):
         if self.default_model and self.default_model not in ids + router_ids:
             raise ValueError(f"default_model {self.default_model!r} is not a configured model or router")
         return self
+
+
+def redis_url(settings: Settings, config: BaimoConfig) -> str | None:
+    """The Redis URL replicas share (BAIMO_REDIS_URL, else baimo.yaml's `redis_url`), None for in-process state."""
+    return settings.redis_url or config.redis_url
 
 
 def default_config_text() -> str:
