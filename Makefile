@@ -28,17 +28,18 @@ serve: install
 	$(BIN)/baimo serve --host $(HOST) --port $(PORT)
 
 ## system-deps: Debian packages the tests need: chromium (browser tests), postgresql (BAIMO_DATABASE_URL tests),
-## node and npm (the official openai npm SDK's tests), cmake, ninja and g++ (the engine build); and one Baimo
+## node and npm (the official openai npm SDK's tests), redis-server (rate limits shared by replicas), cmake, ninja
+## and g++ (the engine build); and one Baimo
 ## itself uses: tesseract-ocr with its English and Simplified Chinese models (OCR of scanned PDFs and images in
 ## knowledge bases), with fonts-wqy-microhei, the CJK font the OCR tests draw their scans with
 system-deps:
 	@if [ ! -x /usr/bin/chromium ] || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	    ! command -v cmake >/dev/null || ! command -v ninja >/dev/null || ! command -v g++ >/dev/null || \
 	    ! command -v npm >/dev/null || ! ls /usr/share/tesseract-ocr/*/tessdata/chi_sim.traineddata >/dev/null 2>&1 || \
-	    [ ! -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; then \
+	    [ ! -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || ! command -v redis-server >/dev/null; then \
 		$(SUDO) apt-get update && \
 		$(SUDO) apt-get install -y --no-install-recommends chromium fonts-dejavu-core postgresql cmake ninja-build \
-			g++ tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim fonts-wqy-microhei \
+			g++ tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim fonts-wqy-microhei redis-server \
 			$$(command -v npm >/dev/null || echo nodejs npm); \
 	fi
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -208,3 +208,42 @@ class Persona(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (Index("ux_personas_owner_name", func.coalesce(owner, ""), name, unique=True),)
+
+
+class Limit(Base):
+    """A budget and rate limits of one subject: "key:<id>", "team:<id>" (baimo/metering/budgets.py)."""
+
+    __tablename__ = "limits"
+
+    subject: Mapped[str] = mapped_column(String(100), primary_key=True)
+    budget_usd: Mapped[float | None] = mapped_column(Float)          # None: no budget
+    budget_period: Mapped[str] = mapped_column(String(8), default="month")  # day | month (calendar, UTC)
+    rpm: Mapped[int | None] = mapped_column(Integer)                  # requests per minute
+    tpm: Mapped[int | None] = mapped_column(Integer)                  # tokens per minute
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class BudgetWindow(Base):
+    """What a subject spent and holds reserved in one budget period, in nano-USD (1e-9 USD: exact sums)."""
+
+    __tablename__ = "budget_windows"
+
+    subject: Mapped[str] = mapped_column(String(100), primary_key=True)
+    period_start: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD (UTC)
+    spent: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class BudgetReservation(Base):
+    """One request's hold on one budget until it settles; rows older than a request can live are reclaimed (a
+    replica killed mid-request does not leave its hold behind)."""
+
+    __tablename__ = "budget_reservations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    subject: Mapped[str] = mapped_column(String(100))
+    period_start: Mapped[str] = mapped_column(String(10))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ix_budget_reservations_created", "created_at"),)
