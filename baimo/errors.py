@@ -65,6 +65,14 @@ class AuthenticationError(BaimoError):
     code = "invalid_api_key"
 
 
+class PermissionDenied(BaimoError):
+    """A valid key asking for something only an admin key may do (managing keys and teams)."""
+
+    status_code = 403
+    error_type = "permission_error"
+    code = "admin_only"
+
+
 class UpstreamError(BaimoError):
     """The model backend answered with an error or an unreadable response."""
 

@@ -1,17 +1,38 @@
-"""Request dependencies: the app's services from app.state, and API key checking."""
+"""Request dependencies: the app's services from app.state, and who is calling (the `Principal`)."""
 
 from __future__ import annotations
 
 from fastapi import Request
 
 from baimo.api.state import AppState
+from baimo.errors import PermissionDenied
+from baimo.metering.principal import Principal
 
 
 async def state(request: Request) -> AppState:
     return request.app.state.baimo
 
 
-async def api_key(request: Request) -> str | None:
-    """The calling key's id (None when keys are off); 401 when keys are on and this one is missing or wrong."""
+async def principal(request: Request) -> Principal:
+    """The caller, resolved once per request (also kept on `request.state.principal`): the local user when auth is
+    off; 401 when auth is on and the key is missing, unknown or revoked."""
+    cached = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
     s: AppState = request.app.state.baimo
-    return s.keys.verify(request.headers.get("authorization"))
+    who = s.keys.resolve(request.headers.get("authorization"))
+    request.state.principal = who
+    return who
+
+
+async def admin(request: Request) -> Principal:
+    """The caller when it is an admin (or the local user); 403 `admin_only` for any other key."""
+    who = await principal(request)
+    if not who.is_admin:
+        raise PermissionDenied("This needs an admin key.")
+    return who
+
+
+async def api_key(request: Request) -> str | None:
+    """The calling key's id (None when auth is off). Kept for older callers: prefer `principal`."""
+    return (await principal(request)).key_id

@@ -1,4 +1,8 @@
-"""Conversations and their messages: create, page through (cursor pagination), search, rename, delete, append."""
+"""Conversations and their messages: create, page through (cursor pagination), search, rename, delete, append.
+
+Each conversation has an owner (baimo/metering/principal.py); methods taking `who` act only on what that principal
+may see, answering NotFound for the rest exactly as for a missing id (`who=None`: internal callers, all).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 from sqlalchemy import delete, exists, func, or_, select, update
 
 from baimo.errors import InvalidRequest, NotFound
+from baimo.metering.principal import Principal, owner_clause, visible
 from baimo.store.database import Database
 from baimo.store.tables import Conversation, Message, utcnow
 
@@ -58,18 +63,23 @@ class ConversationStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create(self, title: str | None = None, model: str | None = None) -> dict[str, Any]:
+    def create(self, title: str | None = None, model: str | None = None, *,
+               who: Principal | None = None) -> dict[str, Any]:
+        """A new conversation owned by `who` (the local user when None)."""
         with self.db.session() as s:
-            c = Conversation(title=title_from(title) if title else DEFAULT_TITLE, model=model)
+            c = Conversation(title=title_from(title) if title else DEFAULT_TITLE, model=model,
+                             owner=who.owner if who else None)
             s.add(c)
             s.flush()
             return conversation_dict(c)
 
-    def list(self, limit: int = 50, cursor: str | None = None, q: str | None = None
-             ) -> tuple[list[dict[str, Any]], str | None]:
+    def list(self, limit: int = 50, cursor: str | None = None, q: str | None = None, *,
+             who: Principal | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the conversations `who` may see, newest first, and the next page's cursor."""
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}", param="limit")
-        stmt = select(Conversation).order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+        stmt = (select(Conversation).where(owner_clause(Conversation.owner, who))
+                .order_by(Conversation.updated_at.desc(), Conversation.id.desc()))
         if cursor:
             stamp, cid = _decode_cursor(cursor)
             stmt = stmt.where(or_(Conversation.updated_at < stamp,
@@ -85,39 +95,40 @@ class ConversationStore:
         rows = rows[:limit]
         return [conversation_dict(c) for c in rows], (_encode_cursor(rows[-1]) if more else None)
 
-    def _get(self, s: Any, conversation_id: str) -> Conversation:
+    def _get(self, s: Any, conversation_id: str, who: Principal | None = None) -> Conversation:
         c = s.get(Conversation, conversation_id)
-        if c is None:
+        if c is None or not visible(who, c.owner):
             raise NotFound(f"conversation {conversation_id} does not exist", param="conversation_id")
         return c
 
-    def get(self, conversation_id: str) -> dict[str, Any]:
+    def get(self, conversation_id: str, *, who: Principal | None = None) -> dict[str, Any]:
         with self.db.session() as s:
-            c = self._get(s, conversation_id)
+            c = self._get(s, conversation_id, who)
             return {**conversation_dict(c), "messages": [message_dict(m) for m in c.messages]}
 
-    def rename(self, conversation_id: str, title: str) -> dict[str, Any]:
+    def rename(self, conversation_id: str, title: str, *, who: Principal | None = None) -> dict[str, Any]:
         if not title.strip():
             raise InvalidRequest("title must not be empty", param="title")
         with self.db.session() as s:
-            c = self._get(s, conversation_id)
+            c = self._get(s, conversation_id, who)
             c.title = title.strip()[:200]
             return conversation_dict(c)
 
-    def delete(self, conversation_id: str) -> None:
+    def delete(self, conversation_id: str, *, who: Principal | None = None) -> None:
         with self.db.session() as s:
-            c = self._get(s, conversation_id)
+            c = self._get(s, conversation_id, who)
             s.delete(c)
 
-    def history(self, conversation_id: str) -> list[dict[str, str]]:
+    def history(self, conversation_id: str, *, who: Principal | None = None) -> list[dict[str, str]]:
         """The conversation as chat messages, stopped and failed answers included as the user saw them."""
         with self.db.session() as s:
-            c = self._get(s, conversation_id)
+            c = self._get(s, conversation_id, who)
             return [{"role": m.role, "content": m.content} for m in c.messages if m.content]
 
-    def append(self, conversation_id: str, role: str, content: str, **meta: Any) -> dict[str, Any]:
+    def append(self, conversation_id: str, role: str, content: str, *, who: Principal | None = None,
+               **meta: Any) -> dict[str, Any]:
         with self.db.session() as s:
-            c = self._get(s, conversation_id)
+            c = self._get(s, conversation_id, who)
             seq = (s.scalar(select(func.max(Message.seq)).where(Message.conversation_id == c.id)) or 0) + 1
             if meta.get("citations") is not None:
                 meta["citations"] = json.dumps(meta["citations"], ensure_ascii=False)
@@ -131,10 +142,10 @@ class ConversationStore:
             s.flush()
             return message_dict(m)
 
-    def drop_last_assistant(self, conversation_id: str) -> None:
+    def drop_last_assistant(self, conversation_id: str, *, who: Principal | None = None) -> None:
         """Remove the trailing assistant message (for regenerate); it is an error if the last turn is not one."""
         with self.db.session() as s:
-            c = self._get(s, conversation_id)
+            c = self._get(s, conversation_id, who)
             if not c.messages:
                 raise InvalidRequest("the conversation has no messages to regenerate")
             last = c.messages[-1]
