@@ -46,13 +46,15 @@ def models_dir() -> str:
 class BaimoServer:
     """A `baimo serve` child process on a free loopback port."""
 
-    def __init__(self, home: Path, config_yaml: str = SMOLLM_YAML, env: dict[str, str] | None = None) -> None:
+    def __init__(self, home: Path, config_yaml: str = SMOLLM_YAML, env: dict[str, str] | None = None,
+                 args: list[str] | None = None) -> None:
         self.home = home
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "baimo.yaml").write_text(config_yaml, encoding="utf-8")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "BAIMO_HOME": str(home), "BAIMO_MODELS_DIR": models_dir(), **(env or {})}
+        self.args = args or []  # more `baimo serve` options (a later --log-level wins over the default)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = home / "server.log"
 
@@ -62,7 +64,8 @@ class BaimoServer:
 
     def start(self, timeout: float = 60) -> BaimoServer:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([str(BAIMO), "serve", "--port", str(self.port), "--log-level", "warning"],
+        self.proc = subprocess.Popen([str(BAIMO), "serve", "--port", str(self.port), "--log-level", "warning",
+                                      *self.args],
                                      env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
