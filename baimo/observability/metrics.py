@@ -3,12 +3,13 @@
 Every finished model request is counted once, from its usage record (`observe_usage`, called by
 `UsageLog.record`); every HTTP request and every OpenAI-shaped error (JSON body or SSE `error` event) is counted by
 the request middleware (`baimo/observability/middleware.py`). Gauges of local engines and ingestion jobs are read
-from the running state when /metrics is scraped.
+when /metrics is scraped (baimo/observability/wiring.py).
 
 Several worker processes (`baimo serve --workers N`): when `PROMETHEUS_MULTIPROC_DIR` is set before this module is
 imported, prometheus_client keeps each process's values in memory-mapped files in that directory, and `render()`
 sums them with a `MultiProcessCollector`, so /metrics on any worker reports the whole server. Gauges use
-`livesum` (sum over live processes); a worker marks itself dead at shutdown (`mark_process_dead`). See
+`livemostrecent` (the value set last by a live process: the worker answering a scrape sets them first); a
+worker marks itself dead at shutdown (`mark_process_dead`). See
 https://prometheus.github.io/client_python/multiprocess/.
 
 Label values are bounded: models are ids from the configuration (anything else is `other`), error types/codes
@@ -48,14 +49,16 @@ HTTP_REQUESTS = Counter("baimo_http_requests", "HTTP requests by method, route t
                         ["method", "route", "status"])
 HTTP_LATENCY = Histogram("baimo_http_request_duration_seconds", "HTTP request duration until the last body byte, "
                          "by method and route template", ["method", "route"], buckets=HTTP_BUCKETS)
+# Gauges are set by the worker answering the scrape just before it renders, from one shared source (the local
+# engine, or the engine host of `--workers N`; the jobs table), so the most recent value of any live process is right.
 QUEUE_DEPTH = Gauge("baimo_local_queue_depth", "Requests waiting for a slot of a local model",
-                    ["model"], multiprocess_mode="livesum")
+                    ["model"], multiprocess_mode="livemostrecent")
 BUSY_SLOTS = Gauge("baimo_local_busy_slots", "Slots of a local model serving a request now",
-                   ["model"], multiprocess_mode="livesum")
+                   ["model"], multiprocess_mode="livemostrecent")
 SLOTS = Gauge("baimo_local_slots", "Parallel slots configured for a local model", ["model"],
-              multiprocess_mode="livemax")
-INGEST_JOBS = Gauge("baimo_ingest_jobs", "Knowledge ingestion jobs known to the server, by status "
-                    "(queued, running, done, failed)", ["status"], multiprocess_mode="livesum")
+              multiprocess_mode="livemostrecent")
+INGEST_JOBS = Gauge("baimo_ingest_jobs", "Knowledge ingestion jobs by status (queued, running, done, failed)",
+                    ["status"], multiprocess_mode="livemostrecent")
 
 INGEST_STATUSES = ("queued", "running", "done", "failed")
 _IDENT = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
@@ -126,31 +129,31 @@ def observe_http(method: str, route: str, status: int, seconds: float) -> None:
     HTTP_LATENCY.labels(method, route).observe(seconds)
 
 
+def set_local_model(model_id: str, queued: int, busy: int, slots: int) -> None:
+    """Publish one local model's queue depth, busy slots and configured slots."""
+    model = model_label(model_id)
+    QUEUE_DEPTH.labels(model).set(queued)
+    BUSY_SLOTS.labels(model).set(busy)
+    SLOTS.labels(model).set(slots)
+
+
 def refresh_gauges(state: Any) -> None:
-    """Set the gauges from a running `AppState`: queue depth, busy and configured slots of each local model whose
-    engine runs in this process, and ingestion jobs by status."""
+    """Set the gauges from a running `AppState`: each local model's queue and slots (as this process sees its
+    engine) and ingestion jobs by status (`IngestJobs.counts()`, a query: call it off the event loop)."""
     for backend in getattr(state, "models", ()):
         worker = getattr(backend, "_worker", None)
-        if backend.config.kind != "llamacpp" or worker is None:
-            continue
-        model = model_label(backend.config.id)
-        QUEUE_DEPTH.labels(model).set(worker.queued)
-        BUSY_SLOTS.labels(model).set(worker.in_flight)
-        SLOTS.labels(model).set(getattr(backend.config, "parallel", 0) or 0)
+        if backend.config.kind == "llamacpp" and worker is not None:
+            set_local_model(backend.config.id, worker.queued, worker.in_flight, backend.config.parallel or 0)
     jobs = getattr(state, "ingest_jobs", None)
-    if jobs is not None:
-        counts = dict.fromkeys(INGEST_STATUSES, 0)
-        for job in list(getattr(jobs, "_jobs", {}).values()):
-            if job.status in counts:
-                counts[job.status] += 1
-        for status, n in counts.items():
-            INGEST_JOBS.labels(status).set(n)
+    counts = getattr(jobs, "counts", None)
+    if counts is not None:
+        found = counts()
+        for status in INGEST_STATUSES:
+            INGEST_JOBS.labels(status).set(found.get(status, 0))
 
 
-def render(state: Any | None = None) -> bytes:
+def render() -> bytes:
     """The Prometheus text exposition (format 0.0.4) of this server: all workers summed in multiprocess mode."""
-    if state is not None:
-        refresh_gauges(state)
     if MULTIPROCESS:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

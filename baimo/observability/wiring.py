@@ -4,9 +4,11 @@ lifespan (logging, tracing, the metrics listener on usage records, multiprocess 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
+import os
 from typing import Any
 
+import aiohttp
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
@@ -15,7 +17,8 @@ from baimo.observability import metrics, tracing
 from baimo.observability.logs import setup_logging
 from baimo.observability.middleware import RequestObservability
 
-GAUGE_REFRESH_S = 5.0  # multiprocess mode: how often each worker publishes its gauges for the others' scrapes
+log = logging.getLogger("baimo.metrics")
+ENGINE_TIMEOUT_S = 2.0  # asking the engine host of `--workers N` for its queues, at a scrape
 
 
 def install(app: FastAPI, settings: Settings) -> None:
@@ -28,12 +31,33 @@ def install(app: FastAPI, settings: Settings) -> None:
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics (text exposition format)",
              response_class=Response, responses={200: {"content": {metrics.CONTENT_TYPE: {}}}})
     async def prometheus_metrics(request: Request) -> Response:
-        body = metrics.render(getattr(request.app.state, "baimo", None))
-        return Response(body, media_type=metrics.CONTENT_TYPE)
+        state = getattr(request.app.state, "baimo", None)
+        if state is not None:
+            await asyncio.to_thread(metrics.refresh_gauges, state)
+            if os.environ.get("BAIMO_ENGINE_URL"):
+                await _engine_gauges(os.environ["BAIMO_ENGINE_URL"], state)
+        return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
+
+
+async def _engine_gauges(engine_url: str, state: Any) -> None:
+    """`--workers N`: local models run in the master's engine host (baimo/engine/host.py); its /workers has the
+    queues and busy slots of all server workers together."""
+    slots = {m.id: getattr(m, "parallel", 0) or 0 for m in state.config.models}
+    try:
+        timeout = aiohttp.ClientTimeout(total=ENGINE_TIMEOUT_S)
+        async with aiohttp.ClientSession(timeout=timeout) as session, \
+                session.get(engine_url.rstrip("/") + "/workers") as r:
+            rows = await r.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        log.warning("engine host at %s did not answer /workers; local model gauges not refreshed", engine_url)
+        return
+    for model_id, row in rows.items():
+        metrics.set_local_model(model_id, int(row.get("queued") or 0), int(row.get("in_flight") or 0),
+                                slots.get(model_id, 0))
 
 
 async def start(state: Any, settings: Settings) -> None:
-    """At start-up, after the state is built: label sets, the usage listener, tracing, gauge publishing."""
+    """At start-up, after the state is built: label values, the usage listener, tracing."""
     config = state.config
     metrics.configure([m.id for m in config.models] + [r.id for r in config.routers]
                       + [e.id for e in config.embedders])
@@ -41,21 +65,9 @@ async def start(state: Any, settings: Settings) -> None:
     if listeners is not None and metrics.observe_usage not in listeners:
         listeners.append(metrics.observe_usage)
     tracing.setup_tracing(settings.otel_endpoint)
-    if metrics.MULTIPROCESS:
-        state._gauge_task = asyncio.create_task(_publish_gauges(state))
-
-
-async def _publish_gauges(state: Any) -> None:
-    while True:
-        with contextlib.suppress(Exception):
-            metrics.refresh_gauges(state)
-        await asyncio.sleep(GAUGE_REFRESH_S)
 
 
 async def stop(state: Any) -> None:
-    """At shutdown: stop publishing, flush spans, and mark this worker dead for the multiprocess sums."""
-    task = getattr(state, "_gauge_task", None)
-    if task is not None:
-        task.cancel()
+    """At shutdown: flush spans, and mark this worker dead for the multiprocess sums."""
     await asyncio.to_thread(tracing.shutdown_tracing)
     metrics.process_exit()
