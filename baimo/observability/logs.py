@@ -94,7 +94,8 @@ def default_format(stream: Any = None) -> LogFormat:
 
 def setup_logging(fmt: LogFormat | None, level: str = "info", stream: Any = None) -> None:
     """Send the root logger's and uvicorn's lines to `stream` (stderr) in `fmt`, at `level` (a logging level name,
-    case-insensitive) for Baimo's loggers. Idempotent: a second call replaces the handler it installed."""
+    case-insensitive) for Baimo's and uvicorn's loggers, warnings and above for other libraries. Idempotent: a
+    second call replaces the handler it installed."""
     fmt = fmt or default_format(stream)
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.name = HANDLER_NAME
@@ -107,7 +108,7 @@ def setup_logging(fmt: LogFormat | None, level: str = "info", stream: Any = None
     root.addHandler(handler)
     numeric = logging.getLevelName(level.upper())
     numeric = numeric if isinstance(numeric, int) else logging.INFO
-    root.setLevel(max(numeric, logging.INFO))  # other libraries' debug lines stay off
+    root.setLevel(max(numeric, logging.WARNING))  # other libraries' info lines (httpx, alembic...) stay off
     logging.getLogger("baimo").setLevel(numeric)
     for name in UVICORN_LOGGERS:
         lg = logging.getLogger(name)
