@@ -1,17 +1,30 @@
-"""Cost of a request from the model's prices, and the usage record written for every API call."""
+"""Cost of a request from the model's prices, and the usage record written for every API call.
+
+Every record goes through `UsageLog.submit` (the one place: listeners such as metrics hook in there) and is
+committed by a `UsageWriter` (group commit, baimo/metering/usage_writer.py); `UsageLog.write` waits until the
+record is durable, so a route that awaits it before its response ends never loses a completed request's record.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import String, func, select
+from sqlalchemy import String, func, insert, select
 
 from baimo.config import ModelConfig
 from baimo.errors import InvalidRequest, NotFound
+from baimo.metering.principal import Principal, owner_clause
+from baimo.metering.usage_writer import UsageWriter
 from baimo.store.database import Database
-from baimo.store.tables import Message, Outcome, UsageRecord
+from baimo.store.tables import ApiKey, Conversation, Message, Outcome, UsageRecord
+
+log = logging.getLogger("baimo.usage")
+USAGE_COLUMNS = frozenset(c.name for c in UsageRecord.__table__.columns)
 
 
 def cost_usd(model: ModelConfig | None, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
@@ -34,6 +47,10 @@ def token_details(usage: dict | None) -> tuple[int, int]:
 
 @dataclass
 class Usage:
+    """One request's usage row (table `usage`). Tokens are counts; `cost`/`baseline_cost` in USD; times in ms
+    (`ttft_ms`: time to the first token, None when none came); `status_code` is the HTTP status the client got
+    (499: the client went away before the end)."""
+
     endpoint: str
     model_requested: str | None = None
     model: str | None = None
@@ -56,55 +73,140 @@ class Usage:
     persona: str | None = None
     baseline_cost: float | None = None   # routed requests: the same tokens on the router's strongest model
     baseline_model: str | None = None
+    owner: str | None = None     # the key's owner (user or team), filled from api_key_id by UsageLog.owner_of
+    team_id: str | None = None
+
+
+ALL = "*all*"  # `owner` argument of the queries below: every owner's rows (an admin's view)
+
+
+def scoped(stmt: Any, owner: str | None) -> Any:
+    """`stmt` limited to one owner's usage rows (None: the local user's), or unchanged for ALL."""
+    if owner == ALL:
+        return stmt
+    return stmt.where(UsageRecord.owner.is_(None) if owner is None else UsageRecord.owner == owner)
+
+
+_ROW_FIELDS = tuple(f.name for f in fields(Usage) if f.name in USAGE_COLUMNS)
 
 
 class UsageLog:
-    def __init__(self, db: Database) -> None:
+    """Writes usage records (group commit) and answers the questions asked of them.
+
+    `listeners`: callables `fn(usage)` run once per record in the submitting thread before it is committed
+    (metrics hook in here; keep them cheap, their errors are logged). `owner_of`: `key_id -> (owner, team_id)`
+    fills the owner columns of records that do not carry them.
+    """
+
+    def __init__(self, db: Database, *, group_commit: bool = True, max_batch: int = 256,
+                 linger_ms: float = 0.0) -> None:
         self.db = db
+        self.writer = UsageWriter(self._commit, group=group_commit, max_batch=max_batch, linger_ms=linger_ms)
+        self.listeners: list[Callable[[Usage], None]] = []
+        self.owner_of: Callable[[str], tuple[str | None, str | None]] = self._key_owner
+        self._owners: dict[str, tuple[str | None, str | None]] = {}
+
+    def _key_owner(self, key_id: str) -> tuple[str | None, str | None]:
+        """(owner, team_id) of a key: "team:<team id>" when it has a team, else "user:<user or key name>"
+        (the tenancy rule of baimo/metering/principal.py). Cached: a key's owner never changes (rotation keeps it)."""
+        found = self._owners.get(key_id)
+        if found is None:
+            with self.db.session() as s:
+                key = s.get(ApiKey, key_id)
+                if key is None:
+                    return None, None
+                found = (f"team:{key.team_id}", key.team_id) if key.team_id else (f"user:{key.user or key.name}",
+                                                                                  None)
+            self._owners[key_id] = found
+        return found
+
+    def _commit(self, rows: list[dict[str, Any]]) -> None:
+        """Insert `rows` in one transaction (an executemany)."""
+        with self.db.engine.begin() as conn:
+            conn.execute(insert(UsageRecord.__table__), rows)
+
+    def _row(self, usage: Usage) -> dict[str, Any]:
+        if usage.api_key_id and usage.owner is None:
+            try:
+                usage.owner, usage.team_id = self.owner_of(usage.api_key_id)
+            except Exception:  # noqa: BLE001 - a revoked or unknown key still gets its row
+                log.debug("no owner for key %s", usage.api_key_id)
+        for listener in self.listeners:
+            try:
+                listener(usage)
+            except Exception:  # noqa: BLE001
+                log.exception("usage listener failed")
+        row = {k: getattr(usage, k) for k in _ROW_FIELDS}
+        row["created_at"] = datetime.now(UTC)
+        return row
+
+    def submit(self, usage: Usage) -> Future[None]:
+        """Queue a record for the next group commit without waiting; the future resolves once it is durable."""
+        return self.writer.submit(self._row(usage))
+
+    async def write(self, usage: Usage) -> None:
+        """Record and wait until the record is committed (routes await this before their response ends).
+        A database failure is logged, not raised: the client still gets its answer."""
+        try:
+            await self.writer.write(self._row(usage))
+        except Exception:  # noqa: BLE001
+            log.exception("usage record could not be written")
 
     def record(self, usage: Usage) -> None:
-        with self.db.session() as s:
-            s.add(UsageRecord(**asdict(usage)))
+        """Record from a worker thread (or a script) and wait until the record is committed."""
+        self.submit(usage).result()
 
-    def summary(self, persona: str | None = None) -> list[dict[str, Any]]:
+    def flush(self) -> None:
+        """Wait until every record submitted so far is committed."""
+        self.writer.flush()
+
+    def close(self) -> None:
+        """Commit what is queued and stop the writer thread (at shutdown, before the database closes)."""
+        self.writer.close()
+
+    def summary(self, persona: str | None = None, owner: str | None = ALL) -> list[dict[str, Any]]:
         """Requests, tokens and cost per model (of one persona's traffic when `persona` is given)."""
         stmt = (select(UsageRecord.model, func.count(), func.sum(UsageRecord.prompt_tokens),
                        func.sum(UsageRecord.completion_tokens), func.sum(UsageRecord.cost))
                 .group_by(UsageRecord.model).order_by(func.count().desc()))
         if persona is not None:
             stmt = stmt.where(UsageRecord.persona == persona)
+        stmt = scoped(stmt, owner)
         with self.db.session() as s:
             return [{"model": m, "requests": n, "prompt_tokens": p or 0, "completion_tokens": c or 0,
                      "cost": cost or 0.0} for m, n, p, c, cost in s.execute(stmt)]
 
-    def by_day(self, days: int = 30) -> list[dict[str, Any]]:
+    def by_day(self, days: int = 30, owner: str | None = ALL) -> list[dict[str, Any]]:
         """Requests and cost per day and model, oldest first (for the usage page's chart)."""
         day = func.substr(func.cast(UsageRecord.created_at, String), 1, 10)
         stmt = (select(day, UsageRecord.model, func.count(), func.sum(UsageRecord.cost))
                 .group_by(day, UsageRecord.model).order_by(day))
+        stmt = scoped(stmt, owner)
         with self.db.session() as s:
             rows = [{"day": d, "model": m, "requests": n, "cost": c or 0.0} for d, m, n, c in s.execute(stmt)]
         keep = sorted({r["day"] for r in rows})[-days:]
         return [r for r in rows if r["day"] in keep]
 
-    def savings_by_day(self, days: int = 30) -> list[dict[str, Any]]:
+    def savings_by_day(self, days: int = 30, owner: str | None = ALL) -> list[dict[str, Any]]:
         """Routed chat traffic per day, oldest first: requests, what it cost, and what the same tokens would
         have cost on each router's strongest model (`baseline_cost`), i.e. the hybrid's saving over time."""
         day = func.substr(func.cast(UsageRecord.created_at, String), 1, 10)
         stmt = (select(day, func.count(), func.sum(UsageRecord.cost), func.sum(UsageRecord.baseline_cost))
                 .where(UsageRecord.baseline_model.is_not(None), UsageRecord.endpoint != "embeddings")
                 .group_by(day).order_by(day))
+        stmt = scoped(stmt, owner)
         with self.db.session() as s:
             rows = [{"day": d, "requests": n, "cost": c or 0.0, "baseline_cost": b or 0.0}
                     for d, n, c, b in s.execute(stmt)]
         return rows[-days:]
 
-    def by_persona(self) -> list[dict[str, Any]]:
+    def by_persona(self, owner: str | None = ALL) -> list[dict[str, Any]]:
         """Requests, tokens and cost per persona (requests made without one are left out)."""
         stmt = (select(UsageRecord.persona, func.count(), func.sum(UsageRecord.prompt_tokens),
                        func.sum(UsageRecord.completion_tokens), func.sum(UsageRecord.cost))
                 .where(UsageRecord.persona.is_not(None)).group_by(UsageRecord.persona)
                 .order_by(func.count().desc()))
+        stmt = scoped(stmt, owner)
         with self.db.session() as s:
             return [{"persona": p, "requests": n, "prompt_tokens": pt or 0, "completion_tokens": c or 0,
                      "cost": cost or 0.0} for p, n, pt, c, cost in s.execute(stmt)]
@@ -129,10 +231,11 @@ class UsageLog:
         with self.db.session() as s:
             return float(s.scalar(stmt) or 0.0)
 
-    def cost_if_all_to(self, model: ModelConfig) -> float:
+    def cost_if_all_to(self, model: ModelConfig, owner: str | None = ALL) -> float:
         """What the recorded chat traffic would have cost had every request gone to `model`."""
         stmt = select(func.sum(UsageRecord.prompt_tokens), func.sum(UsageRecord.completion_tokens)).where(
             UsageRecord.endpoint != "embeddings", UsageRecord.finish_reason != "escalated")
+        stmt = scoped(stmt, owner)
         with self.db.session() as s:
             p, c = s.execute(stmt).one()
         return cost_usd(model, p or 0, c or 0)
@@ -143,16 +246,20 @@ class UsageLog:
             s.add(Outcome(router=router, prompt=prompt, model=model, score=score, source=source,
                           response_id=response_id, comment=comment))
 
-    def feedback(self, response_id: str, score: float, comment: str | None = None) -> dict[str, Any]:
-        """Record a rating of a response; a routed response also becomes an outcome row for retraining."""
+    def feedback(self, response_id: str, score: float, comment: str | None = None, *,
+                 who: Principal | None = None) -> dict[str, Any]:
+        """Record a rating of a response; a routed response also becomes an outcome row (of the response's owner)
+        for retraining. A response of an owner `who` does not see is "not found", like a missing one."""
         if not 0.0 <= score <= 1.0:
             raise InvalidRequest("score must be between 0 and 1", param="score")
         with self.db.session() as s:
             record = s.scalar(select(UsageRecord).where(UsageRecord.response_id == response_id,
-                                                        UsageRecord.finish_reason != "escalated")
+                                                        UsageRecord.finish_reason != "escalated",
+                                                        owner_clause(UsageRecord.owner, who))
                               .order_by(UsageRecord.id.desc()).limit(1))
             if record is None:
-                message = s.scalar(select(Message).where(Message.response_id == response_id))
+                message = s.scalar(select(Message).join(Conversation).where(
+                    Message.response_id == response_id, owner_clause(Conversation.owner, who)))
                 if message is None:
                     raise NotFound(f"no response {response_id!r}", param="response_id")
                 raise InvalidRequest(f"response {response_id!r} has no usage record yet", param="response_id")
@@ -160,7 +267,7 @@ class UsageLog:
             if routed:
                 s.add(Outcome(router=record.model_requested or "", prompt=record.prompt or "",
                               model=record.model or "", score=score, source="feedback", response_id=response_id,
-                              comment=comment))
+                              comment=comment, owner=record.owner))
             return {"response_id": response_id, "model": record.model, "router": record.model_requested
                     if routed else None, "score": score, "outcome_recorded": routed}
 
@@ -173,7 +280,7 @@ class UsageLog:
                      "source": o.source, "response_id": o.response_id, "created_at": o.created_at.isoformat()}
                     for o in s.scalars(stmt)]
 
-    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
-        stmt = select(UsageRecord).order_by(UsageRecord.id.desc()).limit(limit)
+    def recent(self, limit: int = 50, owner: str | None = ALL) -> list[dict[str, Any]]:
+        stmt = scoped(select(UsageRecord).order_by(UsageRecord.id.desc()).limit(limit), owner)
         with self.db.session() as s:
             return [{c.name: getattr(r, c.name) for c in UsageRecord.__table__.columns} for r in s.scalars(stmt)]
