@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,11 +205,10 @@ class Summarizer:
         usage = Usage(endpoint="context.summary", model_requested=serving.id, model=model.id,
                       route=f"summary of {turns} turns for {serving.id}", prompt_tokens=finish.prompt_tokens,
                       completion_tokens=finish.completion_tokens, cost=cost, finish_reason=finish.reason)
-        task = asyncio.get_running_loop().run_in_executor(None, self.usage.record, usage)
-        task.add_done_callback(_log_failure)
+        self.usage.submit(usage).add_done_callback(_log_failure)  # committed before the answer's own record
 
 
-def _log_failure(future: asyncio.Future[Any]) -> None:
+def _log_failure(future: Future[None]) -> None:
     exc = future.exception()
     if exc is not None:
         log.warning("could not record a summary's usage: %s", exc)

@@ -37,13 +37,18 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None, s
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    from baimo.api.usage_routes import record_refusal  # not at the top: usage_routes imports the app's state
+
     @app.exception_handler(BaimoError)
-    async def _baimo(_request: Request, exc: BaimoError) -> JSONResponse:
+    async def _baimo(request: Request, exc: BaimoError) -> JSONResponse:
+        if not getattr(exc, "usage_recorded", False):  # refused before a model ran: metered all the same
+            await record_refusal(request, exc.status_code, exc.message)
         return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param, code = _validation_message(exc)
+        await record_refusal(request, 400, message, exc.body)
         return JSONResponse(error_body(message, "invalid_request_error", param, code), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
