@@ -9,8 +9,11 @@ from typing import Annotated
 
 import typer
 
+from baimo.cli_limits import BudgetOpt, PeriodOpt, RpmOpt, TpmOpt, keys_limit, limits_line
 from baimo.cli_output import JsonOpt, app_state, err, print_json
 from baimo.errors import InvalidRequest
+from baimo.metering.admission import set_limits
+from baimo.metering.budgets import validate_limits
 
 keys_app = typer.Typer(help="API keys: once any key exists (or `auth: required`), the API requires one.",
                        no_args_is_help=True)
@@ -47,8 +50,9 @@ def keys_create(
                                             "objects.")] = False,
         confidential: Annotated[bool, typer.Option("--confidential", help="Serve this key's requests only with "
                                                    "models on premises.")] = False,
+        budget: BudgetOpt = None, period: PeriodOpt = None, rpm: RpmOpt = None, tpm: TpmOpt = None,
         as_json: JsonOpt = False) -> None:
-    """Create an API key; the secret is printed once."""
+    """Create an API key; the secret is printed once. Budget and rate limits: see `baimo keys limit`."""
     key_name = name or name_arg
     if not key_name:
         raise InvalidRequest("give the key a name: baimo keys create --name NAME", param="name")
@@ -57,20 +61,34 @@ def keys_create(
     for model_id in allowed or []:
         if model_id:
             s.check_callable(model_id)  # one line "The model 'x' does not exist" for a typo
+    validate_limits(budget, period, rpm, tpm)  # before the key exists
     record, secret = s.keys.create(key_name, user=user, team=team, models=allowed, admin=admin,
                                    confidential=confidential)
+    if any(v is not None for v in (budget, period, rpm, tpm)):
+        record["limits"] = set_limits(s.db, key=record["id"], budget=budget, period=period, rpm=rpm,
+                                      tpm=tpm)["limits"]
     _print_secret(record, secret, as_json, "created")
 
 
 @keys_app.command("list")
 def keys_list(as_json: JsonOpt = False) -> None:
-    """List API keys: id, prefix, name, user, team, state, flags (never their secrets)."""
-    keys = app_state().keys.list()
+    """List API keys: id, prefix, name, user, team, state, flags, budget and rate limits (never their secrets)."""
+    from baimo.metering.budgets import BudgetLedger
+
+    s = app_state()
+    keys = s.keys.list()
+    ledger = BudgetLedger(s.db)
+    for k in keys:
+        k["limits"] = ledger.describe(f"key:{k['id']}")
     if as_json:
         print_json(keys)
         return
     for k in keys:
-        typer.echo(_key_line(k))
+        line = limits_line(k["limits"])
+        typer.echo(_key_line(k) + (f"  {line}" if line else ""))
+
+
+keys_app.command("limit")(keys_limit)
 
 
 @keys_app.command("revoke")
@@ -100,10 +118,17 @@ def teams_create(name: Annotated[str, typer.Argument(help="Team name (letters, d
 
 @teams_app.command("list")
 def teams_list(as_json: JsonOpt = False) -> None:
-    """List teams with their number of active keys."""
-    teams = app_state().keys.teams.list()
+    """List teams with their number of active keys, budget and rate limits."""
+    from baimo.metering.budgets import BudgetLedger
+
+    s = app_state()
+    teams = s.keys.teams.list()
+    ledger = BudgetLedger(s.db)
+    for t in teams:
+        t["limits"] = ledger.describe(f"team:{t['id']}")
     if as_json:
         print_json(teams)
         return
     for t in teams:
-        typer.echo(f"{t['id']}  {t['name']}  keys={t['keys']}")
+        line = limits_line(t["limits"])
+        typer.echo(f"{t['id']}  {t['name']}  keys={t['keys']}" + (f"  {line}" if line else ""))

@@ -7,13 +7,14 @@ A key's secret is in the answer of create and rotate only; lists show its prefix
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from baimo.api.deps import admin, principal, state
 from baimo.api.state import AppState
+from baimo.metering.admission import set_limits
 from baimo.metering.principal import Principal
 
 router = APIRouter(tags=["admin"])
@@ -32,6 +33,11 @@ class KeyCreate(BaseModel):
                                      "(default: all); others are answered 404 as if they did not exist")
     admin: bool = Field(default=False, description="manages keys and teams and sees every owner's objects")
     confidential: bool = Field(default=False, description="its requests are served only by models on premises")
+    budget_usd: float | None = Field(default=None, ge=0, description="budget in USD per `period` (see "
+                                     "/api/keys/{key}/limits)")
+    period: Literal["day", "month"] | None = Field(default=None, description="budget period, calendar UTC")
+    rpm: int | None = Field(default=None, ge=1, description="requests per minute")
+    tpm: int | None = Field(default=None, ge=1, description="tokens per minute")
 
 
 class TeamCreate(BaseModel):
@@ -61,6 +67,9 @@ async def create_key(body: KeyCreate, s: AppState = Depends(state),
     record, secret = await asyncio.to_thread(lambda: s.keys.create(
         body.name, user=body.user, team=body.team, models=body.models, admin=body.admin,
         confidential=body.confidential))
+    if any(v is not None for v in (body.budget_usd, body.period, body.rpm, body.tpm)):
+        record["limits"] = (await asyncio.to_thread(set_limits, s.db, key=record["id"], budget=body.budget_usd,
+                                                    period=body.period, rpm=body.rpm, tpm=body.tpm))["limits"]
     return {**record, "key": secret}
 
 

@@ -184,3 +184,33 @@ def build_admission(db: Any, config: Any, settings: Any, registry: Any, routers:
 
     return Admission(BudgetLedger(db), RateLimits(config.limits.strategy, redis_url(settings, config)),
                      config.limits, reachable_models(registry, routers))
+
+
+def subject_of(db: Any, *, key: str | None = None, team: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The budget subject of a key (id or name) or a team (id or name) and its record; exactly one of the two.
+
+    Raises InvalidRequest (neither or both given) or NotFound (no such key or team)."""
+    from baimo.errors import InvalidRequest
+    from baimo.metering.keys import KeyStore
+    from baimo.metering.teams import TeamStore
+
+    if (key is None) == (team is None):
+        raise InvalidRequest("name a key or a team (--team), one of the two", param="key")
+    if key is not None:
+        record = KeyStore(db).get(key)
+        return f"key:{record['id']}", record
+    record = TeamStore(db).get(team)  # type: ignore[arg-type]
+    return f"team:{record['id']}", record
+
+
+def set_limits(db: Any, *, key: str | None = None, team: str | None = None, budget: float | None = None,
+               period: str | None = None, rpm: int | None = None, tpm: int | None = None,
+               clear: bool = False) -> dict[str, Any]:
+    """Set a key's or team's limits (None keeps a value); returns {"subject", "key"|"team", limits with spend}."""
+    subject, record = subject_of(db, key=key, team=team)
+    ledger = BudgetLedger(db)
+    if clear or any(v is not None for v in (budget, period, rpm, tpm)):
+        ledger.set_limits(subject, budget_usd=budget, period=period, rpm=rpm, tpm=tpm, clear=clear)
+    kind = subject.split(":", 1)[0]
+    return {"subject": subject, kind: {"id": record["id"], "name": record["name"]},
+            "limits": ledger.describe(subject)}

@@ -107,13 +107,7 @@ class BudgetLedger:
                    rpm: int | None = None, tpm: int | None = None, clear: bool = False) -> Limits:
         """Create or change a subject's limits; arguments left None keep their value (`clear`: remove them all).
         Raises InvalidRequest (param budget/period/rpm/tpm) for negative or unknown values."""
-        if budget_usd is not None and budget_usd < 0:
-            raise InvalidRequest("budget must not be negative", param="budget")
-        if period is not None and period not in PERIODS:
-            raise InvalidRequest(f"period must be day or month, not {period!r}", param="period")
-        for name, value in (("rpm", rpm), ("tpm", tpm)):
-            if value is not None and value < 1:
-                raise InvalidRequest(f"{name} must be at least 1", param=name)
+        validate_limits(budget_usd, period, rpm, tpm)
         with self.db.session() as s:
             row = s.get(Limit, subject)
             if clear:
@@ -293,6 +287,19 @@ class BudgetLedger:
             return None
         spent, reserved = self.window(subject, limits.period)
         return {**limits.as_dict(), "spent_usd": round(spent, 9), "reserved_usd": round(reserved, 9)}
+
+
+def validate_limits(budget_usd: float | None = None, period: str | None = None, rpm: int | None = None,
+                    tpm: int | None = None) -> None:
+    """Raise InvalidRequest (param budget, period, rpm or tpm) for a negative budget, an unknown period or a rate
+    below 1; None values pass."""
+    if budget_usd is not None and budget_usd < 0:
+        raise InvalidRequest("budget must not be negative", param="budget")
+    if period is not None and period not in PERIODS:
+        raise InvalidRequest(f"period must be day or month, not {period!r}", param="period")
+    for name, value in (("rpm", rpm), ("tpm", tpm)):
+        if value is not None and value < 1:
+            raise InvalidRequest(f"{name} must be at least 1", param=name)
 
 
 def _limits(row: Limit) -> Limits:
