@@ -81,7 +81,8 @@ class Behaviour:
                           ``token_delay`` seconds between streamed tokens;
       ``slow``            wait ``delay`` seconds before the first byte, then answer like ``ok``;
       ``fail``            HTTP ``status`` with an OpenAI error body (and ``Retry-After`` if set);
-      ``malformed``       HTTP 200 whose body is not JSON (streams: a ``data:`` line that is not JSON);
+      ``malformed``       HTTP 200 whose body is not JSON (streams: a ``data:`` line that is not JSON; with
+                          ``garbage_after`` N, N good content chunks first);
       ``midstream_error`` send ``chunks_before_error`` content chunks, then drop the connection
                           (no final chunk, no ``[DONE]``; non-streamed: a truncated body); with
                           ``token_delay``, wait that long before dropping; -1: headers, then the drop;
@@ -106,6 +107,7 @@ class Behaviour:
     error_code: str | None = None
     retry_after: float | None = None
     chunks_before_error: int = 3
+    garbage_after: int = 0  # malformed streams: good content chunks before the line that is not JSON
     logprob: float = -0.1  # log-probability reported for every token when the request asks for logprobs
     unsure_marker: str | None = None  # when the last user message contains it, report `unsure_logprob` instead
     unsure_logprob: float = -3.0
@@ -144,8 +146,8 @@ class Behaviour:
         )
 
     @classmethod
-    def malformed(cls) -> Behaviour:
-        return cls("malformed")
+    def malformed(cls, *, after: int = 0) -> Behaviour:
+        return cls("malformed", garbage_after=after)
 
     @classmethod
     def midstream_error(cls, chunks: int = 3, *, tokens: int | None = None, token_delay: float = 0.0) -> Behaviour:
@@ -435,7 +437,7 @@ def build_app(
         if b.kind == "fail":
             headers = {"retry-after": f"{b.retry_after:g}"} if b.retry_after is not None else None
             return JSONResponse(b.error_body(), status_code=b.status, headers=headers)
-        if b.kind == "malformed":
+        if b.kind == "malformed" and not (stream and b.garbage_after > 0):
             if stream:
                 return StreamingResponse(malformed_stream(), media_type="text/event-stream")
             return Response(b"<html>502 this is not JSON {", media_type="application/json")

@@ -69,6 +69,9 @@ async def chat_stream(
             await asyncio.sleep(b.token_delay)  # also before a drop: what was sent has reached the client
         if b.kind == "midstream_error" and i >= b.chunks_before_error:
             raise AbruptClose()
+        if b.kind == "malformed" and i >= b.garbage_after:
+            yield b'data: {"choices": [ this is not json\n\n'
+            return
         yield sse(chunk({"content": tok}, None))
     if b.kind == "midstream_error":
         raise AbruptClose()
