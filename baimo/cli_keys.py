@@ -5,7 +5,7 @@ The CLI acts as the operator (an admin): it needs no key. Secrets are printed on
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -26,6 +26,16 @@ def _key_line(k: dict) -> str:
     scope = f"  models={','.join(k['models'])}" if k.get("models") else ""
     return (f"{k['id']}  {k['prefix']}…  {k['name']}  user={k['user']}  team={k.get('team') or '-'}  "
             f"{'revoked' if k['revoked'] else 'active'}" + "".join(f"  {f}" for f in flags) + scope)
+
+
+def _with_limits(db: Any, kind: str, rows: list[dict]) -> list[dict]:
+    """Each key or team row with its `limits` (budget, period, rpm, tpm, this period's spend) or None."""
+    from baimo.metering.budgets import BudgetLedger
+
+    ledger = BudgetLedger(db)
+    for row in rows:
+        row["limits"] = ledger.describe(f"{kind}:{row['id']}")
+    return rows
 
 
 def _print_secret(record: dict, secret: str, as_json: bool, verb: str) -> None:
@@ -73,13 +83,8 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(as_json: JsonOpt = False) -> None:
     """List API keys: id, prefix, name, user, team, state, flags, budget and rate limits (never their secrets)."""
-    from baimo.metering.budgets import BudgetLedger
-
     s = app_state()
-    keys = s.keys.list()
-    ledger = BudgetLedger(s.db)
-    for k in keys:
-        k["limits"] = ledger.describe(f"key:{k['id']}")
+    keys = _with_limits(s.db, "key", s.keys.list())
     if as_json:
         print_json(keys)
         return
@@ -119,13 +124,8 @@ def teams_create(name: Annotated[str, typer.Argument(help="Team name (letters, d
 @teams_app.command("list")
 def teams_list(as_json: JsonOpt = False) -> None:
     """List teams with their number of active keys, budget and rate limits."""
-    from baimo.metering.budgets import BudgetLedger
-
     s = app_state()
-    teams = s.keys.teams.list()
-    ledger = BudgetLedger(s.db)
-    for t in teams:
-        t["limits"] = ledger.describe(f"team:{t['id']}")
+    teams = _with_limits(s.db, "team", s.keys.teams.list())
     if as_json:
         print_json(teams)
         return

@@ -1,7 +1,7 @@
 """Admin routes for budgets and rate limits: /api/keys/{key}/limits and /api/teams/{team}/limits (admin only).
 
-PUT changes only the fields sent (null clears nothing; DELETE removes every limit); GET shows the limits with this
-period's spend. See baimo/metering/budgets.py and ratelimit.py for what they mean.
+PUT changes only the fields sent (DELETE removes every limit); GET shows the limits with this period's spend.
+See baimo/metering/budgets.py and ratelimit.py for what they mean.
 """
 
 from __future__ import annotations
@@ -30,40 +30,29 @@ class LimitsUpdate(BaseModel):
     tpm: int | None = Field(default=None, ge=1, description="tokens per minute (prompt estimate + max_tokens)")
 
 
-async def _set(s: AppState, body: LimitsUpdate | None, **who: str) -> dict[str, Any]:
-    values = body or LimitsUpdate()
-    return await asyncio.to_thread(set_limits, s.db, budget=values.budget_usd, period=values.period,
-                                   rpm=values.rpm, tpm=values.tpm, **who)
+def _add_routes(kind: str) -> None:
+    """GET/PUT/DELETE /api/{kind}s/{id or name}/limits for `kind` key or team."""
+    path = f"/api/{kind}s/{{ident}}/limits"
+    whose = "a team's (all its keys together)" if kind == "team" else "a key's"
+
+    async def get_limits(ident: str, s: AppState = Depends(state)) -> dict[str, Any]:
+        return await asyncio.to_thread(set_limits, s.db, **{kind: ident})
+
+    async def put_limits(ident: str, body: LimitsUpdate, s: AppState = Depends(state)) -> dict[str, Any]:
+        return await asyncio.to_thread(set_limits, s.db, budget=body.budget_usd, period=body.period, rpm=body.rpm,
+                                       tpm=body.tpm, **{kind: ident})
+
+    async def delete_limits(ident: str, s: AppState = Depends(state)) -> Response:
+        await asyncio.to_thread(set_limits, s.db, clear=True, **{kind: ident})
+        return Response(status_code=204)
+
+    router.add_api_route(path, get_limits, methods=["GET"], name=f"get_{kind}_limits",
+                         summary=f"Show {whose} budget, spend this period and rate limits")
+    router.add_api_route(path, put_limits, methods=["PUT"], name=f"put_{kind}_limits",
+                         summary=f"Set {whose} budget and rate limits")
+    router.add_api_route(path, delete_limits, methods=["DELETE"], status_code=204, name=f"delete_{kind}_limits",
+                         summary=f"Remove {whose} budget and rate limits")
 
 
-@router.get("/api/keys/{key}/limits", summary="A key's budget, spend this period and rate limits")
-async def get_key_limits(key: str, s: AppState = Depends(state)) -> dict[str, Any]:
-    return await _set(s, None, key=key)
-
-
-@router.put("/api/keys/{key}/limits", summary="Set a key's budget and rate limits")
-async def put_key_limits(key: str, body: LimitsUpdate, s: AppState = Depends(state)) -> dict[str, Any]:
-    return await _set(s, body, key=key)
-
-
-@router.delete("/api/keys/{key}/limits", status_code=204, summary="Remove a key's budget and rate limits")
-async def delete_key_limits(key: str, s: AppState = Depends(state)) -> Response:
-    await asyncio.to_thread(set_limits, s.db, key=key, clear=True)
-    return Response(status_code=204)
-
-
-@router.get("/api/teams/{team}/limits", summary="A team's budget, spend this period and rate limits")
-async def get_team_limits(team: str, s: AppState = Depends(state)) -> dict[str, Any]:
-    return await _set(s, None, team=team)
-
-
-@router.put("/api/teams/{team}/limits", summary="Set a team's budget and rate limits (all its keys together)")
-async def put_team_limits(team: str, body: LimitsUpdate, s: AppState = Depends(state)) -> dict[str, Any]:
-    return await _set(s, body, team=team)
-
-
-@router.delete("/api/teams/{team}/limits", status_code=204, summary="Remove a team's budget and rate limits")
-async def delete_team_limits(team: str, s: AppState = Depends(state)) -> Response:
-    await asyncio.to_thread(set_limits, s.db, team=team, clear=True)
-    return Response(status_code=204)
-
+_add_routes("key")
+_add_routes("team")
