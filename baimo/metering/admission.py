@@ -116,8 +116,7 @@ class Admission:
             self._teams[key_id] = hit
         return hit[1]
 
-    def limits_for(self, key_id: str | None, persona: str | None = None,
-                   persona_budget: float | None = None) -> list[Limits]:
+    def limits_for(self, key_id: str | None, persona: Limits | None = None) -> list[Limits]:
         """Every limit a request of this key (and persona) is under: the key's (with limits.key_rpm/key_tpm as
         defaults), its team's, and the persona's monthly budget."""
         out: list[Limits] = []
@@ -130,8 +129,8 @@ class Admission:
                 own = Limits(key, own.budget_usd, own.period, own.rpm or self.config.key_rpm,
                              own.tpm or self.config.key_tpm)
             out += [lim for lim in (own, found.get(f"team:{team}")) if lim is not None]
-        if persona is not None and persona_budget is not None:
-            out.append(Limits(f"persona:{persona}", persona_budget, "month"))
+        if persona is not None:
+            out.append(persona)
         return [lim for lim in out if lim.budget_usd is not None or lim.rpm or lim.tpm]
 
     def _admit(self, limits: list[Limits], models: list[ModelConfig], messages: list[dict[str, Any]],
@@ -148,13 +147,13 @@ class Admission:
         return Ticket(headers, self.ledger if reservation else None, reservation, est)
 
     async def admit(self, *, key_id: str | None, target: str, messages: list[dict[str, Any]],
-                    max_tokens: int | None, n: int = 1, persona: str | None = None,
-                    persona_budget: float | None = None) -> Ticket:
+                    max_tokens: int | None, n: int = 1, persona: Limits | None = None) -> Ticket:
         """Admit a request to `target` (a model or router id) or raise 429: BudgetExceeded (insufficient_quota)
-        or RateLimited (rate_limit_exceeded, with Retry-After). Callers settle or release the returned ticket."""
-        if key_id is None and persona_budget is None:
+        or RateLimited (rate_limit_exceeded, with Retry-After). `persona`: its budget (budgets.persona_limits).
+        Callers settle or release the returned ticket."""
+        if key_id is None and persona is None:
             return FREE
-        limits = await asyncio.to_thread(self.limits_for, key_id, persona, persona_budget)
+        limits = await asyncio.to_thread(self.limits_for, key_id, persona)
         if not limits:
             return FREE
         return await asyncio.to_thread(self._admit, limits, self.models_for(target), messages, max_tokens, n)

@@ -1,8 +1,9 @@
 """Budgets in USD per calendar day or month (UTC) that hold under concurrency and across replicas.
 
-A subject is "key:<id>", "team:<id>" or "persona:<name>". Each has at most one budget (`limits` table, with its RPM
-and TPM: baimo/metering/ratelimit.py); what it spent and holds reserved in a period is one `budget_windows` row, in
-nano-USD integers (1e-9 USD, so sums are exact; costs are rounded up to whole nano-USD).
+A subject is "key:<id>", "team:<id>" or "persona:<name>[@<owner>]" (persona names are unique per owner). Each
+has at most one budget (`limits` table, with its RPM and TPM: baimo/metering/ratelimit.py); what it spent and holds
+reserved in a period is one `budget_windows` row, in nano-USD integers (1e-9 USD, so sums are exact; costs are
+rounded up to whole nano-USD).
 
 Admission reserves an upper estimate of a request's cost in every budget it is under, with one conditional UPDATE
 per budget in one transaction:
@@ -163,11 +164,14 @@ class BudgetLedger:
         kind, _, ident = subject.partition(":")
         since = UsageRecord.created_at >= start
         with self.db.session() as s:
-            column = {"key": UsageRecord.api_key_id, "team": UsageRecord.team_id,
-                      "persona": UsageRecord.persona}.get(kind)
-            if column is None:
+            if kind == "persona":  # "name" (the local user's) or "name@owner": names are unique per owner
+                name, _, owner = ident.partition("@")
+                where = [UsageRecord.persona == name,
+                         UsageRecord.owner == owner if owner else UsageRecord.owner.is_(None)]
+            elif kind in ("key", "team"):
+                where = [(UsageRecord.api_key_id if kind == "key" else UsageRecord.team_id) == ident]
+            else:
                 return 0
-            where = [column == ident]
             total = s.scalar(select(func.sum(UsageRecord.cost)).where(since, *where))
         return to_nano(float(total or 0.0))
 
@@ -287,6 +291,13 @@ class BudgetLedger:
             return None
         spent, reserved = self.window(subject, limits.period)
         return {**limits.as_dict(), "spent_usd": round(spent, 9), "reserved_usd": round(reserved, 9)}
+
+
+def persona_limits(name: str, owner: str | None, budget_usd: float | None) -> Limits | None:
+    """A persona's monthly budget as a subject's limits (None without a budget)."""
+    if budget_usd is None:
+        return None
+    return Limits(f"persona:{name}" + (f"@{owner}" if owner else ""), budget_usd, "month")
 
 
 def validate_limits(budget_usd: float | None = None, period: str | None = None, rpm: int | None = None,

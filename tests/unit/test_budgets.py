@@ -11,7 +11,7 @@ import pytest
 from baimo.config import LimitsConfig, ModelConfig
 from baimo.errors import BudgetExceeded, InvalidRequest
 from baimo.metering.admission import Admission, estimate
-from baimo.metering.budgets import BudgetLedger, Limits, period_end, period_start, to_nano
+from baimo.metering.budgets import BudgetLedger, Limits, period_end, period_start, persona_limits, to_nano
 from baimo.metering.ratelimit import RateLimited, RateLimits, duration
 from baimo.metering.usage import Usage, UsageLog
 from baimo.store.database import Database
@@ -180,3 +180,17 @@ def test_the_estimate_prices_the_dearest_reachable_model(db) -> None:
     admission = Admission(BudgetLedger(db), RateLimits(), LimitsConfig(key_rpm=7), lambda _t: [cheap])
     limits = admission.limits_for("nokey")
     assert limits == [Limits("key:nokey", None, "month", 7, None)]  # the default RPM of every key
+
+
+def test_personas_of_two_owners_with_one_name_have_separate_budgets(db) -> None:
+    log = UsageLog(db)
+    log.record(Usage(endpoint="chat.completions", persona="helper", owner="team:a", cost=0.5))
+    log.record(Usage(endpoint="chat.completions", persona="helper", owner="team:b", cost=0.7))
+    ledger = BudgetLedger(db)
+    mine = persona_limits("helper", "team:a", 1.0)
+    assert mine is not None and persona_limits("helper", None, None) is None
+    ledger.reserve([mine], 0.1)
+    assert ledger.window(mine.subject, "month") == pytest.approx((0.5, 0.1))
+    with pytest.raises(BudgetExceeded) as exc:
+        ledger.reserve([mine], 0.45)
+    assert "persona helper@team:a" in exc.value.message
