@@ -24,9 +24,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# generate_latest() writes classic metrics only, valid in text format 0.0.4, which every Prometheus version reads
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 # Seconds. Latency spans a cached 5 ms answer to a minutes-long local generation; TTFT is mostly under 10 s.
