@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from baimo.api.deps import admin, principal, state
 from baimo.api.state import AppState
 from baimo.metering.admission import set_limits
+from baimo.metering.budgets import MAX_RATE
 from baimo.metering.principal import Principal
 
 router = APIRouter(tags=["admin"])
@@ -36,8 +37,8 @@ class KeyCreate(BaseModel):
     budget_usd: float | None = Field(default=None, ge=0, description="budget in USD per `period` (see "
                                      "/api/keys/{key}/limits)")
     period: Literal["day", "month"] | None = Field(default=None, description="budget period, calendar UTC")
-    rpm: int | None = Field(default=None, ge=1, description="requests per minute")
-    tpm: int | None = Field(default=None, ge=1, description="tokens per minute")
+    rpm: int | None = Field(default=None, ge=1, le=MAX_RATE, description="requests per minute")
+    tpm: int | None = Field(default=None, ge=1, le=MAX_RATE, description="tokens per minute")
 
 
 class TeamCreate(BaseModel):

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from baimo.api.deps import admin, state
 from baimo.api.state import AppState
 from baimo.metering.admission import set_limits
+from baimo.metering.budgets import MAX_RATE
 
 router = APIRouter(tags=["admin"], dependencies=[Depends(admin)])
 
@@ -26,8 +27,9 @@ class LimitsUpdate(BaseModel):
 
     budget_usd: float | None = Field(default=None, ge=0, description="USD per period (0 refuses every request)")
     period: Literal["day", "month"] | None = Field(default=None, description="calendar day or month, UTC")
-    rpm: int | None = Field(default=None, ge=1, description="requests per minute")
-    tpm: int | None = Field(default=None, ge=1, description="tokens per minute (prompt estimate + max_tokens)")
+    rpm: int | None = Field(default=None, ge=1, le=MAX_RATE, description="requests per minute")
+    tpm: int | None = Field(default=None, ge=1, le=MAX_RATE, description="tokens per minute (prompt estimate + "
+                            "max_tokens)")
 
 
 def _add_routes(kind: str) -> None:

@@ -133,9 +133,13 @@ class Admission:
             out.append(persona)
         return [lim for lim in out if lim.budget_usd is not None or lim.rpm or lim.tpm]
 
-    def _admit(self, limits: list[Limits], models: list[ModelConfig], messages: list[dict[str, Any]],
+    def _admit(self, key_id: str | None, persona: Limits | None, target: str, messages: list[dict[str, Any]],
                max_tokens: int | None, n: int) -> Ticket:
-        est = estimate(models, messages, max_tokens, n, self.config.reserve_tokens)
+        """The blocking part of `admit` (limits lookup, counters, reservation), run in a worker thread."""
+        limits = self.limits_for(key_id, persona)
+        if not limits:
+            return FREE
+        est = estimate(self.models_for(target), messages, max_tokens, n, self.config.reserve_tokens)
         headers = self.rates.admit(limits, est.tokens)
         budgets = [lim for lim in limits if lim.budget_usd is not None]
         try:
@@ -153,10 +157,7 @@ class Admission:
         Callers settle or release the returned ticket."""
         if key_id is None and persona is None:
             return FREE
-        limits = await asyncio.to_thread(self.limits_for, key_id, persona)
-        if not limits:
-            return FREE
-        return await asyncio.to_thread(self._admit, limits, self.models_for(target), messages, max_tokens, n)
+        return await asyncio.to_thread(self._admit, key_id, persona, target, messages, max_tokens, n)
 
 
 def reachable_models(registry: Any, routers: Any) -> Callable[[str], list[ModelConfig]]:

@@ -41,6 +41,7 @@ Period = Literal["day", "month"]
 PERIODS: tuple[str, ...] = ("day", "month")
 NANO = 1_000_000_000  # nano-USD per USD
 LIMITS_TTL_S = 1.0    # how long a replica trusts its copy of a subject's limits (changes reach all within this)
+MAX_RATE = 2**31 - 1  # rpm and tpm are 32-bit integer columns (PostgreSQL's INTEGER)
 RESERVATION_TTL_S = 1800.0  # a hold older than this belongs to a request that cannot still be running
 RECLAIM_EVERY_S = 60.0      # how often a replica looks for such holds (on its next reservation)
 
@@ -90,6 +91,7 @@ class Reservation:
     """One request's holds (budget_reservations row ids, one per budget); settled or released exactly once."""
 
     ids: list[str] = field(default_factory=list)
+    windows: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (subject, period start)
     done: bool = False
 
 
@@ -220,6 +222,7 @@ class BudgetLedger:
                 s.add(row)
                 s.flush()
                 reservation.ids.append(row.id)
+                reservation.windows[row.id] = (b.subject, key)
         if refused is not None:
             spent, reserved = self.window(refused.subject, refused.period, now)
             raise BudgetExceeded(
@@ -244,22 +247,27 @@ class BudgetLedger:
                 return
             reservation.done = True
         for rid in reservation.ids:
-            self._drop(rid, charge)
+            self._drop(rid, charge, reservation.windows.get(rid))
 
-    def _drop(self, rid: str, charge: int) -> None:
+    def _drop(self, rid: str, charge: int, window: tuple[str, str] | None = None) -> None:
         """Delete one reservation row and move its amount out of `reserved` (only the deleter does, so a settle
         racing the reclaimer cannot give it back twice), charging `charge` nano-USD to its window."""
         with self.db.session() as s:
-            row = s.get(BudgetReservation, rid)
-            if row is None:
-                return
-            subject, key, amount = row.subject, row.period_start, row.amount
             gone = s.execute(delete(BudgetReservation).where(BudgetReservation.id == rid)
-                             .execution_options(synchronize_session=False)).rowcount == 1
+                             .returning(BudgetReservation.subject, BudgetReservation.period_start,
+                                        BudgetReservation.amount)
+                             .execution_options(synchronize_session=False)).first()
+            if gone is None:  # reclaimed meanwhile: the charge still counts, the hold is already back
+                if charge and window is not None:
+                    s.execute(update(BudgetWindow)
+                              .where(BudgetWindow.subject == window[0], BudgetWindow.period_start == window[1])
+                              .values(spent=BudgetWindow.spent + charge)
+                              .execution_options(synchronize_session=False))
+                return
+            subject, key, amount = gone
             s.execute(update(BudgetWindow)
                       .where(BudgetWindow.subject == subject, BudgetWindow.period_start == key)
-                      .values(reserved=BudgetWindow.reserved - (amount if gone else 0),
-                              spent=BudgetWindow.spent + charge)
+                      .values(reserved=BudgetWindow.reserved - amount, spent=BudgetWindow.spent + charge)
                       .execution_options(synchronize_session=False))
 
     def reclaim(self, older_than_s: float = RESERVATION_TTL_S) -> int:
@@ -303,14 +311,14 @@ def persona_limits(name: str, owner: str | None, budget_usd: float | None) -> Li
 def validate_limits(budget_usd: float | None = None, period: str | None = None, rpm: int | None = None,
                     tpm: int | None = None) -> None:
     """Raise InvalidRequest (param budget, period, rpm or tpm) for a negative budget, an unknown period or a rate
-    below 1; None values pass."""
+    outside 1..MAX_RATE; None values pass."""
     if budget_usd is not None and budget_usd < 0:
         raise InvalidRequest("budget must not be negative", param="budget")
     if period is not None and period not in PERIODS:
         raise InvalidRequest(f"period must be day or month, not {period!r}", param="period")
     for name, value in (("rpm", rpm), ("tpm", tpm)):
-        if value is not None and value < 1:
-            raise InvalidRequest(f"{name} must be at least 1", param=name)
+        if value is not None and not 1 <= value <= MAX_RATE:
+            raise InvalidRequest(f"{name} must be between 1 and {MAX_RATE}", param=name)
 
 
 def _limits(row: Limit) -> Limits:

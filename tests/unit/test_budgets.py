@@ -93,6 +93,9 @@ def test_limits_validation_and_clear(db) -> None:
     assert exc.value.param == "period"
     with pytest.raises(InvalidRequest):
         ledger.set_limits("key:x", rpm=0)
+    with pytest.raises(InvalidRequest) as exc:
+        ledger.set_limits("key:x", tpm=2**31)  # PostgreSQL's INTEGER column would overflow
+    assert exc.value.param == "tpm"
     ledger.set_limits("key:x", rpm=5)
     assert ledger.set_limits("key:x", tpm=100) == Limits("key:x", None, "month", 5, 100)  # rpm kept
     ledger.set_limits("key:x", clear=True)
