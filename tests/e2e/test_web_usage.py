@@ -159,6 +159,25 @@ def test_feedback_then_usage_page(page, server, api):
     expect(mine).to_contain_text(re.compile(r"\d+ / \d+"))
     expect(page.get_by_test_id("usage-empty")).to_be_hidden()
 
+    # usage by owner: key by default, then team and persona (the local user has no key, team or persona)
+    owners = page.get_by_test_id("owners-panel")
+    expect(owners).to_be_visible()
+    expect(page.get_by_test_id("owner-by-key")).to_have_attribute("aria-selected", "true")
+    for by, none in (("key", "no key (local)"), ("team", "no team"), ("persona", "no persona")):
+        report = api.get("/api/usage", params={"by": by}).json()["report"]
+        if by != "key":
+            with page.expect_response(lambda r, by=by: f"/api/usage?by={by}" in r.url):
+                page.get_by_test_id(f"owner-by-{by}").click()
+        expect(page.get_by_test_id(f"owner-by-{by}")).to_have_attribute("aria-selected", "true")
+        rows = owners.get_by_test_id("owner-row")
+        expect(rows).to_have_count(len(report["data"]))
+        local = next(r for r in report["data"] if r["key"] is None)
+        row = owners.locator(f"[data-testid=owner-row][data-owner='{none}']")
+        expect(row.locator("td").nth(1)).to_have_text(f"{local['requests']:,}")
+        bar = owners.locator(f"[data-testid=owner-bar][data-owner='{none}']")
+        assert int(bar.get_attribute("data-requests")) == local["requests"]
+        assert float(bar.get_attribute("height")) > 0
+
     page.screenshot(path=str(ARTIFACTS / "usage.png"), full_page=True)
     page.emulate_media(color_scheme="dark")
     page.screenshot(path=str(ARTIFACTS / "usage_dark.png"), full_page=True)
@@ -200,7 +219,7 @@ def test_router_picker_and_empty_usage(page, server):
 
     empty = {"by_model": [], "by_day": [], "recent": [],
              "totals": {"requests": 0, "cost": 0, "strongest_model": SMALL, "cost_if_all_to_strongest": 0.0}}
-    page.route("**/api/usage", lambda route, request: route.fulfill(
+    page.route("**/api/usage*", lambda route, request: route.fulfill(
         status=200, content_type="application/json", body=json.dumps(empty)))
     page.goto(server.url + "/usage")
     wait_ready(page)
@@ -209,6 +228,7 @@ def test_router_picker_and_empty_usage(page, server):
     expect(page.get_by_test_id("usage-table")).to_be_hidden()
     expect(page.get_by_test_id("recent-table")).to_be_hidden()
     assert page.get_by_test_id("usage-chart").count() == 0
+    expect(page.get_by_test_id("owners-panel")).to_be_hidden()
     expect(page.get_by_test_id("total-requests")).to_have_text("0")
     expect(page.get_by_test_id("saving")).to_have_text("–")
     page.screenshot(path=str(ARTIFACTS / "usage_empty.png"))

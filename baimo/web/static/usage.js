@@ -1,5 +1,6 @@
-// Baimo usage page (/usage): totals, the hybrid's saving over time, per-model table, per-day stacked bar chart
-// (inline SVG), recent requests. Plain ES module, no build step, no chart library.
+// Baimo usage page (/usage): totals, the hybrid's saving over time, usage by owner (key, team or persona: a bar
+// chart and a table from /api/usage?by=...), per-model table, per-day stacked bar chart (inline SVG), recent
+// requests. Plain ES module, no build step, no chart library.
 
 import { apiClient, debounce, fmtCost, fmtInt, h, keyDialog, parseTime, toast as showToast } from "/static/client.js";
 import { describeRoute } from "/static/route.js";
@@ -32,9 +33,18 @@ const el = {
   recent: $("recent-table"),
   refresh: $("refresh"),
   toasts: $("toasts"),
+  ownersPanel: $("owners-panel"),
+  ownersChart: $("owners-chart"),
+  ownersTable: $("owners-table"),
+  ownersNote: $("owners-note"),
+  ownersCol: $("owners-col"),
+  ownerTabs: [...document.querySelectorAll(".owner-tabs .tab")],
 };
 
-const state = { data: null, kinds: new Map(), routers: [], colors: new Map(), loading: false };
+const state = { data: null, kinds: new Map(), routers: [], colors: new Map(), loading: false, ownerBy: "key", owners: null };
+const OWNER_NAMES = { key: "Key", team: "Team", persona: "Persona" };
+const OWNER_NONE = { key: "no key (local)", team: "no team", persona: "no persona" };
+const OWNER_BARS = 12; // the most expensive groups get a bar; the table lists them all
 
 /* ------------------------------------------------------------------ */
 /* Utilities                                                            */
@@ -562,6 +572,112 @@ function renderRecent(data) {
   );
 }
 
+
+/* ------------------------------------------------------------------ */
+/* By owner: /api/usage?by=key|team|persona (its `report`)             */
+/* ------------------------------------------------------------------ */
+
+function ownerLabel(r, by) {
+  if (r.key === null || r.key === undefined) return OWNER_NONE[by];
+  return r.label && r.label !== r.key ? r.label : String(r.key);
+}
+
+function renderOwnersChart(rows, by) {
+  const shown = rows.slice(0, OWNER_BARS);
+  const width = Math.max(300, Math.floor(el.ownersChart.clientWidth || 640));
+  const height = CHART_HEIGHT;
+  const m = { top: 20, right: 8, bottom: 28, left: 44 };
+  const plotW = width - m.left - m.right;
+  const plotH = height - m.top - m.bottom;
+  const ticks = 4;
+  const step = niceStep(Math.max(1, ...shown.map((r) => r.requests)), ticks);
+  const yMax = step * ticks;
+  const y = (v) => m.top + plotH - (v / yMax) * plotH;
+  const band = plotW / Math.max(1, shown.length);
+  const barW = Math.max(3, Math.min(56, band * 0.68));
+  const svg = chartSvg("owners-chart", width, height, `Requests by ${OWNER_NAMES[by].toLowerCase()}`);
+  const grid = s("g", { class: "chart-grid" });
+  for (let i = 0; i <= ticks; i++) {
+    const yy = Math.round(y(step * i)) + 0.5;
+    grid.append(s("line", { x1: m.left, x2: width - m.right, y1: yy, y2: yy, class: i === 0 ? "axis" : "" }));
+    grid.append(s("text", { x: m.left - 8, y: yy + 4, "text-anchor": "end", class: "tick" }, fmtInt(step * i)));
+  }
+  const bars = s("g", { class: "chart-bars" });
+  const maxChars = Math.max(4, Math.floor(band / 7));
+  shown.forEach((r, i) => {
+    const cx = m.left + band * i + band / 2;
+    const label = ownerLabel(r, by);
+    const top = y(r.requests);
+    bars.append(
+      s(
+        "rect",
+        {
+          class: "bar",
+          "data-testid": "owner-bar",
+          "data-owner": label,
+          "data-requests": r.requests,
+          x: (cx - barW / 2).toFixed(2),
+          y: top.toFixed(2),
+          width: barW.toFixed(2),
+          height: Math.max(1, y(0) - top).toFixed(2),
+          rx: Math.min(3, barW / 4),
+          fill: r.key === null ? FAILED_COLOR : PALETTE[i % PALETTE.length],
+        },
+        s("title", {}, `${label}: ${fmtInt(r.requests)} request${r.requests === 1 ? "" : "s"}, ${fmtCost(r.cost)}`),
+      ),
+    );
+    if (barW >= 16) bars.append(s("text", { x: cx, y: top - 4, "text-anchor": "middle", class: "bar-total" }, fmtCost(r.cost)));
+    const short = label.length > maxChars ? `${label.slice(0, maxChars - 1)}…` : label;
+    bars.append(s("text", { x: cx, y: height - 8, "text-anchor": "middle", class: "tick" }, short));
+  });
+  svg.append(grid, bars);
+  el.ownersChart.replaceChildren(svg);
+}
+
+function renderOwners() {
+  const report = state.owners;
+  if (!report) return;
+  const by = report.by;
+  const rows = report.data || [];
+  el.ownersCol.textContent = OWNER_NAMES[by];
+  for (const tab of el.ownerTabs) {
+    const on = tab.dataset.by === by;
+    tab.setAttribute("aria-selected", String(on));
+    tab.tabIndex = on ? 0 : -1;
+  }
+  const more = rows.length > OWNER_BARS ? ` · chart: the ${OWNER_BARS} most expensive` : "";
+  el.ownersNote.textContent = `${fmtInt(rows.length)} ${OWNER_NAMES[by].toLowerCase()}${rows.length === 1 ? "" : "s"}${more}`;
+  renderOwnersChart(rows, by);
+  el.ownersTable.tBodies[0].replaceChildren(
+    ...rows.map((r) =>
+      h(
+        "tr",
+        { "data-testid": "owner-row", "data-owner": ownerLabel(r, by) },
+        h("td", { title: r.key === null ? "" : String(r.key) }, ownerLabel(r, by)),
+        h("td", { class: "num" }, fmtInt(r.requests)),
+        h("td", { class: "num" }, fmtInt(r.errors)),
+        h("td", { class: "num" }, fmtInt(r.prompt_tokens)),
+        h("td", { class: "num" }, fmtInt(r.completion_tokens)),
+        h("td", { class: "num" }, fmtCost(r.cost)),
+        h("td", { class: "num" }, fmtMs(r.latency_ms_avg)),
+      ),
+    ),
+  );
+}
+
+async function loadOwners(by) {
+  try {
+    const data = await api(`/api/usage?by=${encodeURIComponent(by)}`);
+    state.ownerBy = by;
+    state.owners = data.report;
+    renderOwners();
+  } catch (err) {
+    toast(`Could not load usage by ${by}: ${err.message}`);
+  }
+}
+
+for (const tab of el.ownerTabs) tab.addEventListener("click", () => loadOwners(tab.dataset.by));
+
 function render() {
   const data = state.data;
   if (!data) return;
@@ -575,8 +691,10 @@ function render() {
   el.chartPanel.hidden = empty || !(data.by_day || []).length;
   el.modelsPanel.hidden = empty;
   el.recentPanel.hidden = empty || !(data.recent || []).length;
+  el.ownersPanel.hidden = empty;
   renderHybrid(data);
   if (empty) return;
+  renderOwners();
   renderModels(data);
   if (!el.chartPanel.hidden) renderChart(data);
   renderRecent(data);
@@ -588,11 +706,12 @@ async function load() {
   el.main.setAttribute("aria-busy", "true");
   el.refresh.disabled = true;
   try {
-    const [usage, models] = await Promise.all([api("/api/usage"), api("/v1/models").catch(() => null)]);
+    const [usage, models] = await Promise.all([api(`/api/usage?by=${state.ownerBy}`), api("/v1/models").catch(() => null)]);
     state.kinds.clear();
     for (const m of (models && models.data) || []) state.kinds.set(m.id, (m.baimo && m.baimo.kind) || "model");
     state.routers = ((models && models.data) || []).filter((m) => m.baimo && m.baimo.kind === "router");
     state.data = usage;
+    state.owners = usage.report;
     render();
   } catch (err) {
     if (!state.data) {
@@ -619,6 +738,7 @@ window.addEventListener(
       lastWidth = w;
       if (!el.chartPanel.hidden) renderChart(state.data);
       if (!el.hybridPanel.hidden) renderHybridChart(state.data.hybrid.by_day || []);
+      if (!el.ownersPanel.hidden) renderOwners();
     }
   }, 120),
 );
