@@ -78,11 +78,14 @@ def test_spend_recorded_before_a_budget_counts_and_stale_holds_come_back(db) -> 
     UsageLog(db).record(Usage(endpoint="chat.completions", api_key_id="k9", cost=0.75))
     ledger = BudgetLedger(db)
     budget = ledger.set_limits("key:k9", budget_usd=1.0)
-    ledger.reserve([budget], 0.2)  # a replica dies holding this
+    held = ledger.reserve([budget], 0.2)  # a replica dies holding this (or its request outlives the hold)
     assert ledger.window("key:k9", "month") == pytest.approx((0.75, 0.2))
     with pytest.raises(BudgetExceeded):
         ledger.reserve([budget], 0.1)
     assert ledger.reclaim(older_than_s=0) == 1
+    assert ledger.window("key:k9", "month") == pytest.approx((0.75, 0.0))
+    ledger.settle(held, 0.05)  # a late settlement still charges, and gives nothing back twice
+    assert ledger.window("key:k9", "month") == pytest.approx((0.8, 0.0))
     ledger.reserve([budget], 0.1)
 
 
