@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -19,6 +18,8 @@ from baimo.backends.registry import ModelRegistry
 from baimo.context import ContextFitter, Fitted, start_fitted
 from baimo.errors import BaimoError, ContextLengthExceeded, InvalidRequest, UpstreamError
 from baimo.metering.usage import Usage, UsageLog, cost_usd, token_details
+from baimo.observability import tracing
+from baimo.observability.request_id import claim_response_id
 from baimo.privacy import PrivacyGuard, PrivateRequest, mark_private
 from baimo.routing.cascade import Attempt, logprob_confidence, run_to_end, verifier_confidence
 from baimo.routing.request import RouteRequest
@@ -36,10 +37,12 @@ class ChatContext:
     conversation_id: str | None = None
     store_message: bool = False
     persona: str | None = None
-    response_id: str = field(default_factory=lambda: "chatcmpl-" + uuid.uuid4().hex[:24])
+    response_id: str = field(default_factory=lambda: claim_response_id("chatcmpl-"))  # also the request's id
     route_prompt: str | None = None  # set when a router decided: kept with the usage record for retraining
     passages: list[Any] | None = None  # knowledge passages put in the prompt (stored as the message's citations)
     baseline_model: str | None = None  # routed requests: the strongest model the router could have used
+    persona_budget: Any = None  # the persona's monthly budget, budgets.Limits (set by Assistant.resolve)
+    ticket: Any = None  # budgets and rate limits: the admission's Ticket (baimo/metering/admission.py)
 
 
 @dataclass
@@ -187,12 +190,16 @@ class ChatRun:
                 event = await anext(self._events, None)
         except BaimoError as exc:
             self.error, status = exc, "error"
+            exc.usage_recorded = True  # type: ignore[attr-defined]  # by the finally below
             raise
         except (asyncio.CancelledError, GeneratorExit):
             status = "stopped"
             raise
         finally:
             await self._events.aclose()
+            tracing.record_span("baimo.model_call", self.started, **{
+                "gen_ai.request.model": self.model_id, "baimo.route": self.route, "baimo.status": status,
+                "gen_ai.usage.input_tokens": self.tokens[0], "gen_ai.usage.output_tokens": self.tokens[1]})
             if status == "stopped":
                 self.service.record_in_background(self, status)
             else:
@@ -222,7 +229,10 @@ class ChatService:
         if self.routers is not None and model in self.routers:
             req = RouteRequest(params.messages, persona=ctx.persona, json_mode=params.json_mode,
                                tools=uses_tools(params), max_tokens=params.max_tokens, private=private)
-            plan = await self.routers.plan(model, req)
+            with tracing.span("baimo.route", **{"baimo.router": model}) as span:
+                plan = await self.routers.plan(model, req)
+                if span is not None:
+                    span.set_attribute("baimo.route.models", list(plan.models))
             ctx.route_prompt = req.prompt
             ctx.baseline_model = plan.baseline or self.routers.strongest(model)
             if plan.cascade is not None and not req.tools:  # a cascade judges text; tool calls go straight
@@ -306,7 +316,8 @@ class ChatService:
             if len(failures) > 1:
                 refused.message += f" (no model could serve it: {'; '.join(failures)})"
             raise refused
-        self.record_failure(requested, ctx, last_error, started, f"{reason} | " + "; ".join(failures))
+        await self.record_failure(requested, ctx, last_error, started, f"{reason} | " + "; ".join(failures))
+        last_error.usage_recorded = True  # type: ignore[attr-defined]
         if len(failures) > 1:
             last_error.message = f"{last_error.message} (tried: {'; '.join(failures)})"
         raise last_error
@@ -344,20 +355,24 @@ class ChatService:
             notes.append(f"{model} conf={conf:.2f}<{spec.threshold:.2f}")
             cost = cost_usd(backend.config, attempt.finish.prompt_tokens, attempt.finish.completion_tokens)
             extra_cost += cost
-            self._in_background(self._record_escalation, requested, ctx, attempt, cost, notes[-1])
+            self._record_escalation(requested, ctx, attempt, cost, notes[-1])
         raise AssertionError("unreachable: the last cascade model always answers")
 
     def _record_escalation(self, requested: str, ctx: ChatContext, attempt: Attempt, cost: float, note: str) -> None:
+        """Queue the escalated attempt's usage now (committed before, or with, the final answer's record: the
+        writer commits in order) and its outcome in the background."""
         f = attempt.finish
-        self.usage.record(Usage(
+        cached, reasoning = token_details(f.usage)
+        self.usage.submit(Usage(
             endpoint=ctx.endpoint, model_requested=requested, model=attempt.backend.config.id,
             route=f"cascade: {note} escalated", api_key_id=ctx.api_key_id, conversation_id=ctx.conversation_id,
-            stream=ctx.stream, prompt_tokens=f.prompt_tokens, completion_tokens=f.completion_tokens, cost=cost,
-            status_code=200, finish_reason="escalated", prompt=ctx.route_prompt, response_id=ctx.response_id,
-            persona=ctx.persona))
+            stream=ctx.stream, prompt_tokens=f.prompt_tokens, completion_tokens=f.completion_tokens,
+            cached_tokens=cached, reasoning_tokens=reasoning, cost=cost, status_code=200,
+            finish_reason="escalated", prompt=ctx.route_prompt, response_id=ctx.response_id, persona=ctx.persona))
         if ctx.route_prompt is not None:
-            self.usage.add_outcome(router=requested, prompt=ctx.route_prompt, model=attempt.backend.config.id,
-                                   score=0.0, source="cascade", response_id=ctx.response_id)
+            self._in_background(self.usage.add_outcome, router=requested, prompt=ctx.route_prompt,
+                                model=attempt.backend.config.id, score=0.0, source="cascade",
+                                response_id=ctx.response_id)
 
     def _usage(self, run: ChatRun, status: str) -> Usage:
         f = run.finish
@@ -373,9 +388,7 @@ class ChatService:
             prompt=run.ctx.route_prompt, response_id=run.ctx.response_id, persona=run.ctx.persona,
             baseline_cost=run.baseline_cost, baseline_model=run.ctx.baseline_model)
 
-    def _write(self, run: ChatRun, status: str) -> None:
-        usage = self._usage(run, status)
-        self.usage.record(usage)
+    def _store_message(self, run: ChatRun, status: str, usage: Usage) -> None:
         if run.ctx.store_message and run.ctx.conversation_id and (run.text or status == "complete"):
             run.stored_message = self.conversations.append(
                 run.ctx.conversation_id, "assistant", run.text, model=run.model_id, route=run.route,
@@ -386,32 +399,42 @@ class ChatService:
                 baseline_cost=usage.baseline_cost, baseline_model=usage.baseline_model)
 
     async def record(self, run: ChatRun, status: str) -> None:
+        """Record the finished run and wait until its usage row (and message) are committed, so that the
+        response's end (the JSON body, the final SSE chunks) is sent only for a recorded request."""
+        usage = self._usage(run, status)
         if run.ctx.store_message:
-            await asyncio.to_thread(self._write, run, status)
+            await asyncio.gather(self.usage.write(usage), asyncio.to_thread(self._store_message, run, status, usage))
         else:
-            self.record_in_background(run, status)
+            await self.usage.write(usage)
 
     def record_in_background(self, run: ChatRun, status: str) -> None:
-        self._in_background(self._write, run, status)
+        """Record a run whose client went away (the task is being cancelled: nothing can be awaited)."""
+        usage = self._usage(run, status)
+        self.usage.submit(usage)
+        if run.ctx.store_message:
+            self._in_background(self._store_message, run, status, usage)
 
-    def _in_background(self, fn: Any, *args: Any) -> None:
+    def _in_background(self, fn: Any, *args: Any, **kwargs: Any) -> None:
         """Write without making the client wait (and even if the request task is being cancelled)."""
-        future = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        future = asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args, **kwargs))
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)
 
-    def record_failure(self, model: str, ctx: ChatContext, error: BaimoError, started: float, route: str) -> None:
-        usage = Usage(endpoint=ctx.endpoint, model_requested=model, route=route or None,
-                      api_key_id=ctx.api_key_id, conversation_id=ctx.conversation_id, stream=ctx.stream,
-                      latency_ms=(time.perf_counter() - started) * 1000, status_code=error.status_code,
-                      error=error.message, prompt=ctx.route_prompt, response_id=ctx.response_id,
-                      persona=ctx.persona)
-        self._in_background(self.usage.record, usage)
+    async def record_failure(self, model: str, ctx: ChatContext, error: BaimoError, started: float,
+                             route: str) -> None:
+        """Record a request no model could answer (upstream errors before the first token), before the error
+        response is sent."""
+        await self.usage.write(Usage(
+            endpoint=ctx.endpoint, model_requested=model, route=route or None, api_key_id=ctx.api_key_id,
+            conversation_id=ctx.conversation_id, stream=ctx.stream,
+            latency_ms=(time.perf_counter() - started) * 1000, status_code=error.status_code,
+            error=error.message, prompt=ctx.route_prompt, response_id=ctx.response_id, persona=ctx.persona))
 
     async def drain(self) -> None:
         """Wait for background writes (at shutdown)."""
         if self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
+        await asyncio.to_thread(self.usage.flush)
 
 
 async def _replay(*events: StreamEvent) -> AsyncIterator[StreamEvent]:

@@ -11,13 +11,24 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from baimo import __version__
-from baimo.api import completion_routes, conversation_routes, knowledge_routes, openai_routes, persona_routes
-from baimo.api.deps import api_key, state
+from baimo.api import (
+    admin_routes,
+    completion_routes,
+    conversation_routes,
+    knowledge_routes,
+    limit_routes,
+    openai_routes,
+    persona_routes,
+    usage_routes,
+)
+from baimo.api.deps import api_key, principal, state
 from baimo.api.errors import install_error_handlers
 from baimo.api.limits import BodyLimits
 from baimo.api.schemas import Feedback
 from baimo.api.state import AppState
 from baimo.config import Settings
+from baimo.metering.principal import Principal
+from baimo.observability import wiring as observability
 
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 
@@ -29,20 +40,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.baimo = AppState.build(settings)
         await app.state.baimo.start()
+        await observability.start(app.state.baimo, settings)
         try:
             yield
         finally:
             await app.state.baimo.close()
+            await observability.stop(app.state.baimo)
 
     app = FastAPI(title="Baimo", version=__version__, lifespan=lifespan,
                   description="Many models as one, behind an OpenAI-compatible API.")
     app.add_middleware(BodyLimits, max_body_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes)
+    observability.install(app, settings)  # request ids, metrics, access log, spans: outermost middleware
     install_error_handlers(app)
     app.include_router(openai_routes.router)
     app.include_router(completion_routes.router)
     app.include_router(conversation_routes.router)
     app.include_router(knowledge_routes.router)
     app.include_router(persona_routes.router)
+    app.include_router(usage_routes.router)
+    app.include_router(admin_routes.router)
+    app.include_router(limit_routes.router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness")
     async def healthz() -> dict[str, str]:
@@ -68,28 +85,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                          "parallel": b.config.parallel, "keep_alive": b.config.keep_alive})
         return {"data": rows}
 
-    @app.get("/api/usage", tags=["usage"], summary="Requests, tokens and cost per model, per day, and savings",
-             dependencies=[Depends(api_key)])
-    async def usage(s: AppState = Depends(state)) -> dict:
-        by_model = s.usage.summary()
-        strongest = s.strongest_model()
-        chat_rows = [r for r in by_model if r["model"] not in s.embedders.ids()]
-        total = sum(r["cost"] for r in chat_rows)
-        baseline = s.usage.cost_if_all_to(strongest) if strongest else None
-        hybrid = s.usage.savings_by_day()
-        return {"by_model": by_model, "by_day": s.usage.by_day(), "by_persona": s.usage.by_persona(),
-                "hybrid": {"by_day": hybrid, "requests": sum(r["requests"] for r in hybrid),
-                           "cost": sum(r["cost"] for r in hybrid),
-                           "baseline_cost": sum(r["baseline_cost"] for r in hybrid)},
-                "recent": s.usage.recent(20),
-                "totals": {"requests": sum(r["requests"] for r in chat_rows), "cost": total,
-                           "strongest_model": strongest.id if strongest else None,
-                           "cost_if_all_to_strongest": baseline}}
+    @app.post("/api/feedback", tags=["usage"], summary="Rate a response (thumbs up/down or a 0..1 score)")
+    async def feedback(body: Feedback, s: AppState = Depends(state), who: Principal = Depends(principal)) -> dict:
+        return s.usage.feedback(body.response_id, body.value, body.comment, who=who)
 
-    @app.post("/api/feedback", tags=["usage"], summary="Rate a response (thumbs up/down or a 0..1 score)",
-              dependencies=[Depends(api_key)])
-    async def feedback(body: Feedback, s: AppState = Depends(state)) -> dict:
-        return s.usage.feedback(body.response_id, body.value, body.comment)
+    @app.get("/admin", include_in_schema=False)
+    async def admin_page() -> FileResponse:
+        """Keys and teams (the page asks for an admin key when auth is on)."""
+        return FileResponse(STATIC / "admin.html")
 
     @app.get("/usage", include_in_schema=False)
     async def usage_page() -> FileResponse:

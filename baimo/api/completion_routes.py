@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,7 +19,9 @@ from baimo.api.schemas import CompletionRequest
 from baimo.api.sse import DONE, SSEResponse, error_event, event
 from baimo.api.state import AppState
 from baimo.errors import BaimoError, InvalidRequest, UpstreamError
+from baimo.metering.admission import FREE, Ticket
 from baimo.metering.usage import Usage, cost_usd, token_details
+from baimo.observability.request_id import claim_response_id
 from baimo.privacy import mark_private
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -34,11 +35,12 @@ class CompletionRun:
         self.s, self.requested, self.backend = s, requested, backend
         self.first, self._chunks, self.started = first, chunks, started
         self.key_id, self.stream = key_id, stream
-        self.id = "cmpl-" + uuid.uuid4().hex[:24]
+        self.id = claim_response_id("cmpl-")  # also the request's id
         self.created = int(time.time())
         self.usage: dict[str, Any] | None = None
         self.ttft_ms: float | None = None
         self.error: BaimoError | None = None
+        self.ticket: Ticket = FREE  # budgets and rate limits (baimo/metering/admission.py)
 
     async def chunks(self) -> AsyncIterator[dict[str, Any]]:
         """The upstream's chunks with Baimo's id and model name; usage is kept aside for metering."""
@@ -57,26 +59,32 @@ class CompletionRun:
                 chunk = await anext(self._chunks, None)
         except BaimoError as exc:
             self.error, status = exc, exc.status_code
+            exc.usage_recorded = True  # type: ignore[attr-defined]  # by the finally below
             raise
         except BaseException:
             status = 499
             raise
         finally:
             await self._chunks.aclose()
-            self._record(status)
+            u = self.usage or {}
+            self.ticket.settle_soon(cost_usd(self.backend.config, int(u.get("prompt_tokens") or 0),
+                                             int(u.get("completion_tokens") or 0), token_details(u)[0]))
+            if status == 499:  # the client went away (the task is being cancelled): queue, do not wait
+                self.s.usage.submit(self._usage(status))
+            else:  # the response's end is sent only once its record is committed
+                await self.s.usage.write(self._usage(status))
 
-    def _record(self, status: int) -> None:
+    def _usage(self, status: int) -> Usage:
         u = self.usage or {}
         prompt, completion = int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0)
         cached, reasoning = token_details(u)
-        record = Usage(
+        return Usage(
             endpoint="completions", model_requested=self.requested, model=self.backend.config.id,
             route=f"direct -> {self.backend.config.id}", api_key_id=self.key_id, stream=self.stream,
             prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached, reasoning_tokens=reasoning,
             cost=cost_usd(self.backend.config, prompt, completion, cached),
             latency_ms=(time.perf_counter() - self.started) * 1000, ttft_ms=self.ttft_ms, status_code=status,
             error=self.error.message if self.error else None, response_id=self.id)
-        asyncio.get_running_loop().run_in_executor(None, self.s.usage.record, record)
 
 
 async def open_completion(s: AppState, body: CompletionRequest, key_id: str | None) -> CompletionRun:
@@ -98,7 +106,12 @@ async def open_completion(s: AppState, body: CompletionRequest, key_id: str | No
         mark_private(private)
         privacy.check_direct(body.model, private)  # 403 for a confidential caller naming a remote model
         order = privacy.fallbacks(order, [body.model], private)
+    prompts = body.prompt if isinstance(body.prompt, list) else [body.prompt]
+    ticket = await s.assistant.admission.admit(
+        key_id=key_id, target=body.model, messages=[{"role": "user", "content": " ".join(map(str, prompts))}],
+        max_tokens=body.max_tokens, n=body.n or 1) if s.assistant.admission else FREE
     last: BaimoError | None = None
+    tried: list[str] = []
     for model_id in order:
         backend = s.models.get(model_id)
         if not hasattr(backend, "text_completions"):
@@ -108,11 +121,21 @@ async def open_completion(s: AppState, body: CompletionRequest, key_id: str | No
             first = await anext(chunks)
         except UpstreamError as exc:
             last = last or exc
+            tried.append(f"{model_id} failed ({exc.status_code})")
             continue
         except StopAsyncIteration:
             last = last or UpstreamError(f"{model_id} returned nothing")
+            tried.append(f"{model_id} failed (empty stream)")
             continue
-        return CompletionRun(s, body.model, backend, first, chunks, started, key_id, bool(body.stream))
+        run = CompletionRun(s, body.model, backend, first, chunks, started, key_id, bool(body.stream))
+        run.ticket = ticket
+        return run
+    await asyncio.to_thread(ticket.release)
+    if last is not None:  # every model failed before its first chunk: recorded before the error is sent
+        await s.usage.write(Usage(endpoint="completions", model_requested=body.model, route="; ".join(tried),
+                                  api_key_id=key_id, stream=bool(body.stream), status_code=last.status_code,
+                                  latency_ms=(time.perf_counter() - started) * 1000, error=last.message))
+        last.usage_recorded = True  # type: ignore[attr-defined]
     raise last or InvalidRequest(f"{body.model} does not serve text completions", param="model")
 
 
@@ -162,7 +185,7 @@ async def completions(body: CompletionRequest, s: AppState = Depends(state),
                 yield error_event(exc)
             yield DONE
 
-        return SSEResponse(sse(), headers={"x-request-id": run.id,
+        return SSEResponse(sse(), headers={"x-request-id": run.id, **run.ticket.headers,
                                            "x-baimo-route": f"direct -> {run.backend.config.id}"})
     collected = [chunk async for chunk in run.chunks()]
     u = run.usage or {}
@@ -171,4 +194,4 @@ async def completions(body: CompletionRequest, s: AppState = Depends(state),
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
     return JSONResponse({"id": run.id, "object": "text_completion", "created": run.created,
                          "model": run.backend.config.id, "system_fingerprint": None, "choices": _collect(collected),
-                         "usage": usage}, headers={"x-request-id": run.id})
+                         "usage": usage}, headers={"x-request-id": run.id, **run.ticket.headers})

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 
-from baimo.api.deps import api_key, state
+from baimo.api.deps import api_key, principal, state
 from baimo.api.schemas import ChatCompletionRequest, EmbeddingRequest
 from baimo.api.sse import DONE, ChunkMaker, SSEResponse, error_event, event
 from baimo.api.state import AppState
 from baimo.backends.base import Finish, TextDelta, ToolCallDelta, message_text
 from baimo.chat import ChatContext, ChatRun, ChoiceState
 from baimo.errors import BaimoError, InvalidRequest, ModelNotFound
+from baimo.metering.principal import Principal
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -34,6 +36,8 @@ def route_headers(run: ChatRun, *, final: bool) -> dict[str, str]:
     context = run.fitted.header()
     if context:
         headers["x-baimo-context"] = header_safe(context)
+    if run.ctx.ticket is not None:  # x-ratelimit-* of a rate-limited key (baimo/metering/ratelimit.py)
+        headers.update(run.ctx.ticket.headers)
     return headers
 
 
@@ -118,19 +122,19 @@ async def stream_chunks(run: ChatRun, include_usage: bool) -> AsyncIterator[byte
 
 @router.post("/chat/completions", summary="Create a chat completion (OpenAI-compatible)")
 async def chat_completions(body: ChatCompletionRequest, s: AppState = Depends(state),
-                           key_id: str | None = Depends(api_key)) -> Any:
+                           who: Principal = Depends(principal)) -> Any:
     params = body.generation_params()
     metadata = body.metadata or {}
     conversation_id = metadata.get("conversation_id")
-    s.check_callable(body.model)  # 404 before anything is stored
+    s.check_callable(body.model, who)  # 404 before anything is stored
     if conversation_id:
-        s.conversations.get(conversation_id)
-    ctx = ChatContext(stream=bool(body.stream), api_key_id=key_id, conversation_id=conversation_id,
+        s.conversations.get(conversation_id, who=who)
+    ctx = ChatContext(stream=bool(body.stream), api_key_id=who.key_id, conversation_id=conversation_id,
                       store_message=bool(conversation_id), persona=metadata.get("persona"))
     kn = body.knowledge
     options = s.assistant.knowledge_options(kn.bases, k=kn.k, grounded=kn.grounded, min_relevance=kn.min_relevance,
-                                            mode=kn.mode) if kn else None
-    target, params, options = s.assistant.resolve(body.model, params, ctx, options)
+                                            mode=kn.mode, who=who) if kn else None
+    target, params, options = s.assistant.resolve(body.model, params, ctx, options, who)
     if conversation_id and params.messages[-1]["role"] == "user":
         s.conversations.append(conversation_id, "user", message_text(params.messages[-1]))
     run = await s.assistant.open(target, params, ctx, options)
@@ -154,7 +158,8 @@ async def chat_completions(body: ChatCompletionRequest, s: AppState = Depends(st
 
 
 @router.get("/models", summary="List every callable model id")
-async def list_models(s: AppState = Depends(state), _key: str | None = Depends(api_key)) -> dict[str, Any]:
+async def list_models(s: AppState = Depends(state), who: Principal = Depends(principal)) -> dict[str, Any]:
+    """Models, routers, the caller's personas and embedders: only the ids the caller's key may call."""
     default = s.models.default_id
     data = []
     for backend in s.models:
@@ -167,19 +172,19 @@ async def list_models(s: AppState = Depends(state), _key: str | None = Depends(a
         data.append({"id": r.id, "object": "model", "created": 0, "owned_by": "baimo",
                      "baimo": {"kind": "router", "strategy": r.strategy, "description": r.description,
                                "candidates": s.routers.candidates(r.id), "default": r.id == default}})
-    for p in s.personas.list():
+    for p in s.personas.list(who=who):
         data.append({"id": p.id, "object": "model", "created": 0, "owned_by": "baimo",
                      "baimo": {"kind": "persona", "description": p.description, "model": p.model or default,
                                "knowledge": p.knowledge or [], "grounded": p.grounded, "default": False}})
     for eid in s.embedders.ids():
         data.append({"id": eid, "object": "model", "created": 0, "owned_by": "baimo",
                      "baimo": {"kind": "embedding", "default": False}})
-    return {"object": "list", "data": data}
+    return {"object": "list", "data": [m for m in data if who.may_call(m["id"])]}
 
 
 @router.get("/models/{model_id:path}", summary="Describe one model")
-async def get_model(model_id: str, s: AppState = Depends(state), _key: str | None = Depends(api_key)) -> Any:
-    listing = await list_models(s)
+async def get_model(model_id: str, s: AppState = Depends(state), who: Principal = Depends(principal)) -> Any:
+    listing = await list_models(s, who)
     for m in listing["data"]:
         if m["id"] == model_id:
             return m
@@ -187,13 +192,18 @@ async def get_model(model_id: str, s: AppState = Depends(state), _key: str | Non
 
 
 @router.post("/embeddings", summary="Create embeddings (multilingual, batched)")
-async def embeddings(body: EmbeddingRequest, s: AppState = Depends(state),
-                     _key: str | None = Depends(api_key)) -> dict[str, Any]:
+async def embeddings(body: EmbeddingRequest, response: Response, s: AppState = Depends(state),
+                     key_id: str | None = Depends(api_key)) -> dict[str, Any]:
     texts = body.texts()
     embedder = s.embedders.get(body.model)
     if body.dimensions is not None and body.dimensions != embedder.dim:
         raise InvalidRequest(f"{body.model} produces {embedder.dim} dimensions; it cannot give {body.dimensions}",
                              param="dimensions")
+    if s.assistant.admission is not None:  # RPM/TPM (embedders are free: a budget only refuses once it is spent)
+        ticket = await s.assistant.admission.admit(key_id=key_id, target=body.model, max_tokens=None,
+                                                   messages=[{"role": "user", "content": t} for t in texts])
+        response.headers.update(ticket.headers)
+        await asyncio.to_thread(ticket.release)
     started = time.perf_counter()
     vectors = await s.embedders.embed(body.model, texts)
     tokens = sum(max(1, len(t.encode("utf-8")) // 4) for t in texts)
@@ -204,7 +214,8 @@ async def embeddings(body: EmbeddingRequest, s: AppState = Depends(state),
         data.append({"object": "embedding", "index": i, "embedding": emb})
     from baimo.metering.usage import Usage
 
-    s.usage.record(Usage(endpoint="embeddings", model_requested=body.model, model=body.model, prompt_tokens=tokens,
-                         latency_ms=(time.perf_counter() - started) * 1000))
+    await s.usage.write(Usage(endpoint="embeddings", model_requested=body.model, model=body.model,
+                              route=f"direct -> {body.model}", api_key_id=key_id, prompt_tokens=tokens,
+                              latency_ms=(time.perf_counter() - started) * 1000))
     return {"object": "list", "data": data, "model": body.model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
