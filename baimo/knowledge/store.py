@@ -1,8 +1,10 @@
 """Where chunks and their vectors live: a small protocol, and the embedded LanceDB store under BAIMO_HOME.
 
 A server-side store (a vector database server) plugs in by implementing `ChunkStore` and registering a kind in
-`CHUNK_STORES`; the rest of `baimo.knowledge` only talks to the protocol. LanceDB commits each `add` and `delete`
-as one new table version, so a kill mid-ingest leaves every earlier commit intact and searchable.
+`CHUNK_STORES`; the rest of `baimo.knowledge` only talks to the protocol. PostgreSQL with pgvector is one
+(`pg_store.py`), chosen by a postgresql:// `vector_store_url` (`store_kind_for`), so replicas share knowledge.
+LanceDB commits each `add` and `delete` as one new table version, so a kill mid-ingest leaves every earlier commit
+intact and searchable.
 """
 
 from __future__ import annotations
@@ -262,4 +264,15 @@ class LanceChunkStore:
             table.optimize()
 
 
-CHUNK_STORES: dict[str, Callable[..., ChunkStore]] = {"lancedb": LanceChunkStore}
+def _pgvector(url: str, **kwargs: Any) -> ChunkStore:
+    from baimo.knowledge.pg_store import PgVectorChunkStore
+
+    return PgVectorChunkStore(url, **kwargs)
+
+
+CHUNK_STORES: dict[str, Callable[..., ChunkStore]] = {"lancedb": LanceChunkStore, "pgvector": _pgvector}
+
+
+def store_kind_for(location: Path | str) -> str:
+    """The `CHUNK_STORES` kind for a location: `pgvector` for a postgresql:// URL, else `lancedb` (a folder)."""
+    return "pgvector" if str(location).startswith(("postgresql", "postgres:")) else "lancedb"

@@ -34,7 +34,10 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
 
 def test_bases_documents_personas_and_salary_slip(db: Database, tmp_path: Path) -> None:
     embedders = EmbedderRegistry([EmbedderConfig(id="local/multilingual-use", kind="use")])
-    knowledge = KnowledgeService(db, embedders, KnowledgeConfig(), tmp_path / "knowledge")
+    # on PostgreSQL the chunks go to the same server's pgvector store, as a replicated deployment runs
+    knowledge = (KnowledgeService(db, embedders, KnowledgeConfig(), db.url, store_kind="pgvector")
+                 if db.url.startswith("postgresql") else KnowledgeService(db, embedders, KnowledgeConfig(),
+                                                                          tmp_path / "knowledge"))
     knowledge.create("handbook", description="HR")
     with pytest.raises(Conflict):
         knowledge.create("handbook")

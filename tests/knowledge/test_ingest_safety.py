@@ -92,13 +92,16 @@ def test_kill_during_ingest_keeps_every_finished_document(tmp_path: Path) -> Non
     service.db.close()
 
 
-def test_chunks_left_by_an_attempt_killed_before_its_catalogue_row_are_not_duplicated(tmp_path: Path) -> None:
+def test_chunks_left_by_an_attempt_killed_before_its_catalogue_row_are_not_duplicated(
+        tmp_path: Path, vector_url: str | None) -> None:
+    """In each chunk store: re-adding finds the chunks already there, a new version replaces them, a removed
+    document takes its chunks along."""
     from sqlalchemy import delete
 
     from baimo.knowledge.ingest import Ingestor, collect_files
     from baimo.store.tables import KnowledgeDocument
 
-    service = make_service(tmp_path)
+    service = make_service(tmp_path, vector_url=vector_url)
     service.create("kb")
     f = tmp_path / "a.md"
     f.write_text("# A\n\n" + " ".join(f"Sentence {i} about the qq1 marker." for i in range(80)), encoding="utf-8")
@@ -115,4 +118,8 @@ def test_chunks_left_by_an_attempt_killed_before_its_catalogue_row_are_not_dupli
     f.write_text("# A\n\nA much shorter new version.", encoding="utf-8")
     assert Ingestor(service).add("kb", collect_files([f])[0]).updated == ["a.md"]
     assert service.store.count(base.id) == 1
+    assert [h.text for h in service.store.text_search(base.id, "shorter version", 5)] == ["A much shorter new version."]
+    service.remove_document("kb", "a.md")
+    assert service.store.count(base.id) == 0 and service.store.text_search(base.id, "shorter", 5) == []
+    service.store.drop(base.id)
     service.db.close()
