@@ -9,7 +9,7 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST       ?= 127.0.0.1
 PORT       ?= 8000
 
-.PHONY: install serve test lint bench system-deps test-models
+.PHONY: install serve test lint bench system-deps pgvector test-models
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,8 @@ serve: install
 	$(BIN)/baimo serve --host $(HOST) --port $(PORT)
 
 ## system-deps: Debian packages the tests need: chromium (browser tests), postgresql (BAIMO_DATABASE_URL tests),
-## node and npm (the official openai npm SDK's tests), redis-server (rate limits shared by replicas), cmake, ninja
+## node and npm (the official openai npm SDK's tests), redis-server (rate limits shared by replicas), nginx and
+## pgvector (the replicas of tests/scaleout), cmake, ninja
 ## and g++ (the engine build); and one Baimo
 ## itself uses: tesseract-ocr with its English and Simplified Chinese models (OCR of scanned PDFs and images in
 ## knowledge bases), with fonts-wqy-microhei, the CJK font the OCR tests draw their scans with
@@ -36,11 +37,29 @@ system-deps:
 	@if [ ! -x /usr/bin/chromium ] || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	    ! command -v cmake >/dev/null || ! command -v ninja >/dev/null || ! command -v g++ >/dev/null || \
 	    ! command -v npm >/dev/null || ! ls /usr/share/tesseract-ocr/*/tessdata/chi_sim.traineddata >/dev/null 2>&1 || \
-	    [ ! -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || ! command -v redis-server >/dev/null; then \
+	    [ ! -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || ! command -v redis-server >/dev/null || \
+	    [ ! -x /usr/sbin/nginx ]; then \
 		$(SUDO) apt-get update && \
 		$(SUDO) apt-get install -y --no-install-recommends chromium fonts-dejavu-core postgresql cmake ninja-build \
-			g++ tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim fonts-wqy-microhei redis-server \
+			g++ tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim fonts-wqy-microhei redis-server nginx \
 			$$(command -v npm >/dev/null || echo nodejs npm); \
+	fi
+	@$(MAKE) --no-print-directory pgvector
+
+## pgvector: PostgreSQL's vector extension (knowledge bases on PostgreSQL: vector_store_url, tests/scaleout). Debian
+## 12 has no binary package of it (postgresql-NN-pgvector exists from Debian 13), so when apt has none, Debian 13's
+## source package (pgvector 0.8.0) is built against the installed PostgreSQL with portable flags (~1 minute)
+pgvector:
+	@if ! ls /usr/share/postgresql/*/extension/vector.control >/dev/null 2>&1; then \
+		set -e; v=$$(ls /usr/lib/postgresql | sort -n | tail -1); \
+		if ! $(SUDO) apt-get install -y --no-install-recommends postgresql-$$v-pgvector 2>/dev/null; then \
+			printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: trixie\nComponents: main\nSigned-By: %s\n' \
+				/usr/share/keyrings/debian-archive-keyring.gpg | $(SUDO) tee /etc/apt/sources.list.d/baimo-trixie-src.sources; \
+			$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends postgresql-server-dev-$$v make gcc; \
+			d=$$(mktemp -d) && cd $$d && apt-get source --download-only pgvector && tar xzf pgvector_*.orig.tar.gz && \
+			cd pgvector-*/ && make OPTFLAGS="" PG_CONFIG=/usr/lib/postgresql/$$v/bin/pg_config && \
+			$(SUDO) make install PG_CONFIG=/usr/lib/postgresql/$$v/bin/pg_config && rm -rf $$d; \
+		fi; \
 	fi
 
 ## test-models: the small local model the tests run for real (SmolLM2-135M, 98 MB)
