@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -27,14 +28,17 @@ USER = [{"role": "user", "content": "Say hi"}]
 
 
 def config(upstream_url: str) -> str:
-    return (f"default_model: remote/ten\nmodels:\n  - id: remote/ten\n    kind: openai\n    base_url: {upstream_url}\n"
-            "    upstream_model: ten\n    price_input: 100\n    price_output: 1000\n    context_window: 8192\n"
-            "    timeout: 10\nprivacy:\n  mode: \"off\"\n")  # no personal-data detector to load: faster starts
+    models = "".join(f"  - id: remote/{name}\n    kind: openai\n    base_url: {upstream_url}\n"
+                     f"    upstream_model: {name}\n    price_input: 100\n    price_output: 1000\n"
+                     "    context_window: 8192\n    timeout: 10\n" for name in ("ten", "broken", "dies"))
+    return (f"default_model: remote/ten\nmodels:\n{models}"
+            "privacy:\n  mode: \"off\"\n")  # no personal-data detector to load: faster starts
 
 
 @pytest.fixture(scope="module")
 def upstream():
-    with ScriptedUpstream({"ten": Behaviour.ok(tokens=10, token_delay=0.01)}) as up:
+    with ScriptedUpstream({"ten": Behaviour.ok(tokens=10, token_delay=0.01), "broken": Behaviour.fail(500, "boom"),
+                           "dies": Behaviour.midstream_error(3)}) as up:
         yield up
 
 
@@ -96,11 +100,11 @@ def cli(server: BaimoServer, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def recorded(server: BaimoServer, key_id: str) -> tuple[int, float, float]:
-    """(answered requests, their total cost, the dearest one's cost) of a key, from the usage table."""
+    """(answered requests, the total cost of all its requests, the dearest one's cost) of a key, from usage."""
     db = sqlite3.connect(server.env["BAIMO_DATABASE_URL"].split("///", 1)[1])
     try:
-        return db.execute("SELECT count(*), coalesce(sum(cost), 0), coalesce(max(cost), 0) FROM usage "
-                          "WHERE api_key_id = ? AND status_code = 200", (key_id,)).fetchone()
+        return db.execute("SELECT coalesce(sum(status_code = 200), 0), coalesce(sum(cost), 0), "
+                          "coalesce(max(cost), 0) FROM usage WHERE api_key_id = ?", (key_id,)).fetchone()
     finally:
         db.close()
 
@@ -198,6 +202,27 @@ def test_a_team_limit_counts_all_its_keys(replicas, admin) -> None:
     with pytest.raises(openai.RateLimitError) as exc:
         clients[0].chat.completions.create(model="remote/ten", messages=USER)
     assert "team " in exc.value.message
+
+
+def test_failed_requests_give_their_reservation_back_and_cut_streams_pay_what_they_used(replicas, admin) -> None:
+    a, b = replicas
+    key = api_key(a, admin, "failing", {"budget_usd": 1.0, "period": "month"})
+    client = openai.OpenAI(base_url=a.base_url, api_key=key["key"], max_retries=0, timeout=30)
+    with pytest.raises(openai.InternalServerError):  # the upstream fails before the first token: 502
+        client.chat.completions.create(model="remote/broken", messages=USER, max_tokens=50)
+    with httpx.stream("POST", b.base_url + "/chat/completions", headers={"authorization": f"Bearer {key['key']}"},
+                      json={"model": "remote/dies", "messages": USER, "max_tokens": 50, "stream": True}) as r:
+        text = r.read().decode()
+    assert r.status_code == 200 and "error" in text  # the stream broke after 3 tokens
+    shown = {}
+    for _ in range(50):  # settlement runs off the request's path
+        shown = httpx.get(f"{a.url}/api/keys/{key['id']}/limits", headers=admin).json()["limits"]
+        if shown["reserved_usd"] == 0:
+            break
+        time.sleep(0.1)
+    assert shown["reserved_usd"] == 0
+    answered, spent, _ = recorded(a, key["id"])
+    assert shown["spent_usd"] == pytest.approx(spent) and 0 < spent < 0.01  # 3 streamed tokens, not 50 reserved
 
 
 def test_cli_and_api_errors_are_one_line_and_openai_shaped(replicas, admin) -> None:
