@@ -82,14 +82,22 @@ class Ticket:
     async def settled_stream(self, first: StreamEvent, rest: AsyncIterator[StreamEvent],
                              cost: Callable[[], float]) -> AsyncIterator[StreamEvent]:
         """The answer's events unchanged; when the stream ends (however it ends) the ticket is settled at
-        `cost()`, the run's real cost by then (a ChatRun.rewrite step)."""
+        `cost()`, the run's real cost by then (a ChatRun.rewrite step). The answer's end waits for the settlement
+        (so the next request sees it), except when the client went away: then it is settled in the background."""
+        gone = False
         try:
             yield first
             async for ev in rest:
                 yield ev
+        except (asyncio.CancelledError, GeneratorExit):
+            gone = True
+            raise
         finally:
             await rest.aclose()  # type: ignore[attr-defined]
-            self.settle_soon(cost())
+            if gone:
+                self.settle_soon(cost())
+            elif self.holds:
+                await asyncio.to_thread(self.settle, cost())
 
 
 FREE = Ticket()
