@@ -200,3 +200,16 @@ def test_personas_of_two_owners_with_one_name_have_separate_budgets(db) -> None:
     with pytest.raises(BudgetExceeded) as exc:
         ledger.reserve([mine], 0.45)
     assert "persona helper@team:a" in exc.value.message
+
+
+def test_redis_url_from_the_environment_wins_over_baimo_yaml(monkeypatch) -> None:
+    from baimo.config import BaimoConfig, Settings, redis_url
+
+    config = BaimoConfig.model_validate({"redis_url": "redis://yaml:6379/0", "limits": {"strategy": "moving-window"}})
+    monkeypatch.delenv("BAIMO_REDIS_URL", raising=False)
+    assert redis_url(Settings(), config) == "redis://yaml:6379/0"
+    monkeypatch.setenv("BAIMO_REDIS_URL", "redis://env:6379/1")
+    assert redis_url(Settings(), config) == "redis://env:6379/1"
+    assert redis_url(Settings(), BaimoConfig()) == "redis://env:6379/1"
+    monkeypatch.delenv("BAIMO_REDIS_URL")
+    assert redis_url(Settings(), BaimoConfig()) is None
