@@ -372,7 +372,7 @@ class ChatService:
         if ctx.route_prompt is not None:
             self._in_background(self.usage.add_outcome, router=requested, prompt=ctx.route_prompt,
                                 model=attempt.backend.config.id, score=0.0, source="cascade",
-                                response_id=ctx.response_id)
+                                response_id=ctx.response_id, api_key_id=ctx.api_key_id)
 
     def _usage(self, run: ChatRun, status: str) -> Usage:
         f = run.finish

@@ -241,10 +241,18 @@ class UsageLog:
         return cost_usd(model, p or 0, c or 0)
 
     def add_outcome(self, *, router: str, prompt: str, model: str, score: float, source: str,
-                    response_id: str | None = None, comment: str | None = None) -> None:
+                    response_id: str | None = None, comment: str | None = None,
+                    api_key_id: str | None = None) -> None:
+        """An outcome row for retraining `router`, owned by the calling key's owner (None: the local user)."""
+        owner = None
+        if api_key_id:
+            try:
+                owner = self.owner_of(api_key_id)[0]
+            except Exception:  # noqa: BLE001 - an unknown key's outcome is still worth keeping
+                log.debug("no owner for key %s", api_key_id)
         with self.db.session() as s:
             s.add(Outcome(router=router, prompt=prompt, model=model, score=score, source=source,
-                          response_id=response_id, comment=comment))
+                          response_id=response_id, comment=comment, owner=owner))
 
     def feedback(self, response_id: str, score: float, comment: str | None = None, *,
                  who: Principal | None = None) -> dict[str, Any]:
