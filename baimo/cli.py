@@ -1,4 +1,4 @@
-"""The `baimo` command: serve, models, chat, conversations, keys, router, kb, persona, engine.
+"""The `baimo` command: serve, models, chat, conversations, keys, teams, usage, router, kb, persona, engine.
 
 Listings take --json and print one JSON document to stdout; progress and logs go to stderr.
 Every error is one readable line on stderr and a non-zero exit, never a traceback.
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,8 +21,10 @@ from rich.markup import escape
 from baimo import __version__
 from baimo.cli_engine import engine_app
 from baimo.cli_kb import kb_app, persona_app
+from baimo.cli_keys import keys_app, teams_app
 from baimo.cli_output import JsonOpt, app_state, err, print_json
 from baimo.cli_router import router_app
+from baimo.cli_usage import usage as usage_report
 from baimo.config import Settings, load_config
 from baimo.errors import BaimoError
 
@@ -28,14 +32,15 @@ app = typer.Typer(help="Baimo (百模): many models as one, behind an OpenAI-com
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 models_app = typer.Typer(help="List and fetch models.", invoke_without_command=True)
 conv_app = typer.Typer(help="Stored conversations: list, show, export.", no_args_is_help=True)
-keys_app = typer.Typer(help="API keys: once any key exists, the API requires one.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(conv_app, name="conversations")
 app.add_typer(keys_app, name="keys")
+app.add_typer(teams_app, name="teams")
 app.add_typer(router_app, name="router")
 app.add_typer(kb_app, name="kb")
 app.add_typer(persona_app, name="persona")
 app.add_typer(engine_app, name="engine")
+app.command("usage")(usage_report)
 
 
 
@@ -48,22 +53,46 @@ def _root(version: Annotated[bool, typer.Option("--version", help="Show the vers
         raise typer.Exit()
 
 
+class LogFormatOpt(StrEnum):
+    json = "json"
+    text = "text"
+
+
 @app.command()
 def serve(host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
           preload: Annotated[bool, typer.Option(help="Load local models at start instead of on first use.")] = False,
-          log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info") -> None:
-    """Serve the OpenAI-compatible API under /v1, the web UI at /, health at /healthz and /readyz."""
+          log_level: Annotated[str, typer.Option(help="Log level of Baimo and uvicorn (debug, info, warning, "
+                                                       "error).")] = "info",
+          log_format: Annotated[LogFormatOpt | None, typer.Option(
+              help="Log lines as JSON or text (default: json unless stderr is a terminal; env BAIMO_LOG_FORMAT).")]
+          = None,
+          workers: Annotated[int, typer.Option(min=1, help="Server processes on the port (local models are still "
+                                                           "started once, by the main process).")] = 1) -> None:
+    """Serve the OpenAI-compatible API under /v1, the web UI at /, health at /healthz and /readyz, Prometheus
+    metrics at /metrics."""
     import uvicorn
 
     from baimo.api.app import create_app
+    from baimo.observability.logs import default_format, setup_logging
 
     settings = Settings()
     if preload:
         settings.load_models_at_start = True
     load_config(settings)  # fail fast, as one line, on a broken baimo.yaml
+    settings.log_format = log_format.value if log_format else settings.log_format or default_format()
+    settings.log_level = log_level
+    os.environ.update(BAIMO_LOG_FORMAT=settings.log_format, BAIMO_LOG_LEVEL=log_level)  # for worker processes
+    setup_logging(settings.log_format, log_level)  # this process's lines (uvicorn's supervisor with --workers N)
     err.print(f"Baimo {__version__}: state in {settings.home}; UI at http://{host}:{port}/")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+    options: dict[str, Any] = {"timeout_graceful_shutdown": 5, "log_config": None,
+                               "access_log": False}  # Baimo's middleware writes the access log
+    if workers > 1:
+        from baimo.api.serve import serve_workers
+
+        serve_workers(settings, host=host, port=port, workers=workers, log_level=log_level, uvicorn_options=options)
+        return
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, **options)
 
 
 @models_app.callback()
@@ -270,38 +299,6 @@ def conversations_export(conversation_id: str,
         err.print(f"wrote {output}")
     else:
         sys.stdout.write(text)
-
-
-@keys_app.command("create")
-def keys_create(name: str, as_json: JsonOpt = False,
-                confidential: Annotated[bool, typer.Option("--confidential", help="Serve this key's requests only "
-                                                           "with models on premises.")] = False) -> None:
-    """Create an API key; the secret is printed once."""
-    record, secret = app_state().keys.create(name, confidential=confidential)
-    if as_json:
-        print_json({**record, "key": secret})
-    else:
-        typer.echo(secret)
-        err.print(f"key {record['id']} ({name}) created; store it now, it is not shown again")
-
-
-@keys_app.command("list")
-def keys_list(as_json: JsonOpt = False) -> None:
-    """List API keys (never their secrets)."""
-    keys = app_state().keys.list()
-    if as_json:
-        print_json(keys)
-        return
-    for k in keys:
-        typer.echo(f"{k['id']}  {k['prefix']}…  {k['name']}  {'revoked' if k['revoked'] else 'active'}"
-                   + ("  confidential" if k.get("confidential") else ""))
-
-
-@keys_app.command("revoke")
-def keys_revoke(key: Annotated[str, typer.Argument(help="Key id or name.")]) -> None:
-    """Revoke an API key."""
-    record = app_state().keys.revoke(key)
-    err.print(f"revoked {record['id']} ({record['name']})")
 
 
 def main() -> None:

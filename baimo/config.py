@@ -30,7 +30,14 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 256 * 1024 * 1024  # multipart uploads to knowledge bases
     load_models_at_start: bool = False
     llama_threads: int | None = None
+    admin_key: str | None = Field(default=None, repr=False)  # BAIMO_ADMIN_KEY: an admin API key (turns auth on)
+    log_format: Literal["json", "text"] | None = None  # BAIMO_LOG_FORMAT; None: json unless stderr is a TTY
+    log_level: str = "info"  # BAIMO_LOG_LEVEL: Baimo's and uvicorn's loggers (baimo/observability/logs.py)
+    otel_endpoint: str | None = None  # BAIMO_OTEL_ENDPOINT: OTLP/HTTP traces (else OTEL_EXPORTER_OTLP_ENDPOINT)
     redis_url: str | None = None  # BAIMO_REDIS_URL: wins over baimo.yaml's `redis_url`
+    vector_url: str | None = None  # BAIMO_VECTOR_URL: wins over baimo.yaml's `vector_store_url`
+    upload_dir: Path | None = None  # BAIMO_UPLOAD_DIR: uploads waiting for ingestion (shared by replicas)
+    engine_url: str | None = None  # BAIMO_ENGINE_URL: set by `serve --workers N` (baimo/engine/host.py)
 
     @property
     def config_path(self) -> Path:
@@ -49,6 +56,11 @@ class Settings(BaseSettings):
     def knowledge_dir(self) -> Path:
         """The embedded LanceDB database holding every knowledge base's chunks and vectors."""
         return self.home / "knowledge"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Uploaded files kept until their ingestion job finishes (any replica may run it: share this folder)."""
+        return self.upload_dir or (self.home / "uploads")
 
     @property
     def db_url(self) -> str:
@@ -273,6 +285,18 @@ class RouterConfig(BaseModel):
         return out
 
 
+class MeteringConfig(BaseModel):
+    """How usage records are written (baimo/metering/usage_writer.py): group commit by default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group_commit: bool = Field(default=True, description="one writer commits the records of concurrently finishing "
+                               "requests in one transaction (false: a transaction per request)")
+    max_batch: int = Field(default=256, ge=1, le=10_000, description="most records in one transaction")
+    linger_ms: float = Field(default=0.0, ge=0, le=1000, description="how long the writer waits for more records "
+                             "once it has one (0: batches form from the records queued during the last commit)")
+
+
 class PrivacyConfig(BaseModel):
     """Privacy routing: requests carrying personal data stay on local or on-premises models (baimo/privacy.py)."""
 
@@ -303,6 +327,21 @@ class LimitsConfig(BaseModel):
     key_tpm: int | None = Field(default=None, ge=1, description="tokens per minute of every key without its own")
 
 
+class AuthConfig(BaseModel):
+    """Who may call the server (baimo/metering/keys.py). `auth: required` is short for `auth: {mode: required}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["optional", "required"] = Field(
+        default="optional", description="optional: auth is on as soon as an API key exists (off for a single local "
+        "user); required: always on, and the server creates and prints an admin key at start if none exists")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value: object) -> object:
+        return {"mode": value} if isinstance(value, str) else value
+
+
 class BaimoConfig(BaseModel):
     """The contents of baimo.yaml."""
 
@@ -316,9 +355,14 @@ class BaimoConfig(BaseModel):
     knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
     context: ContextConfig = Field(default_factory=ContextConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    metering: MeteringConfig = Field(default_factory=MeteringConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     redis_url: str | None = Field(default=None, description="Redis for state shared by replicas (rate limits), "
                                   "e.g. redis://127.0.0.1:6379/0; BAIMO_REDIS_URL wins")
+    vector_store_url: str | None = Field(default=None, description="PostgreSQL with pgvector for knowledge bases' "
+                                         "chunks, shared by replicas, e.g. postgresql://baimo@db/baimo (default: "
+                                         "LanceDB under BAIMO_HOME); BAIMO_VECTOR_URL wins")
 
     @model_validator(mode="after")
     def _check_references(self) -> BaimoConfig:
@@ -356,6 +400,12 @@ class BaimoConfig(BaseModel):
 def redis_url(settings: Settings, config: BaimoConfig) -> str | None:
     """The Redis URL replicas share (BAIMO_REDIS_URL, else baimo.yaml's `redis_url`), None for in-process state."""
     return settings.redis_url or config.redis_url
+
+
+def vector_store(settings: Settings, config: BaimoConfig) -> Path | str:
+    """Where knowledge chunks live: a PostgreSQL URL (BAIMO_VECTOR_URL, else baimo.yaml's `vector_store_url`), or
+    the embedded LanceDB folder under BAIMO_HOME."""
+    return settings.vector_url or config.vector_store_url or settings.knowledge_dir
 
 
 def default_config_text() -> str:

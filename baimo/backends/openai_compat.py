@@ -23,12 +23,18 @@ from baimo.backends.base import Finish, GenerationParams, StreamEvent, TextDelta
 from baimo.backends.capabilities import check_content_parts
 from baimo.config import ModelConfig, Settings
 from baimo.errors import InvalidRequest, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from baimo.observability.redact import redact
 from baimo.privacy import refuse_if_private
 
 RETRY_BACKOFF_S = 0.2
 
 
 def _upstream_message(body: bytes) -> str:
+    """The upstream's error message, with any key it echoes redacted (it reaches clients and logs)."""
+    return redact(_raw_upstream_message(body))
+
+
+def _raw_upstream_message(body: bytes) -> str:
     try:
         err = json.loads(body).get("error")
         if isinstance(err, dict) and err.get("message"):
@@ -145,7 +151,7 @@ class OpenAICompatBackend:
                 body = b""
             response.release()
             message = f"{self.config.id}: upstream answered {response.status}: {_upstream_message(body)}"
-            if response.status in (429, 503):
+            if response.status in (429, 503, 529):  # 529: "overloaded" (Anthropic-style servers), like 503
                 raise UpstreamUnavailable(message)
             if response.status in (400, 413, 422):
                 raise InvalidRequest(message, code="upstream_rejected")
@@ -198,7 +204,12 @@ class OpenAICompatBackend:
                     if payload == "[DONE]":
                         done = True
                         break
-                    chunk = self._parse(payload)
+                    try:
+                        chunk = self._parse(payload)
+                    except UpstreamError:
+                        if batch:  # the good chunks that arrived in the same read still reach the client
+                            yield batch
+                        raise
                     finished = finished or any(c.get("finish_reason") for c in chunk.get("choices") or [])
                     batch.append(chunk)
                 if batch:
