@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from dataclasses import dataclass
 
 from baimo.assistant import Assistant
 from baimo.backends.registry import ModelRegistry
 from baimo.chat import ChatService
-from baimo.config import BaimoConfig, ModelConfig, Settings, load_config
+from baimo.config import BaimoConfig, ModelConfig, Settings, load_config, vector_store
 from baimo.embeddings import EmbedderRegistry
+from baimo.errors import ModelNotFound
 from baimo.knowledge.bases import KnowledgeService
 from baimo.knowledge.ingest import Ingestor
 from baimo.knowledge.jobs import IngestJobs
 from baimo.knowledge.retrieval import Retriever
+from baimo.knowledge.store import store_kind_for
+from baimo.metering.admission import build_admission
 from baimo.metering.keys import KeyStore
+from baimo.metering.principal import Principal
 from baimo.metering.usage import UsageLog
 from baimo.personas import PersonaStore
 from baimo.privacy import PrivacyGuard
@@ -52,37 +57,49 @@ class AppState:
         db = Database(settings.db_url)
         models = ModelRegistry(config, settings)
         conversations = ConversationStore(db)
-        usage = UsageLog(db)
+        usage = UsageLog(db, group_commit=config.metering.group_commit, max_batch=config.metering.max_batch,
+                         linger_ms=config.metering.linger_ms)
         embedders = EmbedderRegistry(config.embedders)
         routers = RouterSet(config, settings, embedders=embedders.all())
-        knowledge = KnowledgeService(db, embedders, config.knowledge, settings.knowledge_dir)
+        chunks = vector_store(settings, config)  # LanceDB under BAIMO_HOME, or PostgreSQL with pgvector
+        knowledge = KnowledgeService(db, embedders, config.knowledge, chunks, store_kind=store_kind_for(chunks))
         retriever = Retriever(knowledge)
         personas = PersonaStore(db, check_model=lambda m: None, check_knowledge=knowledge.get)
-        keys = KeyStore(db)
+        keys = KeyStore(db, required=config.auth.mode == "required")
+        first_admin = keys.bootstrap(settings.admin_key)
+        if first_admin:  # printed once, to the console only (never logged): it is not shown again
+            sys.stderr.write(f"auth is required and no admin key existed: created admin key {first_admin}\n"
+                             "store it now, it is not shown again (or set BAIMO_ADMIN_KEY)\n")
+            sys.stderr.flush()
         privacy = PrivacyGuard(config.privacy, {m.id: m for m in config.models}, keys.is_confidential,
                                personas.is_confidential)
         chat = ChatService(models, usage, conversations, routers, privacy=privacy)
         state = cls(settings=settings, config=config, db=db, models=models, routers=routers,
                     embedders=embedders, conversations=conversations, usage=usage, keys=keys, chat=chat,
-                    knowledge=knowledge, retriever=retriever, ingest_jobs=IngestJobs(Ingestor(knowledge)),
+                    knowledge=knowledge, retriever=retriever,
+                    ingest_jobs=IngestJobs(Ingestor(knowledge), settings.uploads_dir),
                     personas=personas, assistant=Assistant(chat, personas, knowledge, retriever, usage,
                                                            config.knowledge, models.default_id))
         personas.check_model = state.check_model_or_router
+        state.assistant.admission = build_admission(db, config, settings, models, routers)  # budgets, limits
         return state
 
-    def delete_knowledge_base(self, name: str) -> list[str]:
-        """Delete a base and take it out of the personas that used it (returned), so they keep working."""
-        self.knowledge.delete(name)
-        return self.personas.forget_knowledge(name)
+    def delete_knowledge_base(self, name: str, who: Principal | None = None) -> list[str]:
+        """Delete a base `who` sees and take it out of its owner's personas that used it (returned)."""
+        base = self.knowledge.delete(name, who=who)
+        return self.personas.forget_knowledge(base.name, base.owner)
 
     def check_model_or_router(self, model_id: str) -> None:
         """404 unless the id is a model or a router."""
         if model_id not in self.routers:
             self.models.get(model_id)
 
-    def check_callable(self, model_id: str) -> None:
-        """404 unless the id is a model, a router or a persona."""
-        if self.personas.resolve(model_id) is None:
+    def check_callable(self, model_id: str, who: Principal | None = None) -> None:
+        """404 unless the id is a model, a router or a persona `who` sees, and `who`'s key may call it (an id it
+        may not call is answered exactly like one that does not exist)."""
+        if who is not None and not who.may_call(model_id):
+            raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
+        if self.personas.resolve(model_id, who) is None:
             self.check_model_or_router(model_id)
 
     def strongest_model(self) -> ModelConfig | None:
@@ -97,6 +114,7 @@ class AppState:
                        for r in self.config.routers if r.strategy == "auto" and r.retrain_every]
         if self.chat.privacy is not None:  # load the personal-data detector (Presidio, jieba: seconds) off the loop
             self._tasks.append(asyncio.create_task(asyncio.to_thread(self.chat.privacy.warm)))
+        self.ingest_jobs.start()  # runs queued jobs, and resumes those a stopped process left unfinished
         self.ready = True
 
     async def _retrain_every(self, router_id: str, seconds: float) -> None:
@@ -121,4 +139,5 @@ class AppState:
         self.ingest_jobs.close()
         self.knowledge.close()
         await self.models.close()
+        self.usage.close()
         self.db.close()
