@@ -14,12 +14,13 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from baimo.api.deps import api_key, state
+from baimo.api.deps import principal, state
 from baimo.api.schemas import CompletionRequest
 from baimo.api.sse import DONE, SSEResponse, error_event, event
 from baimo.api.state import AppState
-from baimo.errors import BaimoError, InvalidRequest, UpstreamError
+from baimo.errors import BaimoError, InvalidRequest, ModelNotFound, UpstreamError
 from baimo.metering.admission import FREE, Ticket
+from baimo.metering.principal import Principal
 from baimo.metering.usage import Usage, cost_usd, token_details
 from baimo.observability.request_id import claim_response_id
 from baimo.privacy import mark_private
@@ -161,8 +162,10 @@ def _collect(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @router.post("/completions", summary="Create a text completion (OpenAI's legacy completions API)")
 async def completions(body: CompletionRequest, s: AppState = Depends(state),
-                      key_id: str | None = Depends(api_key)) -> Any:
-    run = await open_completion(s, body, key_id)
+                      who: Principal = Depends(principal)) -> Any:
+    if not who.may_call(body.model):  # a model outside the key's scope answers like a missing one
+        raise ModelNotFound(f"The model '{body.model}' does not exist", param="model")
+    run = await open_completion(s, body, who.key_id)
     if body.stream:
         options = (body.model_extra or {}).get("stream_options")
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 
-from baimo.api.deps import api_key, principal, state
+from baimo.api.deps import principal, state
 from baimo.api.schemas import ChatCompletionRequest, EmbeddingRequest
 from baimo.api.sse import DONE, ChunkMaker, SSEResponse, error_event, event
 from baimo.api.state import AppState
@@ -193,7 +193,10 @@ async def get_model(model_id: str, s: AppState = Depends(state), who: Principal 
 
 @router.post("/embeddings", summary="Create embeddings (multilingual, batched)")
 async def embeddings(body: EmbeddingRequest, response: Response, s: AppState = Depends(state),
-                     key_id: str | None = Depends(api_key)) -> dict[str, Any]:
+                     who: Principal = Depends(principal)) -> dict[str, Any]:
+    if not who.may_call(body.model):  # an embedder outside the key's scope answers like a missing one
+        raise ModelNotFound(f"The embedding model '{body.model}' does not exist", param="model")
+    key_id = who.key_id
     texts = body.texts()
     embedder = s.embedders.get(body.model)
     if body.dimensions is not None and body.dimensions != embedder.dim:

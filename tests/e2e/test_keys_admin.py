@@ -91,6 +91,13 @@ def test_a_key_restricted_to_some_models_sees_only_those(server: BaimoServer, ad
             client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
         assert exc.value.body["code"] == "model_not_found"
         assert exc.value.body["message"] == f"The model '{model}' does not exist"
+    with pytest.raises(openai.NotFoundError) as exc:
+        client.completions.create(model="remote/b", prompt="hi", max_tokens=2)
+    assert exc.value.body["message"] == "The model 'remote/b' does not exist"
+    for embedder in ("local/multilingual-use", "local/missing"):
+        with pytest.raises(openai.NotFoundError) as exc:
+            client.embeddings.create(model=embedder, input="hi")
+        assert exc.value.body["message"] == f"The embedding model '{embedder}' does not exist"
     with http(server, secret) as narrow:
         assert narrow.get("/v1/models/remote/b").status_code == 404
         r = narrow.get("/api/keys")
