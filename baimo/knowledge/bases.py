@@ -2,6 +2,11 @@
 
 The SQL rows are the catalogue (what exists, each file's content hash); the chunk store holds the searchable
 text and vectors. `KnowledgeService` is the one object the API, CLI and chat path use.
+
+Tenancy: a base has an owner (baimo/metering/principal.py) and its name is unique per owner. A base is referred to
+by its id or its name; methods taking `who` see only that principal's bases (another owner's base is "not found",
+exactly like a missing one), and internal callers (`who=None`: ingestion, retrieval, the CLI) pass ids once a
+route has resolved a name for its caller.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from baimo.embeddings import Embedder, EmbedderRegistry, embeds_segments
 from baimo.errors import Conflict, InvalidRequest, NotFound
 from baimo.knowledge.embed_pool import EmbedderPool
 from baimo.knowledge.store import CHUNK_STORES, ChunkStore
+from baimo.metering.principal import Principal, owner_clause, visible
 from baimo.store.conversations import iso_utc
 from baimo.store.database import Database
 from baimo.store.tables import KnowledgeBase, KnowledgeDocument
@@ -133,7 +139,7 @@ class KnowledgeService:
     # -- knowledge bases -------------------------------------------------------------------------------------
     def create(self, name: str, *, description: str = "", embedder: str | None = None,
                fuse_embedders: list[str] | None = None, chunk_size: int | None = None,
-               chunk_overlap: int | None = None) -> BaseInfo:
+               chunk_overlap: int | None = None, who: Principal | None = None) -> BaseInfo:
         """A new, empty base. Its embedders are `embedder` (default knowledge.embedder) and then `fuse_embedders`
         (default knowledge.fuse_embedders), recorded in the base so that a later change of the defaults never
         mixes vectors of two models in one column. Errors: 400 bad name or sizes, 404 unknown embedder, 409 taken."""
@@ -153,27 +159,39 @@ class KnowledgeService:
         overlap = self.config.chunk_overlap if chunk_overlap is None else chunk_overlap
         if overlap >= size:
             raise InvalidRequest("chunk_overlap must be smaller than chunk_size", param="chunk_overlap")
+        owner = who.owner if who else None
         with self.db.session() as s:
-            if s.scalar(select(KnowledgeBase).where(KnowledgeBase.name == name)) is not None:
+            if s.scalar(select(KnowledgeBase).where(KnowledgeBase.name == name,
+                                                    func.coalesce(KnowledgeBase.owner, "") == (owner or ""))):
                 raise Conflict(f"knowledge base {name!r} already exists", param="name")
-            s.add(KnowledgeBase(name=name, description=description, embedder=EMBEDDER_SEPARATOR.join(ids),
-                                chunk_size=size,
-                                chunk_overlap=overlap))
-        return self.info(name)
+            row = KnowledgeBase(name=name, owner=owner, description=description,
+                                embedder=EMBEDDER_SEPARATOR.join(ids), chunk_size=size, chunk_overlap=overlap)
+            s.add(row)
+            s.flush()
+            return self._info(s, row)
 
-    def _row(self, s: Any, name: str) -> KnowledgeBase:
-        row = s.scalar(select(KnowledgeBase).where(KnowledgeBase.name == name))
+    def _row(self, s: Any, ref: str, who: Principal | None = None) -> KnowledgeBase:
+        """A base by id or name among those `who` sees; for a name several owners use (admins, internal
+        callers), the caller's own base first, then the oldest. NotFound (param `name`) otherwise."""
+        row = s.get(KnowledgeBase, ref)
+        if row is None or not visible(who, row.owner):
+            own = who.owner if who else None
+            row = s.scalar(select(KnowledgeBase).where(KnowledgeBase.name == ref,
+                                                       owner_clause(KnowledgeBase.owner, who))
+                           .order_by(func.coalesce(KnowledgeBase.owner, "") != (own or ""),
+                                     KnowledgeBase.created_at).limit(1))
         if row is None:
-            raise NotFound(f"no knowledge base {name!r}", param="name")
+            raise NotFound(f"no knowledge base {ref!r}", param="name")
         return row
 
-    def get(self, name: str) -> KnowledgeBase:
+    def get(self, name: str, *, who: Principal | None = None) -> KnowledgeBase:
+        """The base row by id or name (see `_row`)."""
         with self.db.session() as s:
-            return self._row(s, name)
+            return self._row(s, name, who)
 
-    def info(self, name: str) -> BaseInfo:
+    def info(self, name: str, *, who: Principal | None = None) -> BaseInfo:
         with self.db.session() as s:
-            row = self._row(s, name)
+            row = self._row(s, name, who)
             return self._info(s, row)
 
     def _info(self, s: Any, row: KnowledgeBase) -> BaseInfo:
@@ -183,20 +201,24 @@ class KnowledgeService:
                         chunk_size=row.chunk_size, chunk_overlap=row.chunk_overlap,
                         created_at=iso_utc(row.created_at), documents=docs, chunks=int(chunks))
 
-    def list(self) -> list[BaseInfo]:
+    def list(self, *, who: Principal | None = None) -> list[BaseInfo]:
+        """The bases `who` sees, by name."""
+        stmt = select(KnowledgeBase).where(owner_clause(KnowledgeBase.owner, who)).order_by(KnowledgeBase.name)
         with self.db.session() as s:
-            return [self._info(s, row) for row in s.scalars(select(KnowledgeBase).order_by(KnowledgeBase.name))]
+            return [self._info(s, row) for row in s.scalars(stmt)]
 
-    def delete(self, name: str) -> None:
-        """Drop the chunks first: a kill in between leaves a catalogue row whose base is empty, never orphans."""
-        base = self.get(name)
+    def delete(self, name: str, *, who: Principal | None = None) -> KnowledgeBase:
+        """Drop the chunks first: a kill in between leaves a catalogue row whose base is empty, never orphans.
+        Returns the deleted row."""
+        base = self.get(name, who=who)
         self.store.drop(base.id)
         with self.db.session() as s:
-            s.delete(self._row(s, name))
+            s.delete(self._row(s, base.id))
+        return base
 
     # -- documents -------------------------------------------------------------------------------------------
-    def documents(self, name: str) -> list[dict[str, Any]]:
-        base = self.get(name)
+    def documents(self, name: str, *, who: Principal | None = None) -> list[dict[str, Any]]:
+        base = self.get(name, who=who)
         with self.db.session() as s:
             rows = s.scalars(select(KnowledgeDocument).where(KnowledgeDocument.kb_id == base.id)
                              .order_by(KnowledgeDocument.source))
@@ -207,9 +229,9 @@ class KnowledgeService:
             return s.scalar(select(KnowledgeDocument).where(KnowledgeDocument.kb_id == base.id,
                                                             KnowledgeDocument.doc_id == doc_id))
 
-    def remove_document(self, name: str, doc: str) -> dict[str, Any]:
+    def remove_document(self, name: str, doc: str, *, who: Principal | None = None) -> dict[str, Any]:
         """Remove a document by its source name or its id."""
-        base = self.get(name)
+        base = self.get(name, who=who)
         with self.db.session() as s:
             row = s.scalar(select(KnowledgeDocument).where(
                 KnowledgeDocument.kb_id == base.id,
