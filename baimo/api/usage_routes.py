@@ -50,7 +50,7 @@ async def record_refusal(request: Request, status_code: int, message: str, body:
     if body is None:  # the route's JSON body, read (and kept by the Request) before the error
         try:
             body = json.loads(await request.body())
-        except (ValueError, RuntimeError):
+        except (ValueError, RuntimeError, RecursionError):  # not JSON, stream gone, nested too deeply
             body = None
     body = body if isinstance(body, dict) else {}
     model = body.get("model") if isinstance(body.get("model"), str) else None

@@ -5,8 +5,10 @@ Why: a transaction per request makes the database's commit path (SQLite's single
 WAL flush per commit) the bottleneck under load; batching N records into one transaction pays that cost once
 (the "group commit" of database logs, e.g. PostgreSQL's `commit_delay`, Gray & Reuter, *Transaction
 Processing*, 1993, §9.4.7). Batches form by themselves: while one batch commits, the records of requests
-finishing meanwhile queue up and go in the next one. `linger_ms` (default 0) can make the writer wait a
-little for more records once it has one; `max_batch` caps a transaction.
+finishing meanwhile queue up and go in the next one. Under load the writer also waits up to `linger_ms` for
+more records once it has one, but only when the previous transaction held more than one record (requests are
+finishing together), so a lone request never waits: PostgreSQL's `commit_delay` with `commit_siblings` works
+the same way. `max_batch` caps a transaction.
 
 Durability: a record's future resolves only after the transaction holding it committed, so a response sent
 after awaiting it is recorded (SQLite in WAL mode: the commit is in the WAL file and survives a kill -9 of the
@@ -58,6 +60,7 @@ class UsageWriter:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._last_batch = 0  # rows in the previous transaction: linger only when it held more than one
         self.batches = 0   # transactions committed (for tests and benchmarks)
         self.rows = 0      # rows committed
 
@@ -97,7 +100,7 @@ class UsageWriter:
     def _take_batch(self, first: Any) -> tuple[list[Any], bool]:
         """`first` plus whatever is queued (waiting up to linger for more), up to max_batch; (items, stop)."""
         items = [first]
-        deadline = time.monotonic() + self.linger_s
+        deadline = time.monotonic() + (self.linger_s if self._last_batch > 1 else 0.0)
         while len(items) < self.max_batch:
             try:
                 item = self._queue.get_nowait()
@@ -122,6 +125,7 @@ class UsageWriter:
                 return
             items, stop = self._take_batch(first)
             rows = [row for row, _ in items if row is not None]  # None: a flush() barrier
+            self._last_batch = len(rows)
             futures = [fut for _, fut in items]
             try:
                 if rows:

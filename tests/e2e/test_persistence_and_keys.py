@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -13,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.server import BaimoServer
+from tests.support.server import BaimoServer, sqlite_integrity
 
 pytestmark = pytest.mark.e2e
 MODEL = "local/smollm2-135m"
@@ -28,10 +27,9 @@ def test_kill_9_mid_stream_keeps_database_valid(tmp_path) -> None:
         body = {"content": "Say one short sentence.", "model": MODEL, "max_tokens": 12}
         with httpx.stream("POST", f"{server.url}/api/conversations/{conv['id']}/messages", json=body, timeout=60) as r:
             list(r.iter_lines())
-        started = threading.Event()
         received: list[str] = []
 
-        def long_stream() -> None:
+        def long_stream(started: threading.Event) -> None:
             body = {"model": MODEL, "stream": True, "max_tokens": 1500,
                     "messages": [{"role": "user", "content": "Write a very long story about ships."}],
                     "metadata": {"conversation_id": conv["id"]}}
@@ -44,17 +42,11 @@ def test_kill_9_mid_stream_keeps_database_valid(tmp_path) -> None:
             except httpx.HTTPError:
                 pass
 
-        t = threading.Thread(target=long_stream)
-        t.start()
-        assert started.wait(60)
-        server.kill9()
-        t.join(30)
+        server.kill9_during(long_stream)
     finally:
         server.stop()
 
-    db = sqlite3.connect(home / "baimo.db")
-    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    db.close()
+    assert sqlite_integrity(home / "baimo.db") == "ok"
     with BaimoServer(home, config_yaml=(home / "baimo.yaml").read_text()) as again:
         stored = httpx.get(f"{again.url}/api/conversations/{conv['id']}").json()["messages"]
         assert [m["role"] for m in stored[:2]] == ["user", "assistant"] and stored[1]["status"] == "complete"

@@ -19,7 +19,8 @@ def _bindir() -> str:
 
 
 class TempPostgres:
-    def __init__(self) -> None:
+    def __init__(self, *, fsync: bool = False) -> None:
+        self.fsync = fsync  # off for tests (fast); on for benchmarks of commit cost (bench/usage_writes.py)
         self.bindir = _bindir()
         self.datadir = tempfile.mkdtemp(prefix="baimo-pg-")
         self.port = free_port()
@@ -39,10 +40,16 @@ class TempPostgres:
         if self.as_root:
             shutil.chown(self.datadir, "postgres", "postgres")
         self._run("initdb", "-D", self.datadir, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
-        opts = f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        fsync = "on" if self.fsync else "off"
+        opts = f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 -c fsync={fsync}"
         self._run("pg_ctl", "-D", self.datadir, "-o", opts, "-w", "-l", f"{self.datadir}/log", "start")
-        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "baimo")
+        self.create_database("baimo")
         return self
+
+    def create_database(self, name: str) -> str:
+        """Create another database on this server; returns its SQLAlchemy URL."""
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
+        return self.url.rsplit("/", 1)[0] + "/" + name
 
     def stop(self) -> None:
         try:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -37,6 +40,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def sqlite_integrity(path: Path) -> str:
+    """SQLite's `PRAGMA integrity_check` of a database file: "ok" when it is intact."""
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        db.close()
 
 
 def models_dir() -> str:
@@ -87,6 +99,16 @@ class BaimoServer:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
+
+    def kill9_during(self, stream: Callable[[threading.Event], None], timeout: float = 60) -> None:
+        """Run `stream(started)` in a thread (a client streaming from this server, which sets `started` once
+        the answer is flowing), kill -9 the server then, and wait for the client to notice."""
+        started = threading.Event()
+        client = threading.Thread(target=stream, args=(started,), daemon=True)
+        client.start()
+        assert started.wait(timeout), "the stream never started"
+        self.kill9()
+        client.join(30)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

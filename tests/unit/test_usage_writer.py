@@ -99,3 +99,11 @@ def test_usage_log_write_is_durable_when_it_returns(tmp_path: Path, group: bool)
     log.close()
     if group:
         assert log.writer.batches < 40  # concurrent requests shared transactions
+
+
+def test_a_lone_record_does_not_wait_for_company() -> None:
+    """The linger applies only after a transaction of several records (requests finishing together)."""
+    writer = UsageWriter(lambda rows: None, linger_ms=600_000)
+    writer.submit({"n": 0}).result(30)  # a ten-minute linger would time this out
+    writer.close()
+    assert writer.batches == 1
