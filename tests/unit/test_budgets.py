@@ -213,3 +213,24 @@ def test_redis_url_from_the_environment_wins_over_baimo_yaml(monkeypatch) -> Non
     assert redis_url(Settings(), BaimoConfig()) == "redis://env:6379/1"
     monkeypatch.delenv("BAIMO_REDIS_URL")
     assert redis_url(Settings(), BaimoConfig()) is None
+
+
+@pytest.mark.parametrize("strategy", ["moving-window", "fixed-window"])
+def test_the_other_window_strategies_count_the_same_way(strategy: str) -> None:
+    rates = RateLimits(strategy)
+    key = Limits("key:s", rpm=2, tpm=500)
+    assert rates.admit([key], 200)["x-ratelimit-remaining-tokens"] == "300"
+    with pytest.raises(RateLimited) as exc:
+        rates.admit([key], 400)
+    assert exc.value.error_type == "tokens"
+    rates.admit([key], 10)
+    with pytest.raises(RateLimited):
+        rates.admit([key], 10)
+
+
+def test_an_unreachable_redis_lets_requests_through() -> None:
+    from tests.support.server import free_port
+
+    rates = RateLimits(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    assert rates.admit([Limits("key:r", rpm=1)], 10) == {}
+    assert rates.admit([Limits("key:r", rpm=1)], 10) == {}
