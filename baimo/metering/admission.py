@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from baimo.backends.base import StreamEvent, estimate_tokens
 from baimo.config import LimitsConfig, ModelConfig
+from baimo.errors import BudgetExceeded
 from baimo.metering.budgets import LIMITS_TTL_S, BudgetLedger, Limits, Reservation
 from baimo.metering.ratelimit import RateLimits
 from baimo.metering.usage import cost_usd
@@ -152,9 +153,8 @@ class Admission:
         budgets = [lim for lim in limits if lim.budget_usd is not None]
         try:
             reservation = self.ledger.reserve(budgets, est.usd) if budgets else None
-        except Exception as exc:
-            if getattr(exc, "headers", None) is None and headers:
-                exc.headers = headers  # type: ignore[attr-defined]
+        except BudgetExceeded as exc:
+            exc.headers = {**headers, **(exc.headers or {})}
             raise
         return Ticket(headers, self.ledger if reservation else None, reservation, est)
 

@@ -229,7 +229,8 @@ class BudgetLedger:
                 f"{subject_label(refused.subject)} has no room left in its {_per(refused.period)} budget of "
                 f"${refused.budget_usd:.2f} (spent ${spent:.4f}, ${reserved:.4f} reserved by requests in flight; "
                 f"this request may cost up to ${usd:.4f}). It resets at "
-                f"{period_end(refused.period, now).strftime('%Y-%m-%d %H:%M')} UTC.", param="model")
+                f"{period_end(refused.period, now).strftime('%Y-%m-%d %H:%M')} UTC.", param="model",
+                headers={"x-should-retry": "false"})  # the official SDKs would otherwise retry a 429
         return reservation
 
     def settle(self, reservation: Reservation, usd: float) -> None:

@@ -184,8 +184,14 @@ def test_tpm_counts_the_reply_cap_and_streams_carry_the_headers(replicas, admin)
     with pytest.raises(openai.RateLimitError) as exc:
         client.chat.completions.create(model="remote/ten", messages=USER, max_tokens=500)
     assert exc.value.type == "tokens" and "Request too large" in exc.value.message
+    assert httpx.put(f"{a.url}/api/keys/tpm/limits", json={"budget_usd": 0}, headers=admin).status_code == 200
+    spent = openai.OpenAI(base_url=a.base_url, api_key=key["key"], timeout=30)  # the SDK's default retries
+    with pytest.raises(openai.RateLimitError) as exc:
+        spent.chat.completions.create(model="remote/ten", messages=USER, max_tokens=5)
+    assert exc.value.code == "insufficient_quota" and exc.value.response.headers["x-should-retry"] == "false"
+    assert exc.value.response.headers["x-ratelimit-limit-tokens"] == "300"  # a limited key's headers, even here
     with pytest.raises(openai.RateLimitError) as exc:  # legacy completions are counted the same way
-        openai.OpenAI(base_url=a.base_url, api_key=key["key"], max_retries=0).completions.create(
+        openai.OpenAI(base_url=b.base_url, api_key=key["key"], max_retries=0).completions.create(
             model="remote/ten", prompt="hi", max_tokens=250)
     assert exc.value.code == "rate_limit_exceeded"
 
