@@ -36,6 +36,16 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None, s
     return f"Invalid value for '{param}': {msg}" if param else msg, param, "invalid_value"
 
 
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"  # FastAPI's detail when decoding the body raised
+
+
+def _unreadable_body(cause: BaseException | None) -> str:
+    """Why a JSON body could not be read: invalid UTF-8, or nested deeper than the JSON parser's recursion limit."""
+    reason = {UnicodeDecodeError: "it is not valid UTF-8",
+              RecursionError: "it is nested too deeply"}.get(type(cause), "it is not valid JSON")
+    return f"We could not parse the JSON body of your request: {reason}."
+
+
 def install_error_handlers(app: FastAPI) -> None:
     from baimo.api.usage_routes import record_refusal  # not at the top: usage_routes imports the app's state
 
@@ -53,6 +63,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:  # reading or decoding the body raised
+            if isinstance(exc.__cause__, BaimoError):  # e.g. PayloadTooLarge from BodyLimits' receive
+                return await _baimo(_request, exc.__cause__)
+            return JSONResponse(error_body(_unreadable_body(exc.__cause__), "invalid_request_error", None,
+                                           "invalid_json"), status_code=400)
         type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
         return JSONResponse(error_body(str(exc.detail), type_, None, code), status_code=exc.status_code,

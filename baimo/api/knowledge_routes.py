@@ -106,6 +106,7 @@ async def upload(name: str, request: Request,
     if wait:
         assert job.future is not None
         await asyncio.wrap_future(job.future)
+        job = s.ingest_jobs.get(job.id)  # the finished row (status, report), not the queued one `submit` returned
         return JSONResponse(job.to_dict(), status_code=200)
     return JSONResponse(job.to_dict(), status_code=202)
 

@@ -72,6 +72,10 @@ def parse_bytes(data: bytes, filename: str) -> ParsedDocument:
     check_file(data, filename)
     name = PurePath(filename.replace("\\", "/")).name
     fmt, parser = _PARSERS[PurePath(name).suffix.lower()]
+    if fmt in _ZIP_FORMATS:
+        from baimo.knowledge.upload_limits import check_archive
+
+        check_archive(data, fmt)  # ZIP bombs are refused before a parser inflates anything
     try:
         title, sections = parser(data)
     except ParseError:
@@ -489,3 +493,4 @@ _PARSERS: dict[str, tuple[str, _Parser]] = {
 }
 
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_PARSERS)
+_ZIP_FORMATS = frozenset({"docx", "pptx", "xlsx", "epub"})  # checked for ZIP bombs (upload_limits.py)

@@ -287,6 +287,8 @@ def parse_pdf(data: bytes) -> tuple[str, list[Section]]:
     from pypdf import PdfReader
     from pypdf.errors import FileNotDecryptedError, PdfReadError, PyPdfError
 
+    from baimo.knowledge.upload_limits import check_page_count
+
     try:
         reader = PdfReader(io.BytesIO(data))
     except PdfReadError as exc:
@@ -294,6 +296,7 @@ def parse_pdf(data: bytes) -> tuple[str, list[Section]]:
     if reader.is_encrypted:
         _decrypt(reader)
     try:
+        check_page_count(len(reader.pages))
         pages = list(reader.pages)
     except (PdfReadError, FileNotDecryptedError) as exc:
         raise ParseError(f"not a valid PDF: {exc}") from exc
