@@ -123,33 +123,29 @@ def _race(ledgers: list[BudgetLedger], budget: Limits, cost: float, requests: in
         return sum(pool.map(one, range(requests)))
 
 
-def test_fifty_concurrent_reservations_never_overspend_on_sqlite(tmp_path) -> None:
-    url = f"sqlite:///{tmp_path / 'race.db'}"
+def _race_two_engines(url: str, subject: str, period: str) -> None:
+    """Two engines on one database (like two replicas), 50 threads, a $1 budget, $0.03 requests: exactly 33 fit."""
     dbs = [Database(url), Database(url)]
     try:
         ledgers = [BudgetLedger(d) for d in dbs]
-        budget = ledgers[0].set_limits("key:race", budget_usd=1.0, period="day")
+        budget = ledgers[0].set_limits(subject, budget_usd=1.0, period=period)
         admitted = _race(ledgers, budget, 0.03, 50)
-        spent, reserved = ledgers[1].window("key:race", "day")
+        spent, reserved = ledgers[1].window(subject, period)
         assert admitted == 33 and spent == pytest.approx(0.99) and reserved == 0
     finally:
         for d in dbs:
             d.close()
+
+
+def test_fifty_concurrent_reservations_never_overspend_on_sqlite(tmp_path) -> None:
+    _race_two_engines(f"sqlite:///{tmp_path / 'race.db'}", "key:race", "day")
 
 
 def test_fifty_concurrent_reservations_never_overspend_on_postgresql() -> None:
     pg = TempPostgres().start()
-    dbs: list[Database] = []
     try:
-        dbs = [Database(pg.url), Database(pg.url)]
-        ledgers = [BudgetLedger(d) for d in dbs]
-        budget = ledgers[0].set_limits("team:race", budget_usd=1.0)
-        admitted = _race(ledgers, budget, 0.03, 50)
-        spent, reserved = ledgers[1].window("team:race", "month")
-        assert admitted == 33 and spent == pytest.approx(0.99) and reserved == 0
+        _race_two_engines(pg.url, "team:race", "month")
     finally:
-        for d in dbs:
-            d.close()
         pg.stop()
 
 
