@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from baimo.config import ModelConfig
 from baimo.errors import InvalidRequest, NotFound
 from baimo.metering.principal import Principal, owner_clause
 from baimo.metering.usage_writer import UsageWriter
+from baimo.observability.request_id import current_request_id
 from baimo.store.database import Database
 from baimo.store.tables import ApiKey, Conversation, Message, Outcome, UsageRecord
 
@@ -75,6 +76,7 @@ class Usage:
     baseline_model: str | None = None
     owner: str | None = None     # the key's owner (user or team), filled from api_key_id by UsageLog.owner_of
     team_id: str | None = None
+    request_id: str | None = field(default_factory=current_request_id)  # x-request-id; None outside a request
 
 
 ALL = "*all*"  # `owner` argument of the queries below: every owner's rows (an admin's view)

@@ -98,10 +98,12 @@ class UsageRecord(Base):
     persona: Mapped[str | None] = mapped_column(String(64))
     baseline_cost: Mapped[float | None] = mapped_column(Float)  # routed requests: the same tokens on the strongest
     baseline_model: Mapped[str | None] = mapped_column(String(200))  # candidate (the hybrid's saving)
+    request_id: Mapped[str | None] = mapped_column(String(128))  # x-request-id (baimo/observability/request_id.py)
 
     __table_args__ = (Index("ix_usage_created", "created_at"), Index("ix_usage_model", "model"),
                       Index("ix_usage_response", "response_id"), Index("ix_usage_persona", "persona", "created_at"),
-                      Index("ix_usage_owner", "owner", "created_at"), Index("ix_usage_team", "team_id", "created_at"))
+                      Index("ix_usage_owner", "owner", "created_at"), Index("ix_usage_team", "team_id", "created_at"),
+                      Index("ix_usage_request", "request_id"))
 
 
 class Outcome(Base):

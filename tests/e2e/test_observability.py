@@ -154,6 +154,9 @@ def test_request_ids_are_echoed_generated_and_on_every_log_line(oc, api, gateway
     mine = api.post("/v1/chat/completions", json={"model": "remote/ok", "messages": USER},
                     headers={"x-request-id": "trace-7f3a.2"})
     assert mine.headers["x-request-id"] == "trace-7f3a.2"
+    records = {r["request_id"]: r for r in api.get("/api/usage").json()["recent"]}  # written before the answer ends
+    assert records["trace-7f3a.2"]["response_id"] == mine.json()["id"]
+    assert records[completion.id]["response_id"] == completion.id
     with api.stream("POST", "/v1/chat/completions", headers={"x-request-id": "stream:42"},
                     json={"model": "remote/slow", "messages": USER, "stream": True}) as stream:
         assert stream.headers["x-request-id"] == "stream:42"
