@@ -79,8 +79,9 @@ def serve(host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0
     settings = Settings()
     if preload:
         settings.load_models_at_start = True
-    load_config(settings)  # fail fast, as one line, on a broken baimo.yaml
-    settings.log_format = log_format.value if log_format else settings.log_format or default_format()
+    config = load_config(settings)  # fail fast, as one line, on a broken baimo.yaml
+    settings.log_format = (log_format.value if log_format else settings.log_format
+                           or config.observability.log_format or default_format())
     settings.log_level = log_level
     os.environ.update(BAIMO_LOG_FORMAT=settings.log_format, BAIMO_LOG_LEVEL=log_level)  # for worker processes
     setup_logging(settings.log_format, log_level)  # this process's lines (uvicorn's supervisor with --workers N)

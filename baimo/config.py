@@ -293,8 +293,9 @@ class MeteringConfig(BaseModel):
     group_commit: bool = Field(default=True, description="one writer commits the records of concurrently finishing "
                                "requests in one transaction (false: a transaction per request)")
     max_batch: int = Field(default=256, ge=1, le=10_000, description="most records in one transaction")
-    linger_ms: float = Field(default=0.0, ge=0, le=1000, description="how long the writer waits for more records "
-                             "once it has one (0: batches form from the records queued during the last commit)")
+    linger_ms: float = Field(default=5.0, ge=0, le=1000, description="how long the writer waits for more records "
+                             "once it has one, when its last transaction held several (requests finishing together); "
+                             "0: batches form only from the records queued during the last commit")
 
 
 class PrivacyConfig(BaseModel):
@@ -327,6 +328,17 @@ class LimitsConfig(BaseModel):
     key_tpm: int | None = Field(default=None, ge=1, description="tokens per minute of every key without its own")
 
 
+class ObservabilityConfig(BaseModel):
+    """Logs and traces (baimo/observability/). The environment wins: BAIMO_LOG_FORMAT, BAIMO_OTEL_ENDPOINT."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    log_format: Literal["json", "text"] | None = Field(default=None, description="log lines of `baimo serve` "
+                                                       "(default: json unless stderr is a terminal)")
+    otel_endpoint: str | None = Field(default=None, description="OTLP/HTTP collector for traces, e.g. "
+                                      "http://collector:4318 (default: OTEL_EXPORTER_OTLP_ENDPOINT, else off)")
+
+
 class AuthConfig(BaseModel):
     """Who may call the server (baimo/metering/keys.py). `auth: required` is short for `auth: {mode: required}`."""
 
@@ -356,6 +368,7 @@ class BaimoConfig(BaseModel):
     context: ContextConfig = Field(default_factory=ContextConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     metering: MeteringConfig = Field(default_factory=MeteringConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     redis_url: str | None = Field(default=None, description="Redis for state shared by replicas (rate limits), "

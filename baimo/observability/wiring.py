@@ -64,7 +64,7 @@ async def start(state: Any, settings: Settings) -> None:
     listeners = getattr(state.usage, "listeners", None)
     if listeners is not None and metrics.observe_usage not in listeners:
         listeners.append(metrics.observe_usage)
-    tracing.setup_tracing(settings.otel_endpoint)
+    tracing.setup_tracing(settings.otel_endpoint or config.observability.otel_endpoint)
 
 
 async def stop(state: Any) -> None:

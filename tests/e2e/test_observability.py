@@ -1,8 +1,9 @@
 """Observability end to end: request ids, JSON logs, /metrics, OpenTelemetry traces, and no secret anywhere.
 
-One real `baimo serve` (JSON logs at info level, traces exported to a real OTLP/HTTP receiver in this process) in
-front of the real scripted upstream, which demands an upstream key. An API key is created first (`baimo keys
-create`), so every call carries one. Clients: the official openai SDK and httpx; the CLI as a subprocess.
+One real `baimo serve` (JSON logs at info level, traces exported to a real OTLP/HTTP receiver in this process, as
+`observability.otel_endpoint` in baimo.yaml says) in front of the real scripted upstream, which demands an upstream
+key. An API key is created first (`baimo keys create`), so every call carries one. Clients: the official openai
+SDK and httpx; the CLI as a subprocess.
 """
 
 from __future__ import annotations
@@ -97,9 +98,9 @@ def gateway(upstream, receiver, tmp_path_factory):
               + remote("remote/broken", "broken", u, api_key_env="OBS_UPSTREAM_KEY")
               + remote("remote/wrong-key", "ok", u, api_key_env="OBS_WRONG_KEY")
               + remote("remote/echo-key", "echo-key", u, api_key_env="OBS_UPSTREAM_KEY")
-              + "routers:\n  - id: baimo/rules\n    strategy: rules\n    default: remote/ok\n")
-    server = BaimoServer(home, config, env={"OBS_UPSTREAM_KEY": UPSTREAM_KEY, "OBS_WRONG_KEY": WRONG_UPSTREAM_KEY,
-                                            "BAIMO_OTEL_ENDPOINT": receiver.url},
+              + "routers:\n  - id: baimo/rules\n    strategy: rules\n    default: remote/ok\n"
+              + f"observability:\n  otel_endpoint: {receiver.url}\n")
+    server = BaimoServer(home, config, env={"OBS_UPSTREAM_KEY": UPSTREAM_KEY, "OBS_WRONG_KEY": WRONG_UPSTREAM_KEY},
                          args=["--log-level", "info", "--log-format", "json"])
     (home / "baimo.yaml").parent.mkdir(parents=True, exist_ok=True)
     created = _cli(home, "keys", "create", "observer", "--json")
