@@ -81,7 +81,8 @@ def _table(by: str, rows: list[dict[str, Any]]) -> None:
     for c in COLUMNS:
         table.add_column(HEADERS[c], justify="right")
     for r in rows:
-        name = r["label"] if r["label"] == r["key"] or r["key"] is None else f"{r['label']} ({r['key']})"
+        # a key's or team's name with the start of its id (--json and --csv have the whole id)
+        name = r["label"] if r["label"] == r["key"] or r["key"] is None else f"{r['label']} ({r['key'][:8]})"
         table.add_row("(none)" if name is None else str(name), *(_cell(c, r[c]) for c in COLUMNS))
     t = totals(rows)
     table.add_section()

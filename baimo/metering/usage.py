@@ -101,7 +101,7 @@ class UsageLog:
     """
 
     def __init__(self, db: Database, *, group_commit: bool = True, max_batch: int = 256,
-                 linger_ms: float = 0.0) -> None:
+                 linger_ms: float = 5.0) -> None:
         self.db = db
         self.writer = UsageWriter(self._commit, group=group_commit, max_batch=max_batch, linger_ms=linger_ms)
         self.listeners: list[Callable[[Usage], None]] = []
