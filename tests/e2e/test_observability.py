@@ -246,6 +246,33 @@ def test_traces_have_a_request_span_with_route_and_model_call_children(oc, recei
     assert attributes["baimo.route"].string_value.endswith("-> remote/ok")
 
 
+def test_a_knowledge_answer_has_a_retrieval_span_and_ingestion_is_counted(api, receiver) -> None:
+    assert api.post("/api/knowledge", json={"name": "manual"}).status_code == 201
+    files = [("files", ("valves.md", b"# Valves\n\nThe Quorvath valve is inspected every 400 hours.\n",
+                        "text/markdown"))]
+    job = api.post("/api/knowledge/manual/documents?wait=true", files=files, timeout=120).json()
+    assert job["status"] == "done", job
+    r = api.post("/v1/chat/completions", json={"model": "remote/ok", "messages": [
+        {"role": "user", "content": "How often is the Quorvath valve inspected?"}],
+        "knowledge": {"bases": ["manual"], "k": 2}})
+    assert r.status_code == 200 and r.json()["citations"]
+    request_id = r.headers["x-request-id"]
+
+    def spans_of_request() -> dict[str, Any]:
+        spans = receiver.spans()
+        root = next((s for s in spans if any(a.key == "baimo.request_id" and a.value.string_value == request_id
+                                             for a in s.attributes)), None)
+        return {s.name: s for s in spans if root is not None and s.trace_id == root.trace_id}
+
+    spans = wait_for(lambda: "baimo.retrieval" in (found := spans_of_request()) and found)
+    assert spans, f"no retrieval span for {request_id}: {[s.name for s in receiver.spans()]}"
+    root = spans["POST /v1/chat/completions"]
+    assert spans["baimo.retrieval"].parent_span_id == root.span_id
+    assert spans["baimo.model_call"].parent_span_id == root.span_id
+    assert {a.key: a.value.int_value for a in spans["baimo.retrieval"].attributes}["baimo.knowledge.k"] == 2
+    assert sample(metric_samples(api), "baimo_ingest_jobs", status="done") >= 1
+
+
 def test_no_key_hash_or_upstream_credential_appears_anywhere(oc, api, gateway, upstream) -> None:
     secrets = {gateway.api_key, UPSTREAM_KEY, WRONG_UPSTREAM_KEY}
     secrets |= {hashlib.sha256(s.encode()).hexdigest() for s in list(secrets)}
