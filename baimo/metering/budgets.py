@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from baimo.errors import BudgetExceeded, InvalidRequest, NotFound
 from baimo.store.database import Database
-from baimo.store.tables import BudgetReservation, BudgetWindow, Limit, UsageRecord, utcnow
+from baimo.store.tables import BudgetReservation, BudgetWindow, Limit, UsageRecord, new_id, utcnow
 
 Period = Literal["day", "month"]
 PERIODS: tuple[str, ...] = ("day", "month")
@@ -70,6 +70,20 @@ def subject_label(subject: str) -> str:
     """'key:ab12' -> "key ab12", for messages."""
     kind, _, name = subject.partition(":")
     return f"{kind} {name}"
+
+
+_W, _R = BudgetWindow.__table__.c, BudgetReservation.__table__.c
+# Built once (SQLAlchemy then compiles each once per dialect); executed on a Core connection, without the ORM.
+_RESERVE = (update(BudgetWindow.__table__)
+            .where(_W.subject == bindparam("s"), _W.period_start == bindparam("p"),
+                   _W.spent + _W.reserved + bindparam("x") <= bindparam("limit"),
+                   _W.spent + _W.reserved < bindparam("limit"))
+            .values(reserved=_W.reserved + bindparam("x")))
+_HOLD = insert(BudgetReservation.__table__)
+_UNHOLD = (delete(BudgetReservation.__table__).where(_R.id == bindparam("rid"))
+           .returning(_R.subject, _R.period_start, _R.amount))
+_SETTLE = (update(BudgetWindow.__table__).where(_W.subject == bindparam("s"), _W.period_start == bindparam("p"))
+           .values(reserved=_W.reserved - bindparam("back"), spent=_W.spent + bindparam("charge")))
 
 
 @dataclass(frozen=True)
@@ -204,25 +218,19 @@ class BudgetLedger:
             return reservation
         self._reclaim_now_and_then()
         refused: Limits | None = None
-        with self.db.session() as s:
+        with self.db.engine.connect() as conn, conn.begin() as tx:
             for b, key in keys:
                 limit = to_nano(b.budget_usd or 0.0)
-                total = BudgetWindow.spent + BudgetWindow.reserved
-                stmt = (update(BudgetWindow)
-                        .where(BudgetWindow.subject == b.subject, BudgetWindow.period_start == key,
-                               total + amount <= limit, total < limit)
-                        .values(reserved=BudgetWindow.reserved + amount)
-                        .execution_options(synchronize_session=False))
-                if s.execute(stmt).rowcount != 1:
+                if conn.execute(_RESERVE, {"s": b.subject, "p": key, "x": amount, "limit": limit}).rowcount != 1:
                     refused = b
-                    s.rollback()
+                    tx.rollback()
                     reservation.ids.clear()
                     break
-                row = BudgetReservation(subject=b.subject, period_start=key, amount=amount)
-                s.add(row)
-                s.flush()
-                reservation.ids.append(row.id)
-                reservation.windows[row.id] = (b.subject, key)
+                rid = new_id()
+                conn.execute(_HOLD, {"id": rid, "subject": b.subject, "period_start": key, "amount": amount,
+                                     "created_at": utcnow()})
+                reservation.ids.append(rid)
+                reservation.windows[rid] = (b.subject, key)
         if refused is not None:
             spent, reserved = self.window(refused.subject, refused.period, now)
             raise BudgetExceeded(
@@ -253,23 +261,14 @@ class BudgetLedger:
     def _drop(self, rid: str, charge: int, window: tuple[str, str] | None = None) -> None:
         """Delete one reservation row and move its amount out of `reserved` (only the deleter does, so a settle
         racing the reclaimer cannot give it back twice), charging `charge` nano-USD to its window."""
-        with self.db.session() as s:
-            gone = s.execute(delete(BudgetReservation).where(BudgetReservation.id == rid)
-                             .returning(BudgetReservation.subject, BudgetReservation.period_start,
-                                        BudgetReservation.amount)
-                             .execution_options(synchronize_session=False)).first()
+        with self.db.engine.begin() as conn:
+            gone = conn.execute(_UNHOLD, {"rid": rid}).first()
             if gone is None:  # reclaimed meanwhile: the charge still counts, the hold is already back
                 if charge and window is not None:
-                    s.execute(update(BudgetWindow)
-                              .where(BudgetWindow.subject == window[0], BudgetWindow.period_start == window[1])
-                              .values(spent=BudgetWindow.spent + charge)
-                              .execution_options(synchronize_session=False))
+                    conn.execute(_SETTLE, {"s": window[0], "p": window[1], "back": 0, "charge": charge})
                 return
             subject, key, amount = gone
-            s.execute(update(BudgetWindow)
-                      .where(BudgetWindow.subject == subject, BudgetWindow.period_start == key)
-                      .values(reserved=BudgetWindow.reserved - amount, spent=BudgetWindow.spent + charge)
-                      .execution_options(synchronize_session=False))
+            conn.execute(_SETTLE, {"s": subject, "p": key, "back": amount, "charge": charge})
 
     def reclaim(self, older_than_s: float = RESERVATION_TTL_S) -> int:
         """Give back reservations older than any request can run (their replica died); returns how many."""
