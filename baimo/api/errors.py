@@ -74,7 +74,8 @@ def install_error_handlers(app: FastAPI) -> None:
                             headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
+        await record_refusal(request, 500, f"internal error: {type(exc).__name__}")
         return JSONResponse(error_body("The server had an error while processing your request.",
                                        "server_error", None, "internal_error"), status_code=500)
