@@ -18,6 +18,7 @@ access_log = logging.getLogger("baimo.access")
 log = logging.getLogger("baimo.api")
 MAX_ERROR_BODY = 64 * 1024  # bytes of a JSON error body read for its type and code
 SSE_ERROR = b"event: error\n"
+COMPLETION_PREFIXES = {"/v1/chat/completions": "chatcmpl-", "/v1/completions": "cmpl-"}  # their response ids
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -63,7 +64,7 @@ class RequestObservability:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         method, path = scope["method"], scope["path"]
-        info = request_id.begin(_header(scope["headers"], b"x-request-id"))
+        info = request_id.begin(_header(scope["headers"], b"x-request-id"), COMPLETION_PREFIXES.get(path, "req_"))
         started = time.perf_counter()
         span, token = tracing.start_server_span(f"{method} {path}", {"http.request.method": method,
                                                                     "url.path": path})

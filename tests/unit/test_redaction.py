@@ -103,3 +103,10 @@ def test_a_completion_id_becomes_the_request_id_unless_the_client_chose_one() ->
     request_id.begin("mine")
     assert request_id.claim_response_id("cmpl-").startswith("cmpl-")
     assert request_id.current_request_id() == "mine"
+    # on a completion endpoint, a line logged before the completion starts already has the completion's id
+    request_id.begin(None, "chatcmpl-")
+    early = request_id.current_request_id()
+    assert request_id.claim_response_id("chatcmpl-") == early and early.startswith("chatcmpl-")
+    request_id.begin(None)  # elsewhere (a conversation's messages) an id made early stays the request's
+    early = request_id.current_request_id()
+    assert request_id.claim_response_id("chatcmpl-") != early and request_id.current_request_id() == early
