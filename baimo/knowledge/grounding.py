@@ -172,9 +172,11 @@ def allowed_repeats(question: str) -> list[str]:
 
 
 def answer_check(retriever: Retriever, messages: list[dict[str, Any]], passages: list[Passage],
-                 grounded: bool, question: str) -> AnswerCheck:
-    """The checker for this answer, with the first passage's knowledge base encoder for cross-lingual support."""
-    base = retriever.knowledge.get(passages[0].knowledge_base)
+                 grounded: bool, question: str, bases: list[str]) -> AnswerCheck:
+    """The checker for this answer, with the first passage's knowledge base encoder for cross-lingual support.
+    `bases` are the ids searched (names are unique per owner only, so the base is picked among them)."""
+    rows = [retriever.knowledge.get(b) for b in bases]
+    base = next((r for r in rows if r.name == passages[0].knowledge_base), rows[0])
     embedder = retriever.knowledge.embedder_for(base)
     return AnswerCheck([p.text for p in passages], prompt_instructions(messages, grounded, question),
                        embed=lambda texts: embedder.embed(texts), allowed=allowed_repeats(question))
@@ -195,7 +197,8 @@ def prepare(retriever: Retriever, params: GenerationParams, options: KnowledgeOp
         return Grounding(params)
     messages = with_sources(params.messages, passages, options.grounded)
     return Grounding(replace(params, messages=messages), passages,
-                     check=answer_check(retriever, messages, passages, options.grounded, question),
+                     check=answer_check(retriever, messages, passages, options.grounded, question,
+                                        options.bases),
                      fallback=decline_message(question))
 
 
