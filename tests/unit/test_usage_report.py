@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import create_engine, insert, text
 
 from baimo.errors import InvalidRequest
 from baimo.metering.keys import KeyStore
@@ -47,9 +49,22 @@ def test_window_rejects_an_empty_range_and_bad_group() -> None:
     assert info.value.param == "by" and "key, team, model, persona, day" in info.value.message
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Database:
-    database = Database(f"sqlite:///{tmp_path / 'u.db'}")
+def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty database: a SQLite file, or a new database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'u.db'}"
+    server = request.getfixturevalue("postgres_url")
+    name = "usage_" + uuid.uuid4().hex[:12]
+    engine = create_engine(server, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return server.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    database = Database(fresh_database(request, tmp_path))
     keys = KeyStore(database)
     alice = keys.create("alice", team="red")[0]
     bob = keys.create("bob")[0]
@@ -79,7 +94,8 @@ def db(tmp_path: Path) -> Database:
     with database.engine.begin() as conn:
         conn.execute(insert(UsageRecord.__table__), [{**defaults, **r} for r in rows])
     database.keys = {"alice": alice["id"], "bob": bob["id"], "red": red}  # type: ignore[attr-defined]
-    return database
+    yield database
+    database.close()
 
 
 def test_report_by_key_counts_requests_not_extra_calls_and_names_keys(db: Database) -> None:
