@@ -15,10 +15,19 @@ from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[2]
 
+# A usage record's fields that the metrics read (baimo.metering.usage.Usage; importing it would cost each process
+# seconds of SQLAlchemy import, and the end-to-end test counts real records).
 WORKER = """
 import sys
-from baimo.metering.usage import Usage
+from types import SimpleNamespace
 from baimo.observability import metrics
+
+def Usage(**fields):
+    record = dict(endpoint=None, model_requested=None, model=None, route=None, persona=None, prompt_tokens=0,
+                  completion_tokens=0, cached_tokens=0, reasoning_tokens=0, cost=0.0, latency_ms=None, ttft_ms=None,
+                  status_code=200)
+    return SimpleNamespace(**{**record, **fields})
+
 metrics.configure(["remote/a", "local/b"])
 n, gauge, dies = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
 for _ in range(n):
@@ -40,10 +49,18 @@ print(metrics.render().decode())
 
 
 def _run(code: str, *args: str, env: dict[str, str]) -> str:
-    done = subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=REPO, capture_output=True, text=True,
-                          timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return _wait(_start(code, *args, env=env))
+
+
+def _start(code: str, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait(proc: subprocess.Popen[str]) -> str:
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    return out
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -53,8 +70,10 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def test_counts_of_all_worker_processes_are_summed(tmp_path: Path) -> None:
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    _run(WORKER, "3", "2", "0", env=env)   # a worker still running, 2 jobs running
-    _run(WORKER, "4", "5", "1", env=env)   # a worker that shut down (its live gauges leave the sum)
+    workers = [_start(WORKER, "3", "2", "0", env=env),  # a worker still running: it saw 2 jobs running
+               _start(WORKER, "4", "5", "1", env=env)]  # a worker that shut down (its live gauges leave)
+    for worker in workers:
+        _wait(worker)
     samples = _samples(_run(RENDER, env=env))
     direct = (("endpoint", "chat.completions"), ("model", "remote/a"), ("route_kind", "direct"), ("status", "200"))
     assert samples[("baimo_requests_total", direct)] == 7
