@@ -21,6 +21,8 @@ from typing import Any
 
 from baimo.config import Settings, load_config
 
+HEALTHCHECK_S = 30
+
 
 def serve_workers(settings: Settings, *, host: str, port: int, workers: int, log_level: str,
                   uvicorn_options: dict[str, Any]) -> None:
@@ -46,8 +48,10 @@ def serve_workers(settings: Settings, *, host: str, port: int, workers: int, log
         engine = EngineHost(settings).start()
         os.environ["BAIMO_ENGINE_URL"] = engine.url
     try:
+        # uvicorn pings each worker and replaces one that does not answer within timeout_worker_healthcheck
+        # seconds (default 5): a worker still importing on a busy machine would be killed over and over
         uvicorn.run("baimo.api.app:create_app", factory=True, host=host, port=port, workers=workers,
-                    log_level=log_level, **uvicorn_options)
+                    log_level=log_level, timeout_worker_healthcheck=HEALTHCHECK_S, **uvicorn_options)
     finally:
         if engine is not None:
             engine.stop()

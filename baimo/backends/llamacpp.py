@@ -112,6 +112,10 @@ class LlamaCppBackend(OpenAICompatBackend):
     @property
     def worker(self) -> Any:
         """The supervisor of this model's worker process (created on first use)."""
+        if self._worker is None and self._settings.engine_url:  # `serve --workers N`: the master owns the worker
+            from baimo.engine.host import RemoteWorker
+
+            self._worker = RemoteWorker(self._settings.engine_url, self.config.id)
         if self._worker is None:
             from baimo.engine import build
             from baimo.engine.worker import Worker, WorkerSpec
