@@ -225,7 +225,7 @@ def persona_usage(name: str, as_json: JsonOpt = False) -> None:
     """The persona's 'salary slip': requests, tokens, cost and the share each model served."""
     s = app_state()
     p = s.personas.get(name)
-    report = {**s.usage.persona_report(p.name), "budget_usd": p.budget_usd}
+    report = {**s.usage.persona_report(p.name, p.owner), "budget_usd": p.budget_usd}
     if as_json:
         print_json(report)
         return

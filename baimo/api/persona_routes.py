@@ -49,4 +49,4 @@ async def delete_persona(name: str, s: AppState = Depends(state),
 @router.get("/api/personas/{name}/usage", summary="A persona's requests, tokens, cost and share per model")
 async def persona_usage(name: str, s: AppState = Depends(state), who: Principal = Depends(principal)) -> dict[str, Any]:
     persona = s.personas.get(name, who=who)
-    return {**s.usage.persona_report(persona.name), "budget_usd": persona.budget_usd}
+    return {**s.usage.persona_report(persona.name, persona.owner), "budget_usd": persona.budget_usd}

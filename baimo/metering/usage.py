@@ -213,23 +213,24 @@ class UsageLog:
             return [{"persona": p, "requests": n, "prompt_tokens": pt or 0, "completion_tokens": c or 0,
                      "cost": cost or 0.0} for p, n, pt, c, cost in s.execute(stmt)]
 
-    def persona_report(self, persona: str) -> dict[str, Any]:
-        """A persona's 'salary slip': requests, tokens and cost, and the share each model served."""
-        models = [m for m in self.summary(persona) if m["model"] is not None or m["requests"]]
+    def persona_report(self, persona: str, owner: str | None = ALL) -> dict[str, Any]:
+        """A persona's 'salary slip': requests, tokens and cost, and the share each model served. `owner`: the
+        persona's owner, whose usage rows are counted (names are unique per owner only)."""
+        models = [m for m in self.summary(persona, owner) if m["model"] is not None or m["requests"]]
         total = sum(m["requests"] for m in models)
         for m in models:
             m["share"] = m["requests"] / total if total else 0.0
         return {"persona": persona, "requests": total,
                 "prompt_tokens": sum(m["prompt_tokens"] for m in models),
                 "completion_tokens": sum(m["completion_tokens"] for m in models),
-                "cost": sum(m["cost"] for m in models), "this_month_cost": self.month_cost(persona),
+                "cost": sum(m["cost"] for m in models), "this_month_cost": self.month_cost(persona, owner),
                 "models": models}
 
-    def month_cost(self, persona: str) -> float:
-        """What a persona has spent since the start of this calendar month (UTC), for its budget."""
+    def month_cost(self, persona: str, owner: str | None = ALL) -> float:
+        """What a persona (of `owner`) has spent since the start of this calendar month (UTC), for its budget."""
         start = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        stmt = select(func.sum(UsageRecord.cost)).where(UsageRecord.persona == persona,
-                                                        UsageRecord.created_at >= start)
+        stmt = scoped(select(func.sum(UsageRecord.cost)).where(UsageRecord.persona == persona,
+                                                               UsageRecord.created_at >= start), owner)
         with self.db.session() as s:
             return float(s.scalar(stmt) or 0.0)
 

@@ -283,3 +283,7 @@ def test_prompt_injection_cannot_reach_another_teams_knowledge(world: World) -> 
         prompt = str(request.body["messages"])
         assert "red codeword is apple" in prompt  # red's own passage was retrieved ...
         assert SECRET not in prompt and "blue instructions" not in prompt  # ... and nothing of blue's
+    # each team's persona 'helper' has its own salary slip: red's two calls are not on blue's
+    with _client(world.server, world.keys["bob"]) as bob, _client(world.server, world.keys["alan"]) as alan:
+        assert bob.get("/api/personas/helper/usage").json()["requests"] == 0
+        assert alan.get("/api/personas/helper/usage").json()["requests"] == 2
