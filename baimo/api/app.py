@@ -21,7 +21,7 @@ from baimo.api import (
     persona_routes,
     usage_routes,
 )
-from baimo.api.deps import api_key, principal, state
+from baimo.api.deps import principal, state
 from baimo.api.errors import install_error_handlers
 from baimo.api.limits import BodyLimits
 from baimo.api.schemas import Feedback
@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(body, status_code=200 if s.ready else 503)
 
     @app.get("/api/workers", tags=["health"], summary="Local model workers: running, pid, restarts, requests in flight",
-             dependencies=[Depends(api_key)])
+             dependencies=[Depends(principal)])
     async def workers(s: AppState = Depends(state)) -> dict:
         rows = []
         for b in s.models:

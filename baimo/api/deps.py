@@ -31,8 +31,3 @@ async def admin(request: Request) -> Principal:
     if not who.is_admin:
         raise PermissionDenied("This needs an admin key.")
     return who
-
-
-async def api_key(request: Request) -> str | None:
-    """The calling key's id (None when auth is off). Kept for older callers: prefer `principal`."""
-    return (await principal(request)).key_id
