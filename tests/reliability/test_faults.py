@@ -8,12 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
-import psutil
 import pytest
 
 from tests.reliability.conftest import EARLY_FAULTS, LATE_FAULTS, UPSTREAM_TIMEOUT_S
 from tests.support.remote import sse_events
-from tests.support.resources import open_sockets, settle_sockets, sockets_by_state
+from tests.support.resources import open_sockets, settle_sockets, sockets_by_state, split_sockets
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 USER = [{"role": "user", "content": "hello there"}]
@@ -90,14 +89,6 @@ def one_faulted_request(base_url: str, model: str, stream: bool) -> int:
         return r.status_code
 
 
-def upstream_and_client_sockets(pid: int, gateway_port: int, upstream_port: int) -> tuple[int, int, dict[str, int]]:
-    """(connections to the upstream, connections from clients, {state: count} of all) held by the server."""
-    conns = [c for c in psutil.Process(pid).net_connections(kind="tcp") if c.status != psutil.CONN_LISTEN]
-    to_upstream = sum(1 for c in conns if c.raddr and c.raddr.port == upstream_port)
-    from_clients = sum(1 for c in conns if c.laddr.port == gateway_port)
-    return to_upstream, from_clients, sockets_by_state(pid)
-
-
 def test_faulted_batches_leak_no_socket(gateway, faulty_upstream) -> None:
     """Every faulty model twice (JSON and SSE) in each of 2 rounds, models in parallel, each model's requests one
     after another: afterwards the server holds no client connection and at most one idle keep-alive connection
@@ -115,7 +106,8 @@ def test_faulted_batches_leak_no_socket(gateway, faulty_upstream) -> None:
     assert len(statuses) == 72 and set(statuses) <= {200, 502, 503, 504}, statuses
     pools = len(models) + 1  # + `good`, the fallback
     settle_sockets(pid, at_most=pools)
-    to_upstream, from_clients, by_state = upstream_and_client_sockets(pid, gateway.port, faulty_upstream.port)
+    from_clients, to_upstream = split_sockets(pid, gateway.port, faulty_upstream.port)
+    by_state = sockets_by_state(pid)
     assert from_clients == 0, by_state
     assert to_upstream <= pools and open_sockets(pid) <= before + pools, (before, by_state)
     assert by_state.get("CLOSE_WAIT", 0) == 0, by_state

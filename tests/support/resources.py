@@ -25,6 +25,14 @@ def sockets_by_state(pid: int) -> dict[str, int]:
     return out
 
 
+def split_sockets(pid: int, server_port: int, upstream_port: int) -> tuple[int, int]:
+    """(connections from clients to `server_port`, connections to `upstream_port`) held by process `pid`."""
+    conns = [c for c in psutil.Process(pid).net_connections(kind="tcp") if c.status != psutil.CONN_LISTEN]
+    from_clients = sum(1 for c in conns if c.laddr.port == server_port)
+    to_upstream = sum(1 for c in conns if c.raddr and c.raddr.port == upstream_port)
+    return from_clients, to_upstream
+
+
 def settle_sockets(pid: int, at_most: int, timeout: float = 10.0) -> int:
     """Poll until process `pid` holds at most `at_most` open TCP connections or `timeout` seconds pass; the count.
 
