@@ -206,7 +206,8 @@ async def embeddings(body: EmbeddingRequest, response: Response, s: AppState = D
         ticket = await s.assistant.admission.admit(key_id=key_id, target=body.model, max_tokens=None,
                                                    messages=[{"role": "user", "content": t} for t in texts])
         response.headers.update(ticket.headers)
-        await asyncio.to_thread(ticket.release)
+        if ticket.holds:  # a budget: embedders are free, so nothing to charge
+            await asyncio.to_thread(ticket.release)
     started = time.perf_counter()
     vectors = await s.embedders.embed(body.model, texts)
     tokens = sum(max(1, len(t.encode("utf-8")) // 4) for t in texts)
