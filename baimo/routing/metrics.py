@@ -65,8 +65,16 @@ def sweep(rule: Callable[[np.ndarray, np.ndarray, float], np.ndarray], P: np.nda
     return [evaluate(rule(P, C_rule, float(p)), Y, C, strong, float(p)) for p in params]
 
 
-def utility_curve(P: np.ndarray, C_norm: np.ndarray, Y: np.ndarray, C: np.ndarray, strong: int) -> list[Point]:
-    return sweep(utility_choice, P, C_norm, lambda_grid(P, C_norm), Y, C, strong)
+# λ values `calibrate` sweeps: on RouterBench the curve is steep near 95 % (≈ 10 points of cost per point of quality),
+# so the 120 of the default grid left the picked λ up to ~1 point of cost short of the target's; 400 measured
+# 0.2–0.9 points cheaper at the same deployed quality (docs/routing.md). Each point is one argmax over (n, m).
+CALIBRATION_POINTS = 400
+
+
+def utility_curve(P: np.ndarray, C_norm: np.ndarray, Y: np.ndarray, C: np.ndarray, strong: int,
+                  points: int = 120) -> list[Point]:
+    """Operating points of the utility rule over `points` quantiles of λ's break-even ratios (`lambda_grid`)."""
+    return sweep(utility_choice, P, C_norm, lambda_grid(P, C_norm, points), Y, C, strong)
 
 
 def threshold_curve(P: np.ndarray, C_norm: np.ndarray, Y: np.ndarray, C: np.ndarray, strong: int) -> list[Point]:
@@ -146,33 +154,45 @@ def pick(points: list[Point], best_quality: float, *, target_quality: float | No
 
     target_quality (fraction of the best single model's quality): the cheapest point reaching it, else
     the best-quality point. max_cost (USD per request): the best-quality point within it, else the cheapest.
+    Where several λ give that same (quality, cost) (a plateau: the held-out choices do not change between
+    them), the middle one by λ is taken, not the plateau's edge, where a slightly different P on new prompts
+    already flips choices.
     """
     if (target_quality is None) == (max_cost is None):
         raise ValueError("give exactly one of target_quality and max_cost")
     if target_quality is not None:
         ok = [p for p in points if p.quality >= target_quality * best_quality - 1e-12]
         if ok:
-            return min(ok, key=lambda p: (p.cost, -p.quality)), True
-        return max(points, key=lambda p: (p.quality, -p.cost)), False
+            return _middle(points, min(ok, key=lambda p: (p.cost, -p.quality))), True
+        return _middle(points, max(points, key=lambda p: (p.quality, -p.cost))), False
     assert max_cost is not None
     ok = [p for p in points if p.cost <= max_cost + 1e-15]
     if ok:
-        return max(ok, key=lambda p: (p.quality, -p.cost)), True
-    return min(points, key=lambda p: (p.cost, -p.quality)), False
+        return _middle(points, max(ok, key=lambda p: (p.quality, -p.cost))), True
+    return _middle(points, min(points, key=lambda p: (p.cost, -p.quality))), False
+
+
+def _middle(points: list[Point], chosen: Point) -> Point:
+    """The point of median λ among those with exactly `chosen`'s quality and cost."""
+    same = sorted((p for p in points if p.quality == chosen.quality and p.cost == chosen.cost), key=lambda p: p.param)
+    return same[(len(same) - 1) // 2] if same else chosen
 
 
 def calibrate(router: Any, P: np.ndarray, prompts: Sequence[str], Y: np.ndarray, C: np.ndarray, *,
               target_quality: float | None = None, max_cost: float | None = None, source: str,
-              C_pred: np.ndarray | None = None, X: np.ndarray | None = None) -> dict[str, Any]:
+              C_pred: np.ndarray | None = None, X: np.ndarray | None = None,
+              lambda_points: int = CALIBRATION_POINTS) -> dict[str, Any]:
     """Sweep λ on (P, true Y, C), pick it for the knob, and store λ and the sweep table on the router.
 
+    P: held-out probabilities (`train`'s second result, or the router's on held-out data); `lambda_points`: λ
+    values swept.
     The rule sees predicted costs: `C_pred` (n, m, USD; e.g. `router.oof_costs` after `train`), else the
     router's prediction from the prompts' input X (`router.embed`'s output), else from the prompt length.
     """
     ref = Reference.of(Y, C)
     if C_pred is None:
         C_pred = router.predicted_costs(prompts, X)
-    points = utility_curve(P, C_pred / router.cost_scale, Y, C, ref.strong)
+    points = utility_curve(P, C_pred / router.cost_scale, Y, C, ref.strong, lambda_points)
     point, met = pick(points, ref.strong_quality, target_quality=target_quality, max_cost=max_cost)
     router.lam = point.param
     router.calibration = {

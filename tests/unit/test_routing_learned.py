@@ -206,3 +206,34 @@ def test_a_format_1_router_without_features_still_loads_and_routes(tmp_path: Pat
     (tmp_path / "old" / "router.json").write_text(json.dumps(meta))
     with pytest.raises(ConfigError, match="newer"):
         LearnedRouter.load(tmp_path / "old")
+
+
+def test_leave_one_out_knn_predicts_each_prompt_from_all_the_others() -> None:
+    from baimo.routing.learned import predict_knn, predict_knn_loo
+
+    rng = np.random.default_rng(0)
+    E = rng.normal(size=(37, 8))
+    E /= np.linalg.norm(E, axis=1, keepdims=True)
+    Y = rng.integers(0, 2, size=(37, 3)).astype(float)
+    loo = predict_knn_loo(E, Y, k=5, tau=0.1, chunk=10)  # chunks of 10: the self-exclusion crosses chunk borders
+    for i in (0, 9, 10, 36):
+        others = np.arange(37) != i
+        assert loo[i] == pytest.approx(predict_knn(E[others], Y[others], E[i:i + 1], 5, 0.1)[0])
+    assert not np.allclose(loo, predict_knn(E, Y, E, 5, 0.1))  # in-sample kNN sees the prompt's own outcome
+
+
+def test_lambda_is_calibrated_on_leave_one_out_knn_predictions_by_default() -> None:
+    from baimo.routing.learned import out_of_fold, predict_knn_loo
+
+    prompts, _, C = dataset()
+    Y = np.random.default_rng(2).integers(0, 2, size=(len(prompts), 2)).astype(float)  # noisy: folds matter
+    E = embed_prompts(prompts, FakeEmbedder())
+    kw = {"l2_grid": (30,), "k_grid": (20,), "tau_grid": (0.1,), "blend_grid": (0.0,), "C": C, "cost_k": 5}
+    P_loo, hyper, stats = out_of_fold(E, Y, **kw)
+    assert stats["calibration_predictions"] == "loo" and (hyper.k, hyper.blend) == (20, 0.0)
+    assert np.allclose(P_loo, predict_knn_loo(E, Y, 20, 0.1))
+    assert np.allclose(stats["oof_costs"], predict_knn_loo(E, C, 5))
+    P_oof, _, stats_oof = out_of_fold(E, Y, calibration="oof", **kw)  # 5-fold, as routers trained before
+    assert stats_oof["calibration_predictions"] == "oof" and not np.allclose(P_oof, P_loo)
+    with pytest.raises(ValueError, match="calibration"):
+        out_of_fold(E, Y, calibration="in-sample", **kw)

@@ -54,3 +54,12 @@ def test_pick_one_knob() -> None:
     assert pick(points, 0.9, max_cost=0.5) == (points[2], False)
     with pytest.raises(ValueError):
         pick(points, 0.9)
+
+
+def test_pick_takes_the_middle_of_a_plateau_of_equal_points() -> None:
+    # λ 1..5 all give the same held-out choices: the middle λ is kept, not the plateau's edge
+    same = [Point(float(lam), 0.86, 6.0, 0.5) for lam in (1, 2, 3, 4, 5)]
+    points = [Point(0.0, 0.9, 10.0, 1.0), *same, Point(9.0, 0.7, 1.0, 0.0)]
+    assert pick(points, 0.9, target_quality=0.95)[0].param == 3.0
+    assert pick(points, 0.9, max_cost=7.0)[0].param == 3.0
+    assert pick(points, 0.9, target_quality=0.99)[0].param == 0.0
