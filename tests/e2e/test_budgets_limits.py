@@ -231,6 +231,15 @@ def test_failed_requests_give_their_reservation_back_and_cut_streams_pay_what_th
     assert shown["spent_usd"] == pytest.approx(spent) and 0 < spent < 0.01  # 3 streamed tokens, not 50 reserved
 
 
+def test_embeddings_of_a_limited_key_carry_the_headers_too(replicas, admin) -> None:
+    a, _ = replicas
+    key = api_key(a, admin, "embedder", {"rpm": 5})
+    client = openai.OpenAI(base_url=a.base_url, api_key=key["key"], max_retries=0, timeout=120)
+    raw = client.embeddings.with_raw_response.create(model="local/multilingual-use", input=["hello", "world"])
+    assert len(raw.parse().data) == 2
+    assert raw.headers["x-ratelimit-limit-requests"] == "5" and raw.headers["x-ratelimit-remaining-requests"] == "4"
+
+
 def test_cli_and_api_errors_are_one_line_and_openai_shaped(replicas, admin) -> None:
     a, _ = replicas
     bad = cli(a, "keys", "limit", "no-such-key", "--rpm", "5")
