@@ -1,6 +1,7 @@
-"""Admission: the one check every model call passes before it starts (budgets, then RPM/TPM), and its settlement.
+"""Admission: the one check every model call passes before it starts (RPM/TPM, then budgets), and its settlement.
 
-`Admission.admit` runs right before a chat or text completion calls a model: it finds the limits of the calling key,
+`Admission.admit` runs right before a chat completion, text completion or embedding calls a model (after knowledge
+retrieval, so the estimate covers the passages the prompt carries): it finds the limits of the calling key,
 its team and the persona (baimo/metering/budgets.py), counts the request against the key's and team's RPM/TPM
 (baimo/metering/ratelimit.py), and reserves an upper estimate of its cost in every budget. The returned `Ticket`
 carries the x-ratelimit-* headers for the response and is settled to the real cost when the answer ends (or
