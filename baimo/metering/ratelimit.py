@@ -118,8 +118,8 @@ class RateLimits:
                 self._refuse("tokens", subject, item, rpm, tpm, tokens)
         return self._headers(rpm, tpm)
 
-    def _headers(self, rpm: Counted, tpm: Counted
-                 ) -> dict[str, str]:
+    def _headers(self, rpm: Counted, tpm: Counted) -> dict[str, str]:
+        """OpenAI's x-ratelimit-* headers, for each kind from the subject with the least room left."""
         headers: dict[str, str] = {}
         for kind, items in (("requests", rpm), ("tokens", tpm)):
             if not items:
@@ -146,5 +146,5 @@ class RateLimits:
         raise RateLimited(message, kind=kind, headers=headers)
 
     def reset(self) -> None:
-        """Forget every counter (tests, `baimo keys limit` after a change is not needed: windows are per limit)."""
+        """Forget every counter (a changed limit needs no reset: each RPM/TPM value has its own window)."""
         self.storage.reset()
