@@ -4,19 +4,23 @@ Starts the scripted upstream (tests/support/upstream.py, in its own process) and
 variant, each with a `kind: openai` model pointing at it and its own database:
 
   per-request   metering.group_commit: false  (each finished request commits its own usage row)
-  group         metering.group_commit: true   (default: one writer commits the rows of requests that finish
-                                               together in one transaction)
-  group+linger  group commit that also waits `--linger-ms` for more rows once it has one, when the previous
-                transaction held more than one (requests finishing together)
+  group         metering.group_commit: true, linger_ms: 0  (one writer commits the rows of requests that
+                finish together in one transaction)
+  group+linger  group commit that also waits `--linger-ms` (5, the default) for more rows once it has one,
+                when the previous transaction held more than one (requests finishing together)
 
 Every variant answers the same streamed chat request (`--tokens` tokens, no delay) from `--concurrency`
 clients; in both modes the final SSE chunks are sent only after the request's usage row is committed. The
 variants are measured in interleaved rounds so that drift hits them alike. Reports requests/s, latency
 p50/p99, Baimo's CPU per request and the ratio to per-request commits; checks that every request has its row.
 
+First, the writes alone: `UsageLog.write` from `--concurrency` coroutines in this process (no HTTP), rows/s
+and the time a request waits for its row to be durable, per variant, on the same kind of database.
+
     .venv/bin/python bench/usage_writes.py                          # 50 streams, 2,000 requests per variant
     .venv/bin/python bench/usage_writes.py --postgres               # the same on a temporary PostgreSQL
     .venv/bin/python bench/usage_writes.py --requests 4000 --json out.json
+    .venv/bin/python bench/usage_writes.py --writes-only [--postgres]     # the in-process table alone
 """
 
 from __future__ import annotations
@@ -24,13 +28,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sqlite3
 import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BaimoServer, dump_json, print_table, proc_cpu_seconds, start_upstream  # noqa: E402
+from _common import BaimoServer, dump_json, percentile, print_table, proc_cpu_seconds, start_upstream  # noqa: E402
 from gateway_overhead import Sample, Target, summarise  # noqa: E402
 
 MODEL = "remote/scripted"
@@ -88,6 +95,64 @@ async def bench(args: argparse.Namespace, servers: dict[str, tuple[BaimoServer, 
     return {"concurrency": args.concurrency, "tokens": args.tokens, "database": args.database, "results": results}
 
 
+async def writes_alone(args: argparse.Namespace, urls: dict[str, str],
+                       variants: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """`UsageLog.write` from `args.concurrency` coroutines, `args.requests` rows per variant, interleaved."""
+    from baimo.metering.usage import Usage, UsageLog
+    from baimo.store.database import Database
+
+    logs = {name: UsageLog(Database(urls[name]), **variants[name]) for name in variants}
+    waits: dict[str, list[float]] = {n: [] for n in variants}
+    elapsed = dict.fromkeys(variants, 0.0)
+    per_round = args.requests // args.rounds
+
+    async def run(log: UsageLog, count: int, into: list[float]) -> float:
+        left = count
+
+        async def writer() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                t0 = time.perf_counter()
+                await log.write(Usage(endpoint="chat.completions", model=MODEL, route="direct -> " + MODEL,
+                                      prompt_tokens=12, completion_tokens=20, cost=4.2e-5, latency_ms=30.0,
+                                      ttft_ms=5.0, response_id="chatcmpl-bench"))
+                into.append(time.perf_counter() - t0)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(writer() for _ in range(args.concurrency)))
+        return time.perf_counter() - t0
+
+    for log in logs.values():
+        await run(log, args.warmup, [])
+    names = list(variants)
+    for rnd in range(args.rounds):
+        for name in names if rnd % 2 == 0 else names[::-1]:
+            elapsed[name] += await run(logs[name], per_round, waits[name])
+    out = []
+    for name, log in logs.items():
+        log.close()
+        log.db.close()
+        n = len(waits[name])
+        out.append({"variant": name, "rows": n, "rows_per_s": n / elapsed[name],
+                    "wait_p50_ms": percentile(waits[name], 50) * 1000,
+                    "wait_p99_ms": percentile(waits[name], 99) * 1000, "transactions": log.writer.batches})
+    return out
+
+
+def report_writes(data: dict[str, Any]) -> None:
+    rows = data["writes_alone"]
+    base = next(r for r in rows if r["variant"] == "per-request")
+    print()
+    print_table(f"Usage writes alone: UsageLog.write from {data['concurrency']} coroutines, {data['database']}",
+                ["variant", "rows", "rows/s", "vs per-request", "wait p50 ms", "wait p99 ms", "transactions"],
+                [[r["variant"], str(r["rows"]), f"{r['rows_per_s']:.0f}",
+                  f"{r['rows_per_s'] / base['rows_per_s']:.2f}x", r["wait_p50_ms"], r["wait_p99_ms"],
+                  str(r["transactions"])] for r in rows],
+                notes=["wait: from write() to the row being committed (what a response waits for).",
+                       "transactions include the warm-up."])
+
+
 def report(data: dict[str, Any]) -> None:
     base = next(r for r in data["results"] if r["variant"] == "per-request")
     rows = [[r["variant"], str(r["requests"]), f"{r['req_per_s']:.0f}", f"{r['req_per_s'] / base['req_per_s']:.2f}x",
@@ -112,20 +177,27 @@ def main() -> None:
     p.add_argument("--linger-ms", type=float, default=5.0, help="the group+linger variant's wait")
     p.add_argument("--postgres", action="store_true", help="each server on its own database of a temporary "
                    "PostgreSQL (Debian's binaries) instead of SQLite")
+    p.add_argument("--writes-only", action="store_true", help="only the in-process table (no servers, seconds of "
+                   "CPU)")
     p.add_argument("--json", help="write the results to this file")
     args = p.parse_args()
     args.database = "PostgreSQL" if args.postgres else "SQLite (WAL)"
-    variants = {"per-request": {"group_commit": False}, "group": {"group_commit": True},
+    variants = {"per-request": {"group_commit": False}, "group": {"group_commit": True, "linger_ms": 0.0},
                 "group+linger": {"group_commit": True, "linger_ms": args.linger_ms}}
-    upstream = start_upstream(tokens=args.tokens)
+    upstream = None if args.writes_only else start_upstream(tokens=args.tokens)
     pg = None
     servers: dict[str, tuple[BaimoServer, str | None]] = {}
+    scratch = Path(tempfile.mkdtemp(prefix="baimo-usage-writes-"))
     try:
         if args.postgres:
             from tests.support.postgres import TempPostgres
 
             pg = TempPostgres(fsync=True).start()  # commits flushed to disk, as in production
-        for name, metering in variants.items():
+        urls = {name: pg.create_database("alone_" + name.replace("+", "_").replace("-", "_")) if pg else
+                f"sqlite:///{scratch / (name + '.db')}" for name in variants}
+        alone = asyncio.run(writes_alone(args, urls, variants))
+        data: dict[str, Any] = {"concurrency": args.concurrency, "database": args.database, "writes_alone": alone}
+        for name, metering in variants.items() if not args.writes_only else ():
             db_url = None
             if pg is not None:
                 db_url = pg.create_database(name.replace("+", "_").replace("-", "_"))
@@ -134,14 +206,19 @@ def main() -> None:
                                   "upstream_model": f"ok:{args.tokens}", "price_input": 1.0, "price_output": 2.0}]}
             env = {"BAIMO_DATABASE_URL": db_url} if db_url else {}
             servers[name] = (BaimoServer(config, env=env, extra_args=["--log-level", "warning"]).start(), db_url)
-        data = asyncio.run(bench(args, servers))
+        if servers:
+            data.update(asyncio.run(bench(args, servers)))
     finally:
+        shutil.rmtree(scratch, ignore_errors=True)
         for server, _ in servers.values():
             server.stop()
-        upstream.stop()
+        if upstream is not None:
+            upstream.stop()
         if pg is not None:
             pg.stop()
-    report(data)
+    report_writes(data)
+    if "results" in data:
+        report(data)
     dump_json(args.json, data)
 
 
