@@ -10,11 +10,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from baimo.store.database import Database
 from tests.support.nginx import TempNginx
 from tests.support.redis_server import TempRedis
 from tests.support.server import BaimoServer
@@ -69,17 +71,19 @@ def topology(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     with ScriptedUpstream(behaviours) as upstream, TempRedis() as redis:
         env = {"BAIMO_DATABASE_URL": postgres_url, "BAIMO_VECTOR_URL": postgres_url, "BAIMO_REDIS_URL": redis.url,
                "BAIMO_UPLOAD_DIR": str(root / "uploads"), "BAIMO_LOG_FORMAT": "text"}
-        a = BaimoServer(root / "a", config(upstream.base_url), env=env, args=["--workers", "2"]).start(timeout=120)
+        Database(postgres_url).close()  # migrate first, so the replicas start side by side
+        a = BaimoServer(root / "a", config(upstream.base_url), env=env, args=["--workers", "2"])
+        b = BaimoServer(root / "b", config(upstream.base_url), env=env)
         try:
-            b = BaimoServer(root / "b", config(upstream.base_url), env=env).start(timeout=120)
-            try:
-                with TempNginx([f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"]) as nginx:
-                    topo = Topology(a, b, nginx, upstream, postgres_url, key="")
-                    topo.key = topo.new_key("scaleout", "--admin")["key"]  # the CLI once; then the API
-                    yield topo
-            finally:
-                b.stop()
+            with ThreadPoolExecutor(2) as pool:
+                for started in [pool.submit(server.start, timeout=240) for server in (a, b)]:
+                    started.result()
+            with TempNginx([f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"]) as nginx:
+                topo = Topology(a, b, nginx, upstream, postgres_url, key="")
+                topo.key = topo.new_key("scaleout", "--admin")["key"]  # the CLI once; then the API
+                yield topo
         finally:
+            b.stop()
             a.stop()
 
 
