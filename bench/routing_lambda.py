@@ -102,9 +102,10 @@ def task_ceiling(Y: np.ndarray, C: np.ndarray, tasks: np.ndarray, ref: int, frac
 
 
 def auc(score: np.ndarray, y: np.ndarray) -> float:
-    """Mann–Whitney AUC of `score` for the binary outcome y (ties broken by position)."""
-    rank = np.empty(len(score))
-    rank[np.argsort(score, kind="stable")] = np.arange(len(score))
+    """Mann–Whitney AUC of `score` for the binary outcome y; tied scores share their mean rank (count ½)."""
+    values, inverse, counts = np.unique(score, return_inverse=True, return_counts=True)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = (first + (counts - 1) / 2)[inverse]  # 0-based mean rank of each tie group
     pos = y > 0.5
     n1, n0 = int(pos.sum()), int((~pos).sum())
     return float((rank[pos].sum() - n1 * (n1 - 1) / 2) / (n1 * n0)) if n1 and n0 else float("nan")
