@@ -255,6 +255,31 @@ function chartSvg(testid, width, height, label) {
   return s("svg", { class: "chart-svg", "data-testid": testid, width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label });
 }
 
+// The frame of a bar chart of counts drawn in `container`: size, margins, plot area and a y scale whose top is
+// a round number of `ticks` steps above `maxValue`.
+function countFrame(container, maxValue) {
+  const width = Math.max(300, Math.floor(container.clientWidth || 640));
+  const height = CHART_HEIGHT;
+  const m = { top: 20, right: 8, bottom: 28, left: 44 };
+  const plotW = width - m.left - m.right;
+  const plotH = height - m.top - m.bottom;
+  const ticks = 4;
+  const step = niceStep(Math.max(1, maxValue), ticks);
+  const y = (v) => m.top + plotH - (v / (step * ticks)) * plotH;
+  return { width, height, m, plotW, plotH, ticks, step, y };
+}
+
+// Horizontal grid lines of a frame (the first one is the axis), labelled on the left by `label(value)`.
+function gridLines(f, label) {
+  const grid = s("g", { class: "chart-grid" });
+  for (let i = 0; i <= f.ticks; i++) {
+    const yy = Math.round(f.y(f.step * i)) + 0.5;
+    grid.append(s("line", { x1: f.m.left, x2: f.width - f.m.right, y1: yy, y2: yy, class: i === 0 ? "axis" : "" }));
+    grid.append(s("text", { x: f.m.left - 8, y: yy + 4, "text-anchor": "end", class: "tick" }, label(f.step * i)));
+  }
+  return grid;
+}
+
 function renderChart(data) {
   const byDay = data.by_day || [];
   const days = chartDays(byDay);
@@ -269,29 +294,14 @@ function renderChart(data) {
     if (!order.includes(key)) order.push(key);
   }
 
-  const width = Math.max(300, Math.floor(el.chart.clientWidth || 640));
-  const height = CHART_HEIGHT;
-  const m = { top: 20, right: 8, bottom: 28, left: 44 };
-  const plotW = width - m.left - m.right;
-  const plotH = height - m.top - m.bottom;
   const totals = days.map((d) => [...(cells.get(d) || new Map()).values()].reduce((n, r) => n + r.requests, 0));
-  const ticks = 4;
-  const step = niceStep(Math.max(1, ...totals), ticks);
-  const yMax = step * ticks;
-  const y = (v) => m.top + plotH - (v / yMax) * plotH;
+  const frame = countFrame(el.chart, Math.max(0, ...totals));
+  const { width, height, m, plotW, y } = frame;
   const band = plotW / Math.max(1, days.length);
   const barW = Math.max(3, Math.min(44, band * 0.68));
 
   const svg = chartSvg("usage-chart", width, height, `Requests per day and model, ${dayCount(days)}`);
-
-  const grid = s("g", { class: "chart-grid" });
-  for (let i = 0; i <= ticks; i++) {
-    const v = step * i;
-    const yy = Math.round(y(v)) + 0.5;
-    grid.append(s("line", { x1: m.left, x2: width - m.right, y1: yy, y2: yy, class: i === 0 ? "axis" : "" }));
-    grid.append(s("text", { x: m.left - 8, y: yy + 4, "text-anchor": "end", class: "tick" }, fmtInt(v)));
-  }
-  svg.append(grid);
+  svg.append(gridLines(frame, fmtInt));
 
   const labelEvery = Math.max(1, Math.ceil(days.length / Math.max(1, Math.floor(plotW / 64))));
   const bars = s("g", { class: "chart-bars" });
@@ -430,12 +440,7 @@ function renderHybridChart(byDay) {
 
   const svg = chartSvg("hybrid-chart", width, height,
     `Cost of routed answers against the strongest model per day, and the cumulative saving, ${dayCount(days)}`);
-  const grid = s("g", { class: "chart-grid" });
-  for (let i = 0; i <= ticks; i++) {
-    const yy = Math.round(y(step * i)) + 0.5;
-    grid.append(s("line", { x1: m.left, x2: width - m.right, y1: yy, y2: yy, class: i === 0 ? "axis" : "" }));
-    grid.append(s("text", { x: m.left - 8, y: yy + 4, "text-anchor": "end", class: "tick" }, axisCost(step * i, step)));
-  }
+  const grid = gridLines({ width, m, ticks, step, y }, (v) => axisCost(v, step));
   const rticks = Math.round((rhi - rlo) / rstep);
   for (let i = 0; i <= rticks; i++) {
     const v = rlo + rstep * i;
@@ -584,24 +589,12 @@ function ownerLabel(r, by) {
 
 function renderOwnersChart(rows, by) {
   const shown = rows.slice(0, OWNER_BARS);
-  const width = Math.max(300, Math.floor(el.ownersChart.clientWidth || 640));
-  const height = CHART_HEIGHT;
-  const m = { top: 20, right: 8, bottom: 28, left: 44 };
-  const plotW = width - m.left - m.right;
-  const plotH = height - m.top - m.bottom;
-  const ticks = 4;
-  const step = niceStep(Math.max(1, ...shown.map((r) => r.requests)), ticks);
-  const yMax = step * ticks;
-  const y = (v) => m.top + plotH - (v / yMax) * plotH;
+  const frame = countFrame(el.ownersChart, Math.max(0, ...shown.map((r) => r.requests)));
+  const { width, height, m, plotW, y } = frame;
   const band = plotW / Math.max(1, shown.length);
   const barW = Math.max(3, Math.min(56, band * 0.68));
   const svg = chartSvg("owners-chart", width, height, `Requests by ${OWNER_NAMES[by].toLowerCase()}`);
-  const grid = s("g", { class: "chart-grid" });
-  for (let i = 0; i <= ticks; i++) {
-    const yy = Math.round(y(step * i)) + 0.5;
-    grid.append(s("line", { x1: m.left, x2: width - m.right, y1: yy, y2: yy, class: i === 0 ? "axis" : "" }));
-    grid.append(s("text", { x: m.left - 8, y: yy + 4, "text-anchor": "end", class: "tick" }, fmtInt(step * i)));
-  }
+  const grid = gridLines(frame, fmtInt);
   const bars = s("g", { class: "chart-bars" });
   const maxChars = Math.max(4, Math.floor(band / 7));
   shown.forEach((r, i) => {
