@@ -5,7 +5,8 @@ uvicorn's multi-process mode: its supervisor (this process) binds the port and s
 everything chosen on the command line is put into the environment first. Before the workers start, this process
 does the work that must happen once:
 
-- schema migrations (each worker's `Database` then finds the schema at head and changes nothing);
+- schema migrations (each worker's `Database` then finds the schema at head and changes nothing), and the admin
+  key bootstrap (BAIMO_ADMIN_KEY; with `auth: required` the first admin key, printed once);
 - PROMETHEUS_MULTIPROC_DIR, a fresh folder under BAIMO_HOME/run unless set, so /metrics sums every worker;
 - the local models' llama-server workers: one `EngineHost` (baimo/engine/host.py) owns them and the server workers
   reach it through BAIMO_ENGINE_URL, so each model is loaded once, not once per worker.
@@ -30,9 +31,13 @@ def serve_workers(settings: Settings, *, host: str, port: int, workers: int, log
     `uvicorn_options` are passed to `uvicorn.run` as they are (log config, graceful shutdown...)."""
     import uvicorn
 
+    from baimo.metering.keys import start_keys
     from baimo.store.database import Database
 
-    Database(settings.db_url).close()  # migrations, once, before any worker opens the database
+    db = Database(settings.db_url)  # migrations, once, before any worker opens the database
+    # the first admin key of `auth: required` too: made (and printed) here once, not raced by the workers
+    start_keys(db, required=load_config(settings).auth.mode == "required", env_admin_key=settings.admin_key)
+    db.close()
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         folder = settings.home / "run" / "prometheus"
         shutil.rmtree(folder, ignore_errors=True)  # values of processes from an earlier run must not be summed

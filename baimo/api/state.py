@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from dataclasses import dataclass
 
 from baimo.assistant import Assistant
@@ -19,7 +18,7 @@ from baimo.knowledge.jobs import IngestJobs
 from baimo.knowledge.retrieval import Retriever
 from baimo.knowledge.store import store_kind_for
 from baimo.metering.admission import build_admission
-from baimo.metering.keys import KeyStore
+from baimo.metering.keys import KeyStore, start_keys
 from baimo.metering.principal import Principal
 from baimo.metering.usage import UsageLog
 from baimo.personas import PersonaStore
@@ -65,12 +64,7 @@ class AppState:
         knowledge = KnowledgeService(db, embedders, config.knowledge, chunks, store_kind=store_kind_for(chunks))
         retriever = Retriever(knowledge)
         personas = PersonaStore(db, check_model=lambda m: None, check_knowledge=knowledge.get)
-        keys = KeyStore(db, required=config.auth.mode == "required")
-        first_admin = keys.bootstrap(settings.admin_key)
-        if first_admin:  # printed once, to the console only (never logged): it is not shown again
-            sys.stderr.write(f"auth is required and no admin key existed: created admin key {first_admin}\n"
-                             "store it now, it is not shown again (or set BAIMO_ADMIN_KEY)\n")
-            sys.stderr.flush()
+        keys = start_keys(db, required=config.auth.mode == "required", env_admin_key=settings.admin_key)
         privacy = PrivacyGuard(config.privacy, {m.id: m for m in config.models}, keys.is_confidential,
                                personas.is_confidential)
         chat = ChatService(models, usage, conversations, routers, privacy=privacy)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import sys
 import threading
 import time
 from typing import Any
@@ -237,3 +238,16 @@ class KeyStore:
             with self.db.session() as s:
                 self._confidential[key_id] = bool(s.scalar(select(ApiKey.confidential).where(ApiKey.id == key_id)))
         return self._confidential[key_id]
+
+
+def start_keys(db: Database, *, required: bool, env_admin_key: str | None) -> KeyStore:
+    """The KeyStore of a starting server (or of `serve --workers N`'s supervisor, once, before its workers):
+    store BAIMO_ADMIN_KEY, and with `auth: required` and no admin key create one and print it once on stderr
+    (never through logging, so it reaches the console and no log file)."""
+    keys = KeyStore(db, required=required)
+    secret = keys.bootstrap(env_admin_key)
+    if secret:
+        sys.stderr.write(f"auth is required and no admin key existed: created admin key {secret}\n"
+                         "store it now, it is not shown again (or set BAIMO_ADMIN_KEY)\n")
+        sys.stderr.flush()
+    return keys

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from baimo.errors import AuthenticationError, InvalidRequest, NotFound
 from baimo.metering import keys as keys_module
-from baimo.metering.keys import ENV_ADMIN_NAME, KeyStore
+from baimo.metering.keys import ENV_ADMIN_NAME, KeyStore, start_keys
 from baimo.metering.principal import LOCAL, Principal, owner_clause
 from baimo.store.database import Database
 
@@ -98,14 +99,16 @@ def test_rotation_and_revocation_apply_after_the_cache(store: KeyStore, monkeypa
         store.rotate(record["id"])  # a revoked key cannot be rotated
 
 
-def test_required_mode_makes_one_admin_key(tmp_path: Path) -> None:
+def test_required_mode_makes_and_prints_one_admin_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = Database(f"sqlite:///{tmp_path / 'k.db'}")
-    store = KeyStore(db, required=True)
     with pytest.raises(AuthenticationError):
-        store.resolve(None)  # required: on even with no key
-    secret = store.bootstrap(None)
-    assert secret and store.resolve(bearer(secret)).is_admin
-    assert KeyStore(db, required=True).bootstrap(None) is None  # an admin key exists: nothing new
+        KeyStore(db, required=True).resolve(None)  # required: on even with no key
+    store = start_keys(db, required=True, env_admin_key=None)
+    printed = re.findall(r"created admin key (bm-\S+)", capsys.readouterr().err)
+    assert len(printed) == 1 and store.resolve(bearer(printed[0])).is_admin
+    start_keys(db, required=True, env_admin_key=None)  # next start (or the next worker): nothing new
+    assert capsys.readouterr().err == ""
+    assert [k["name"] for k in store.list()] == ["admin"]
 
 
 def test_env_admin_key_is_stored_and_replaced(tmp_path: Path) -> None:
