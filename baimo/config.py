@@ -347,6 +347,10 @@ class AuthConfig(BaseModel):
     mode: Literal["optional", "required"] = Field(
         default="optional", description="optional: auth is on as soon as an API key exists (off for a single local "
         "user); required: always on, and the server creates and prints an admin key at start if none exists")
+    trusted_header: str | None = Field(
+        default=None, description="a header a reverse proxy sets to the signed-in user's name (e.g. "
+        "X-Forwarded-User): a request without an Authorization header is that user's. Only safe when the server is "
+        "reachable through that proxy alone, and the proxy drops the header from clients", pattern=r"^[A-Za-z0-9-]+$")
 
     @model_validator(mode="before")
     @classmethod

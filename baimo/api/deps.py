@@ -14,13 +14,18 @@ async def state(request: Request) -> AppState:
 
 
 async def principal(request: Request) -> Principal:
-    """The caller, resolved once per request (also kept on `request.state.principal`): the local user when auth is
-    off; 401 when auth is on and the key is missing, unknown or revoked."""
+    """The caller, resolved once per request (also kept on `request.state.principal`): the key's owner; the user a
+    trusted proxy names in `auth.trusted_header` when no key is sent; the local user when auth is off; 401 when
+    auth is on and the key is missing, unknown or revoked."""
     cached = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
     s: AppState = request.app.state.baimo
-    who = s.keys.resolve(request.headers.get("authorization"))
+    authorization, header = request.headers.get("authorization"), s.config.auth.trusted_header
+    if not authorization and header and request.headers.get(header):  # signed in by a trusted reverse proxy
+        who = s.keys.resolve_trusted(request.headers[header])
+    else:
+        who = s.keys.resolve(authorization)
     request.state.principal = who
     return who
 

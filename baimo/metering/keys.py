@@ -228,6 +228,30 @@ class KeyStore:
         self._confidential[found.key_id or ""] = found.confidential
         return found
 
+    def resolve_trusted(self, user: str) -> Principal:
+        """The caller a trusted reverse proxy named (auth.trusted_header): the user's own key, made on first
+        sight as "sso:<user>" with a secret nobody is shown, so its usage, owner and limits work like any key's
+        and an admin can revoke it (then this user gets 401). AuthenticationError for an empty or overlong name."""
+        user = user.strip()
+        if not user or len(user) > 195:
+            raise AuthenticationError("The trusted user header is empty or too long.")
+        name, now = f"sso:{user}", time.monotonic()
+        cached = self._resolved.get(name)
+        if cached is not None and cached[0] > now:
+            found = cached[1]
+        else:
+            with self.db.session() as s:
+                k = s.scalar(select(ApiKey).where(ApiKey.name == name).order_by(ApiKey.created_at.desc()).limit(1))
+                found = _principal(k, _team_name(s, k)) if k is not None and k.revoked_at is None else None
+            if k is None:
+                record, _secret = self.create(name, user=user)
+                found = Principal(key_id=record["id"], user=user)
+            with self._lock:
+                self._resolved[name] = (now + PRINCIPAL_TTL_S, found)
+        if found is None:
+            raise AuthenticationError(f"The access of {user!r} was revoked.")
+        return found
+
     def verify(self, authorization: str | None) -> str | None:
         """The key id for a valid header (None when auth is off); raises AuthenticationError otherwise."""
         return self.resolve(authorization).key_id

@@ -34,7 +34,7 @@ def upstream() -> Iterator[ScriptedUpstream]:
 def server(upstream: ScriptedUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaimoServer]:
     models = "".join(f"  - id: remote/{m}\n    kind: openai\n    base_url: {upstream.base_url}\n"
                      f"    upstream_model: ok\n    on_premises: true\n" for m in ("a", "b"))
-    config = f"auth: required\ndefault_model: remote/a\nmodels:\n{models}"
+    config = f"auth:\n  mode: required\n  trusted_header: X-Forwarded-User\ndefault_model: remote/a\nmodels:\n{models}"
     with BaimoServer(tmp_path_factory.mktemp("keys-admin"), config) as s:
         yield s
 
@@ -155,3 +155,18 @@ def test_admin_page_creates_a_key_shown_once_and_revokes_it(page, server: BaimoS
     page.reload()  # the secret is never shown again
     page.get_by_test_id("keys-table").wait_for()
     assert secret not in page.content()
+
+
+def test_a_trusted_proxy_header_signs_users_in(server: BaimoServer, admin_key: str) -> None:
+    with httpx.Client(base_url=server.url, headers={"x-forwarded-user": "zoe"}, timeout=30) as zoe, \
+            httpx.Client(base_url=server.url, headers={"x-forwarded-user": "yan"}, timeout=30) as yan:
+        me = zoe.get("/api/me").json()
+        assert (me["user"], me["owner"], me["is_admin"]) == ("zoe", "user:zoe", False)
+        conv = zoe.post("/api/conversations", json={"title": "zoe's"}).json()
+        assert zoe.get(f"/api/conversations/{conv['id']}").status_code == 200
+        assert yan.get(f"/api/conversations/{conv['id']}").status_code == 404
+        assert zoe.get("/api/keys").status_code == 403
+        with http(server, admin_key) as admin:
+            assert admin.delete("/api/keys/sso:zoe").json()["user"] == "zoe"
+        wait_status(zoe, "/api/me", 401)
+        assert yan.get("/api/me").status_code == 200

@@ -122,3 +122,15 @@ def test_env_admin_key_is_stored_and_replaced(tmp_path: Path) -> None:
     with pytest.raises(AuthenticationError):
         fresh.resolve(bearer("bm-first-admin-secret"))
     assert [k["revoked"] for k in fresh.list() if k["name"] == ENV_ADMIN_NAME] == [True, False]
+
+
+def test_a_trusted_proxy_user_gets_a_key_of_its_own(store: KeyStore) -> None:
+    zoe = store.resolve_trusted("zoe")
+    assert (zoe.user, zoe.owner, zoe.is_admin) == ("zoe", "user:zoe", False)
+    assert store.resolve_trusted("zoe").key_id == zoe.key_id  # made once
+    assert [k["name"] for k in store.list()] == ["sso:zoe"]
+    store.revoke("sso:zoe")
+    with pytest.raises(AuthenticationError):
+        store.resolve_trusted("zoe")
+    with pytest.raises(AuthenticationError):
+        store.resolve_trusted("  ")
