@@ -402,10 +402,10 @@ class ChatService:
         """Record the finished run and wait until its usage row (and message) are committed, so that the
         response's end (the JSON body, the final SSE chunks) is sent only for a recorded request."""
         usage = self._usage(run, status)
+        committed = self.usage.submit(usage)  # queued now: even if this task is cancelled, the row is written
         if run.ctx.store_message:
-            await asyncio.gather(self.usage.write(usage), asyncio.to_thread(self._store_message, run, status, usage))
-        else:
-            await self.usage.write(usage)
+            await asyncio.to_thread(self._store_message, run, status, usage)
+        await self.usage.durable(committed)
 
     def record_in_background(self, run: ChatRun, status: str) -> None:
         """Record a run whose client went away (the task is being cancelled: nothing can be awaited)."""

@@ -7,6 +7,7 @@ record is durable, so a route that awaits it before its response ends never lose
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -149,8 +150,12 @@ class UsageLog:
     async def write(self, usage: Usage) -> None:
         """Record and wait until the record is committed (routes await this before their response ends).
         A database failure is logged, not raised: the client still gets its answer."""
+        await self.durable(self.submit(usage))
+
+    async def durable(self, submitted: Future[None]) -> None:
+        """Wait for a submitted record's commit (a failure is logged, not raised)."""
         try:
-            await self.writer.write(self._row(usage))
+            await asyncio.wrap_future(submitted)
         except Exception:  # noqa: BLE001
             log.exception("usage record could not be written")
 

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from typing import Any
 
 log = logging.getLogger("baimo.usage")
@@ -46,8 +47,8 @@ class UsageWriter:
     """Commits rows (dicts of column values) through `commit(rows)` in batches, from one daemon thread.
 
     `commit` is called with 1..`max_batch` rows and must write them in ONE transaction (raising if it fails).
-    `group=False` commits each record in its own transaction in the caller's thread (the per-request baseline
-    of `bench/usage_writes.py`). A failed batch is retried row by row so one bad row does not lose the others;
+    `group=False` commits each record in its own transaction on a worker thread (the per-request baseline of
+    `bench/usage_writes.py`). A failed batch is retried row by row so one bad row does not lose the others;
     a row that still fails sets its future's exception.
     """
 
@@ -59,35 +60,36 @@ class UsageWriter:
         self.linger_s = max(0.0, linger_ms) / 1000
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._last_batch = 0  # rows in the previous transaction: linger only when it held more than one
         self.batches = 0   # transactions committed (for tests and benchmarks)
         self.rows = 0      # rows committed
 
     def submit(self, row: dict[str, Any]) -> Future[None]:
-        """Queue a row; the future resolves once its transaction committed (or holds the error)."""
+        """Queue a row; the future resolves once its transaction committed (or holds the error). Never blocks:
+        a request task being cancelled right after still gets its row written."""
+        if not self.group:  # the per-request baseline: a transaction per row, on a worker thread
+            return self._pool().submit(self._commit_single, row)
         fut: Future[None] = Future()
-        if not self.group:
-            try:
-                self._commit([row])
-                self.batches, self.rows = self.batches + 1, self.rows + 1
-                fut.set_result(None)
-            except Exception as exc:  # noqa: BLE001 - handed to the waiter
-                fut.set_exception(exc)
-            return fut
         self._ensure_thread()
         self._queue.put((row, fut))
         return fut
 
     async def write(self, row: dict[str, Any]) -> None:
-        """Queue a row and wait until it is durable. Per-request mode commits in a worker thread."""
-        if not self.group:
-            await asyncio.to_thread(self._commit_one, row)
-            return
+        """Queue a row and wait until it is durable."""
         await asyncio.wrap_future(self.submit(row))
 
-    def _commit_one(self, row: dict[str, Any]) -> None:
-        self.submit(row).result()
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:  # as many threads as asyncio's default executor
+                self._executor = ThreadPoolExecutor(min(32, (os.cpu_count() or 1) + 4), "baimo-usage-commit")
+            return self._executor
+
+    def _commit_single(self, row: dict[str, Any]) -> None:
+        self._commit([row])
+        with self._lock:
+            self.batches, self.rows = self.batches + 1, self.rows + 1
 
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -145,15 +147,20 @@ class UsageWriter:
                         _resolve([fut], exc)
 
     def flush(self, timeout: float = 10.0) -> None:
-        """Wait until every row queued so far is committed (rows are committed in FIFO order)."""
+        """Wait until every row queued so far is committed (rows are committed in FIFO order; the per-request
+        mode has no queue: `close` waits for its commits)."""
         if self.group and self._thread is not None and self._thread.is_alive():
             barrier: Future[None] = Future()
             self._queue.put((None, barrier))
             barrier.result(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Commit what is queued, then stop the thread."""
+        """Commit what is queued, then stop the thread (and the per-request mode's workers)."""
         thread = self._thread
         if thread is not None and thread.is_alive():
             self._queue.put(_STOP)
             thread.join(timeout)
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
