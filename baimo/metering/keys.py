@@ -252,6 +252,10 @@ class KeyStore:
             raise AuthenticationError(f"The access of {user!r} was revoked.")
         return found
 
+    def verify(self, authorization: str | None) -> str | None:
+        """The key id for a valid header (None when auth is off); raises AuthenticationError otherwise."""
+        return self.resolve(authorization).key_id
+
     def is_confidential(self, key_id: str) -> bool:
         """True when the key was created confidential."""
         if key_id not in self._confidential:
