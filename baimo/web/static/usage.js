@@ -3,10 +3,10 @@
 // requests. Plain ES module, no build step, no chart library.
 
 import { apiClient, debounce, fmtCost, fmtInt, h, keyDialog, parseTime, toast as showToast } from "/static/client.js";
+import { CHART_HEIGHT, chartSvg, countFrame, gridLines, s } from "/static/charts.js";
 import { describeRoute } from "/static/route.js";
+import { ownersPanel } from "/static/usage_owners.js";
 
-const SVG_NS = "http://www.w3.org/2000/svg";
-const CHART_HEIGHT = 240;
 const FAILED = "(failed)"; // requests that never reached a model (model is null)
 const PALETTE = ["#6366f1", "#10b981", "#f59e0b", "#f43f5e", "#0ea5e9", "#a855f7", "#84cc16", "#f97316", "#14b8a6", "#ec4899"];
 const FAILED_COLOR = "#a1a1aa";
@@ -33,35 +33,13 @@ const el = {
   recent: $("recent-table"),
   refresh: $("refresh"),
   toasts: $("toasts"),
-  ownersPanel: $("owners-panel"),
-  ownersChart: $("owners-chart"),
-  ownersTable: $("owners-table"),
-  ownersNote: $("owners-note"),
-  ownersCol: $("owners-col"),
-  ownerTabs: [...document.querySelectorAll(".owner-tabs .tab")],
 };
 
-const state = { data: null, kinds: new Map(), routers: [], colors: new Map(), loading: false, ownerBy: "key", owners: null };
-const OWNER_NAMES = { key: "Key", team: "Team", persona: "Persona" };
-const OWNER_NONE = { key: "no key (local)", team: "no team", persona: "no persona" };
-const OWNER_BARS = 12; // the most expensive groups get a bar; the table lists them all
+const state = { data: null, kinds: new Map(), routers: [], colors: new Map(), loading: false };
 
 /* ------------------------------------------------------------------ */
 /* Utilities                                                            */
 /* ------------------------------------------------------------------ */
-
-function s(tag, attrs = {}, ...children) {
-  const node = document.createElementNS(SVG_NS, tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === null || v === undefined) continue;
-    node.setAttribute(k, String(v));
-  }
-  for (const c of children) {
-    if (c === null || c === undefined) continue;
-    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return node;
-}
 
 function toast(message) {
   showToast(el.toasts, message);
@@ -101,6 +79,7 @@ function colorFor(model) {
 const askForKey = keyDialog();
 const client = apiClient(askForKey);
 const api = (path) => client.api(path, { headers: { Accept: "application/json" } });
+const owners = ownersPanel({ api, toast, fmtMs, palette: PALETTE, noneColor: FAILED_COLOR });
 
 /* ------------------------------------------------------------------ */
 /* Rendering                                                            */
@@ -230,17 +209,6 @@ function chartDays(byDay) {
   return days;
 }
 
-// A whole-number step for `ticks` grid lines covering v (1, 2, 5 × 10^k).
-function niceStep(v, ticks) {
-  const raw = Math.max(1, v / ticks);
-  const exp = 10 ** Math.floor(Math.log10(raw));
-  for (const m of [1, 2, 2.5, 5, 10]) {
-    const step = m * exp;
-    if (step >= raw && Number.isInteger(step)) return step;
-  }
-  return 10 * exp;
-}
-
 function shortDay(day) {
   const d = new Date(`${day}T00:00:00Z`);
   return d.toLocaleDateString("en-US", { month: "short", day: "numeric", timeZone: "UTC" });
@@ -248,36 +216,6 @@ function shortDay(day) {
 
 function dayCount(days) {
   return `${days.length} day${days.length === 1 ? "" : "s"}`;
-}
-
-// An empty chart of width × height pixels, described for screen readers by `label`.
-function chartSvg(testid, width, height, label) {
-  return s("svg", { class: "chart-svg", "data-testid": testid, width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label });
-}
-
-// The frame of a bar chart of counts drawn in `container`: size, margins, plot area and a y scale whose top is
-// a round number of `ticks` steps above `maxValue`.
-function countFrame(container, maxValue) {
-  const width = Math.max(300, Math.floor(container.clientWidth || 640));
-  const height = CHART_HEIGHT;
-  const m = { top: 20, right: 8, bottom: 28, left: 44 };
-  const plotW = width - m.left - m.right;
-  const plotH = height - m.top - m.bottom;
-  const ticks = 4;
-  const step = niceStep(Math.max(1, maxValue), ticks);
-  const y = (v) => m.top + plotH - (v / (step * ticks)) * plotH;
-  return { width, height, m, plotW, plotH, ticks, step, y };
-}
-
-// Horizontal grid lines of a frame (the first one is the axis), labelled on the left by `label(value)`.
-function gridLines(f, label) {
-  const grid = s("g", { class: "chart-grid" });
-  for (let i = 0; i <= f.ticks; i++) {
-    const yy = Math.round(f.y(f.step * i)) + 0.5;
-    grid.append(s("line", { x1: f.m.left, x2: f.width - f.m.right, y1: yy, y2: yy, class: i === 0 ? "axis" : "" }));
-    grid.append(s("text", { x: f.m.left - 8, y: yy + 4, "text-anchor": "end", class: "tick" }, label(f.step * i)));
-  }
-  return grid;
 }
 
 function renderChart(data) {
@@ -578,99 +516,6 @@ function renderRecent(data) {
 }
 
 
-/* ------------------------------------------------------------------ */
-/* By owner: /api/usage?by=key|team|persona (its `report`)             */
-/* ------------------------------------------------------------------ */
-
-function ownerLabel(r, by) {
-  if (r.key === null || r.key === undefined) return OWNER_NONE[by];
-  return r.label && r.label !== r.key ? r.label : String(r.key);
-}
-
-function renderOwnersChart(rows, by) {
-  const shown = rows.slice(0, OWNER_BARS);
-  const frame = countFrame(el.ownersChart, Math.max(0, ...shown.map((r) => r.requests)));
-  const { width, height, m, plotW, y } = frame;
-  const band = plotW / Math.max(1, shown.length);
-  const barW = Math.max(3, Math.min(56, band * 0.68));
-  const svg = chartSvg("owners-chart", width, height, `Requests by ${OWNER_NAMES[by].toLowerCase()}`);
-  const grid = gridLines(frame, fmtInt);
-  const bars = s("g", { class: "chart-bars" });
-  const maxChars = Math.max(4, Math.floor(band / 7));
-  shown.forEach((r, i) => {
-    const cx = m.left + band * i + band / 2;
-    const label = ownerLabel(r, by);
-    const top = y(r.requests);
-    bars.append(
-      s(
-        "rect",
-        {
-          class: "bar",
-          "data-testid": "owner-bar",
-          "data-owner": label,
-          "data-requests": r.requests,
-          x: (cx - barW / 2).toFixed(2),
-          y: top.toFixed(2),
-          width: barW.toFixed(2),
-          height: Math.max(1, y(0) - top).toFixed(2),
-          rx: Math.min(3, barW / 4),
-          fill: r.key === null ? FAILED_COLOR : PALETTE[i % PALETTE.length],
-        },
-        s("title", {}, `${label}: ${fmtInt(r.requests)} request${r.requests === 1 ? "" : "s"}, ${fmtCost(r.cost)}`),
-      ),
-    );
-    if (barW >= 16) bars.append(s("text", { x: cx, y: top - 4, "text-anchor": "middle", class: "bar-total" }, fmtCost(r.cost)));
-    const short = label.length > maxChars ? `${label.slice(0, maxChars - 1)}…` : label;
-    bars.append(s("text", { x: cx, y: height - 8, "text-anchor": "middle", class: "tick" }, short));
-  });
-  svg.append(grid, bars);
-  el.ownersChart.replaceChildren(svg);
-}
-
-function renderOwners() {
-  const report = state.owners;
-  if (!report) return;
-  const by = report.by;
-  const rows = report.data || [];
-  el.ownersCol.textContent = OWNER_NAMES[by];
-  for (const tab of el.ownerTabs) {
-    const on = tab.dataset.by === by;
-    tab.setAttribute("aria-selected", String(on));
-    tab.tabIndex = on ? 0 : -1;
-  }
-  const more = rows.length > OWNER_BARS ? ` · chart: the ${OWNER_BARS} most expensive` : "";
-  el.ownersNote.textContent = `${fmtInt(rows.length)} ${OWNER_NAMES[by].toLowerCase()}${rows.length === 1 ? "" : "s"}${more}`;
-  renderOwnersChart(rows, by);
-  el.ownersTable.tBodies[0].replaceChildren(
-    ...rows.map((r) =>
-      h(
-        "tr",
-        { "data-testid": "owner-row", "data-owner": ownerLabel(r, by) },
-        h("td", { title: r.key === null ? "" : String(r.key) }, ownerLabel(r, by)),
-        h("td", { class: "num" }, fmtInt(r.requests)),
-        h("td", { class: "num" }, fmtInt(r.errors)),
-        h("td", { class: "num" }, fmtInt(r.prompt_tokens)),
-        h("td", { class: "num" }, fmtInt(r.completion_tokens)),
-        h("td", { class: "num" }, fmtCost(r.cost)),
-        h("td", { class: "num" }, fmtMs(r.latency_ms_avg)),
-      ),
-    ),
-  );
-}
-
-async function loadOwners(by) {
-  try {
-    const data = await api(`/api/usage?by=${encodeURIComponent(by)}`);
-    state.ownerBy = by;
-    state.owners = data.report;
-    renderOwners();
-  } catch (err) {
-    toast(`Could not load usage by ${by}: ${err.message}`);
-  }
-}
-
-for (const tab of el.ownerTabs) tab.addEventListener("click", () => loadOwners(tab.dataset.by));
-
 function render() {
   const data = state.data;
   if (!data) return;
@@ -684,10 +529,10 @@ function render() {
   el.chartPanel.hidden = empty || !(data.by_day || []).length;
   el.modelsPanel.hidden = empty;
   el.recentPanel.hidden = empty || !(data.recent || []).length;
-  el.ownersPanel.hidden = empty;
+  owners.el.panel.hidden = empty;
   renderHybrid(data);
   if (empty) return;
-  renderOwners();
+  owners.show(data.report);
   renderModels(data);
   if (!el.chartPanel.hidden) renderChart(data);
   renderRecent(data);
@@ -699,12 +544,11 @@ async function load() {
   el.main.setAttribute("aria-busy", "true");
   el.refresh.disabled = true;
   try {
-    const [usage, models] = await Promise.all([api(`/api/usage?by=${state.ownerBy}`), api("/v1/models").catch(() => null)]);
+    const [usage, models] = await Promise.all([api(`/api/usage?by=${owners.by}`), api("/v1/models").catch(() => null)]);
     state.kinds.clear();
     for (const m of (models && models.data) || []) state.kinds.set(m.id, (m.baimo && m.baimo.kind) || "model");
     state.routers = ((models && models.data) || []).filter((m) => m.baimo && m.baimo.kind === "router");
     state.data = usage;
-    state.owners = usage.report;
     render();
   } catch (err) {
     if (!state.data) {
@@ -731,7 +575,7 @@ window.addEventListener(
       lastWidth = w;
       if (!el.chartPanel.hidden) renderChart(state.data);
       if (!el.hybridPanel.hidden) renderHybridChart(state.data.hybrid.by_day || []);
-      if (!el.ownersPanel.hidden) renderOwners();
+      if (!owners.el.panel.hidden) owners.render();
     }
   }, 120),
 );
