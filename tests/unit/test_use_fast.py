@@ -1,5 +1,5 @@
 """The query path of the multilingual USE (baimo.use_fast) gives the package's own vectors: 2,000 texts in eight
-languages batched (500 of them one at a time), through a cache that evicts, on two threads and on one."""
+languages batched (500 of them one at a time), through a cache that evicts, on one thread and on two."""
 
 from __future__ import annotations
 
@@ -88,13 +88,13 @@ def test_a_small_cache_evicts_and_still_gives_the_same_vectors(use: UseEmbedder,
     assert min_cosine(encoder.encode([long]), use.embed([long])) >= 0.9999
 
 
-def test_one_thread_gives_the_same_vectors_and_the_blas_thread_count_is_restored(
+def test_two_threads_give_the_same_vectors_and_the_blas_thread_count_is_restored(
         use: UseEmbedder, texts: list[str], reference: np.ndarray) -> None:
-    """The embedder splits a query over two threads on this machine; the single-threaded path agrees too."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    encoder = QueryEncoder(use._load(), threads=1)
-    assert encoder.pool is None
+    encoder = QueryEncoder(use._load(), threads=2)
+    use.embed(["the embedder's own query encoder"], is_query=True)
+    assert encoder.pool is not None and use._queries.pool is None  # the embedder's own runs on one thread
     with threadpool_limits(limits=2, user_api="blas"):
         got = np.concatenate([encoder.encode([t]) for t in texts[:100]])
         assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == {2}
