@@ -59,6 +59,7 @@ def test_schemathesis_finds_no_server_error(clean_server: BaimoServer) -> None:
     assert "Authentication failed" not in rest.stdout, rest.stdout[-3000:]  # the routes were really reached
     own = schemathesis(clean_server, max(5, FUZZ_SECONDS // 5), "--include-path-regex", keys)
     assert own.returncode == 0, own.stdout[-6000:]
+    print(rest.stdout[-1200:], own.stdout[-600:])  # the summaries (cases generated, phases), shown with -s
     assert httpx.get(clean_server.url + "/readyz").status_code == 200
 
 
