@@ -29,7 +29,7 @@ ADMIN = "sk-admin-reliability-0123456789"
 AUTH = {"authorization": f"Bearer {ADMIN}"}
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 # Seconds of fuzzing in CI; the README's figures come from longer runs (BAIMO_FUZZ_SECONDS=600).
-FUZZ_SECONDS = int(os.environ.get("BAIMO_FUZZ_SECONDS", "25"))
+FUZZ_SECONDS = int(os.environ.get("BAIMO_FUZZ_SECONDS", "15"))
 
 
 @pytest.fixture(scope="module")
