@@ -54,6 +54,8 @@ def test_weighted_knn_lets_the_closest_neighbour_dominate() -> None:
     assert predict_knn(E, Y, q, k=3, tau=0.01)[0, 0] > 0.99  # cosines 0.99 vs 0.88: e^11 to 1
     Y_nan = np.array([[1.0], [np.nan], [0.0]])  # a neighbour without a label is skipped, weights renormalised
     assert predict_knn(E, Y_nan, q, k=2, tau=0.05)[0, 0] == pytest.approx(1.0)
+    far_nan = np.array([[1.0], [0.0], [np.nan]])  # the unlabelled one is not among the 2 nearest: a plain mean
+    assert predict_knn(E, far_nan, q, k=2)[0, 0] == pytest.approx(0.5)
 
 
 def test_costs_are_predicted_from_the_prompt_not_its_length(routed: tuple[LearnedRouter, FakeEmbedder]) -> None:
