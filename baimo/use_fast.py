@@ -223,7 +223,7 @@ class QueryEncoder:
     one BLAS thread (the thread count is set and restored around each call through threadpoolctl's controller,
     ~5 µs, not its `limit` context, ~0.3 ms). With `threads=2` the order-5 branch (half the GEMM work) runs on a
     second Python thread with its own single BLAS thread (no spinning BLAS workers); on this shared 2-core machine
-    that was -17 % at p50 in one run (load 13-16) and +9 % in two others (load 5-13), so the embedder uses one."""
+    that was -17 % at p50 in one run (load 13-16) and +5-9 % in three others (load 5-13), so the embedder uses one."""
 
     MAX_TOKENS = 4096  # a batch of more tokens (or more than the cache holds) goes to the package's own pass
 
