@@ -33,7 +33,10 @@ def config(upstream_url: str) -> str:
             "    upstream_model: ten\n    price_input: 100\n    price_output: 1000\n    context_window: 8192\n"
             "    timeout: 20\n  - id: remote/slow\n    kind: openai\n"
             f"    base_url: {upstream_url}\n    upstream_model: slow\n    price_input: 100\n    price_output: 1000\n"
-            "    context_window: 8192\n    timeout: 20\n")
+            "    context_window: 8192\n    timeout: 20\n"
+            # a local model: with --workers, one llama-server started by the main process (tests/scaleout/test_workers)
+            "  - id: local/smollm2-135m\n    kind: llamacpp\n    catalogue: smollm2-135m-instruct-q4_1\n"
+            "    context_window: 2048\n    max_output_tokens: 96\n    threads: 1\n")
 
 
 @dataclass

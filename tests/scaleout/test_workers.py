@@ -1,5 +1,5 @@
-"""`baimo serve --workers 2` with a local model: two server processes on one port, one llama-server, owned by
-the main process (the engine host), that both workers' requests reach."""
+"""`baimo serve --workers 2` with a local model (replica `a` of the topology): two server processes on one port,
+one llama-server, owned by the main process (the engine host), that both workers' requests reach."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.scaleout.conftest import pids_of_tree
-from tests.support.server import SMOLLM_YAML, BaimoServer
+from tests.scaleout.conftest import Topology, pids_of_tree
 
 pytestmark = pytest.mark.e2e
 MODEL = "local/smollm2-135m"
@@ -26,29 +25,25 @@ def parent(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
-def test_workers_share_one_llama_server_owned_by_the_main_process(tmp_path: Path) -> None:
-    server = BaimoServer(tmp_path / "home", SMOLLM_YAML, args=["--workers", "2"]).start(timeout=240)
-    try:
-        assert server.proc is not None
-        tree = pids_of_tree(server.proc.pid)
-        workers = [p for p in tree if parent(p) == server.proc.pid and "spawn_main" in cmdline(p)]
-        assert len(workers) == 2, [cmdline(p) for p in tree]
-        client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=120)
-        for i in range(6):  # new connections each time: the kernel spreads them over both workers' accepts
-            if i % 2:
-                reply = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}],
-                                                       max_tokens=4)
-                assert reply.usage.completion_tokens > 0
-            else:
-                chunks = list(client.chat.completions.create(
-                    model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=4, stream=True))
-                assert chunks[-1].choices[0].finish_reason in ("length", "stop")
-        engines = [p for p in pids_of_tree(server.proc.pid) if "llama-server" in cmdline(p)]
-        assert len(engines) == 1 and parent(engines[0]) == server.proc.pid  # once, by the main process
-        with pytest.raises(openai.BadRequestError) as exc:  # the workers' own checks still apply
-            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}],
-                                           max_tokens=4, logit_bias={"x": 5})
-        assert exc.value.status_code == 400 and exc.value.param == "logit_bias"
-    finally:
-        server.stop()
-    assert all(not Path(f"/proc/{p}").exists() for p in engines)  # stopped with the server
+def test_workers_share_one_llama_server_owned_by_the_main_process(topology: Topology) -> None:
+    server = topology.a
+    assert server.proc is not None
+    tree = pids_of_tree(server.proc.pid)
+    workers = [p for p in tree if parent(p) == server.proc.pid and "spawn_main" in cmdline(p)]
+    assert len(workers) == 2, [cmdline(p) for p in tree]
+    client = openai.OpenAI(base_url=server.base_url, api_key=topology.key, max_retries=0, timeout=120)
+    for i in range(6):  # a new connection each time: the kernel spreads them over both workers' accepts
+        if i % 2:
+            reply = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}],
+                                                   max_tokens=4)
+            assert reply.usage.completion_tokens > 0
+        else:
+            chunks = list(client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=4, stream=True))
+            assert chunks[-1].choices[0].finish_reason in ("length", "stop")
+    engines = [p for p in pids_of_tree(server.proc.pid) if "llama-server" in cmdline(p)]
+    assert len(engines) == 1 and parent(engines[0]) == server.proc.pid  # once, by the main process
+    with pytest.raises(openai.BadRequestError) as exc:  # the workers' own checks still apply
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}],
+                                       max_tokens=4, logit_bias={"x": 5})
+    assert exc.value.status_code == 400 and exc.value.param == "logit_bias"
