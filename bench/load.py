@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import BaimoServer, baimo_available, dump_json, print_table, start_upstream  # noqa: E402
 from gateway_overhead import Sample, one_request, summarise  # noqa: E402
 
-from tests.support.resources import open_sockets, rss_mib, settle_sockets  # noqa: E402
+from tests.support.resources import open_sockets, rss_mib, settle_sockets, split_sockets  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Count for me, please."}]
 
@@ -99,7 +99,18 @@ def gateway_config(model: str, upstream_url: str, upstream_model: str) -> dict[s
         "price_input": 1.0, "price_output": 2.0, "context_window": 8192}]}
 
 
-def report(direct: LoadResult, baimo: LoadResult, clients: int, seconds: float) -> dict[str, Any]:
+def idle_sockets(server: BaimoServer, upstream_port: int, baseline: int) -> dict[str, Any]:
+    """Baimo's sockets right after the run (from clients, to the upstream) and once its idle keep-alive connections
+    to the upstream have expired (OpenAICompatBackend.KEEPALIVE_S, 30 s), polled for up to 45 s."""
+    from_clients, to_upstream = split_sockets(server.pid, server.port, upstream_port)
+    t0 = time.perf_counter()
+    left = settle_sockets(server.pid, baseline, timeout=45)
+    return {"from_clients": from_clients, "to_upstream": to_upstream, "after_idle": left,
+            "idle_wait_s": time.perf_counter() - t0}
+
+
+def report(direct: LoadResult, baimo: LoadResult, clients: int, seconds: float,
+           idle: dict[str, Any] | None = None) -> dict[str, Any]:
     """Print the table (times in ms; added = Baimo minus direct, same percentile) and return it as JSON data."""
     d, b = summarise(direct.samples, direct.elapsed_s), summarise(baimo.samples, baimo.elapsed_s)
     rows = []
@@ -115,11 +126,15 @@ def report(direct: LoadResult, baimo: LoadResult, clients: int, seconds: float) 
     print_table("Baimo server process", ["measure", "start", "end"],
                 [["RSS MiB", baimo.rss_start_mib, baimo.rss_end_mib],
                  ["open TCP sockets", baimo.sockets_start, baimo.sockets_end]])
+    if idle:
+        print(f"  right after the run: {idle['from_clients']} sockets from clients, {idle['to_upstream']} idle "
+              f"keep-alive to the upstream; {idle['after_idle']} open after {idle['idle_wait_s']:.0f} s idle")
     for res in (direct, baimo):
         for err, n in res.errors.items():
             print(f"  {res.target} error x{n}: {err}")
     return {"direct": d, "baimo": b, "rss_mib": [baimo.rss_start_mib, baimo.rss_end_mib],
-            "sockets": [baimo.sockets_start, baimo.sockets_end], "clients": clients, "seconds": seconds,
+            "sockets": [baimo.sockets_start, baimo.sockets_end], "idle_sockets": idle, "clients": clients,
+            "seconds": seconds,
             "cpus": os.cpu_count()}
 
 
@@ -143,7 +158,8 @@ def main() -> None:
         asyncio.run(run_load(server.url + "/v1", model, min(args.clients, 20), 2, expected))  # warm-up
         direct = asyncio.run(run_load(upstream.base_url, "ok", args.clients, args.seconds, expected))
         baimo = asyncio.run(run_load(server.url + "/v1", model, args.clients, args.seconds, expected, server.pid))
-    data = report(direct, baimo, args.clients, args.seconds)
+        idle = idle_sockets(server, upstream.port, baimo.sockets_start or 0)
+    data = report(direct, baimo, args.clients, args.seconds, idle)
     data["config"] = {"tokens": args.tokens, "token_delay": args.token_delay}
     dump_json(args.json, data)
 

@@ -45,7 +45,7 @@ def schemathesis(server: BaimoServer, seconds: int, *selection: str) -> subproce
     return subprocess.run(
         [SCHEMATHESIS, "run", server.url + "/openapi.json", "--phases", "examples,coverage,fuzzing,stateful",
          "--checks", "not_a_server_error", "--max-examples", "5", "--max-time", str(seconds), "--seed", "11",
-         "--workers", "1", "--request-timeout", "20", "-H", f"Authorization: Bearer {ADMIN}", "--no-color",
+         "--workers", "1", "--request-timeout", "60", "-H", f"Authorization: Bearer {ADMIN}", "--no-color",
          *selection],
         capture_output=True, text=True, timeout=seconds + 120)
 
