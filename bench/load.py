@@ -151,14 +151,18 @@ def main() -> None:
         raise SystemExit(f"cannot run Baimo: {reason}")
     expected = "".join(f"tok{i} " for i in range(args.tokens))
     model = "remote/scripted"
-    with start_upstream(tokens=args.tokens, token_delay=args.token_delay) as upstream, \
-            BaimoServer(gateway_config(model, upstream.base_url, "ok")) as server:
-        print(f"upstream {upstream.base_url}, baimo {server.url}; {args.clients} clients x {args.seconds:g} s",
-              flush=True)
-        asyncio.run(run_load(server.url + "/v1", model, min(args.clients, 20), 2, expected))  # warm-up
-        direct = asyncio.run(run_load(upstream.base_url, "ok", args.clients, args.seconds, expected))
-        baimo = asyncio.run(run_load(server.url + "/v1", model, args.clients, args.seconds, expected, server.pid))
-        idle = idle_sockets(server, upstream.port, baimo.sockets_start or 0)
+    upstream = start_upstream(tokens=args.tokens, token_delay=args.token_delay)  # started: not `with` (starts again)
+    try:
+        with BaimoServer(gateway_config(model, upstream.base_url, "ok")) as server:
+            print(f"upstream {upstream.base_url}, baimo {server.url}; {args.clients} clients x {args.seconds:g} s",
+                  flush=True)
+            asyncio.run(run_load(server.url + "/v1", model, min(args.clients, 20), 2, expected))  # warm-up
+            direct = asyncio.run(run_load(upstream.base_url, "ok", args.clients, args.seconds, expected))
+            baimo = asyncio.run(run_load(server.url + "/v1", model, args.clients, args.seconds, expected,
+                                         server.pid))
+            idle = idle_sockets(server, upstream.port, baimo.sockets_start or 0)
+    finally:
+        upstream.stop()
     data = report(direct, baimo, args.clients, args.seconds, idle)
     data["config"] = {"tokens": args.tokens, "token_delay": args.token_delay}
     dump_json(args.json, data)
