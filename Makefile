@@ -53,7 +53,8 @@ pgvector:
 	@if ! ls /usr/share/postgresql/*/extension/vector.control >/dev/null 2>&1; then \
 		set -e; v=$$(ls /usr/lib/postgresql | sort -n | tail -1); \
 		if ! $(SUDO) apt-get install -y --no-install-recommends postgresql-$$v-pgvector 2>/dev/null; then \
-			printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: trixie\nComponents: main\nSigned-By: %s\n' \
+			uri=$$(awk '/^URIs:/ {print $$2; exit}' /etc/apt/sources.list.d/debian.sources); \
+			printf 'Types: deb-src\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: %s\n' "$$uri" \
 				/usr/share/keyrings/debian-archive-keyring.gpg | $(SUDO) tee /etc/apt/sources.list.d/baimo-trixie-src.sources; \
 			$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends postgresql-server-dev-$$v make gcc; \
 			d=$$(mktemp -d) && cd $$d && apt-get source --download-only pgvector && tar xzf pgvector_*.orig.tar.gz && \
