@@ -14,8 +14,9 @@ MODEL = "local/smollm2-135m"
 EMBEDDER = "local/multilingual-e5-small"
 
 
-def usage_count(server) -> int:
-    return sum(row["requests"] for row in httpx.get(server.url + "/api/usage").json()["by_model"])
+def usage_totals(server) -> dict:
+    """The usage report's totals over every row: requests, errors, tokens and cost."""
+    return httpx.get(server.url + "/api/usage").json()["report"]["totals"]
 
 
 def test_health_and_openapi(server) -> None:
@@ -111,12 +112,15 @@ def test_unknown_model_is_404(client) -> None:
     ({"model": MODEL, "messages": [{"role": "user", "content": "   "}]}, "messages"),
 ])
 def test_invalid_parameters_are_400_with_param(server, body, param) -> None:
-    before = usage_count(server)
+    before = usage_totals(server)
     r = httpx.post(server.base_url + "/chat/completions", json=body)
     assert r.status_code == 400, r.text
     err = r.json()["error"]
     assert err["type"] == "invalid_request_error" and err["param"] == param and err["message"]
-    assert usage_count(server) == before
+    after = usage_totals(server)  # a refused request is metered as an error that used no tokens and cost nothing
+    assert after["requests"] == before["requests"] + 1 and after["errors"] == before["errors"] + 1
+    assert (after["prompt_tokens"], after["completion_tokens"], after["cost"]) == \
+        (before["prompt_tokens"], before["completion_tokens"], before["cost"])
 
 
 def test_malformed_json_wrong_type_and_huge_body(server) -> None:
