@@ -33,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from baimo.blas_threads import limit_blas_threads  # noqa: E402
 from baimo.config import Settings  # noqa: E402
 from baimo.routing import learned  # noqa: E402
 from baimo.routing.converters import convert  # noqa: E402
@@ -194,7 +195,10 @@ def main() -> None:
                     "query cache sees before the timed runs (a server's has seen its earlier prompts)")
     ap.add_argument("--candidates", type=int, nargs="+", help="time one decision among this many models "
                     "(synthetic, after the real 11-model RouterBench router)")
+    ap.add_argument("--blas-threads", type=int, default=1, help="cap NumPy's BLAS threads as the server does "
+                    "(baimo/blas_threads.py; default 1, the server's default)")
     args = ap.parse_args()
+    print(f"BLAS threads: {limit_blas_threads(args.blas_threads)}")
     if args.candidates:
         many_candidates(args.candidates, args.n, args.warm)
         return

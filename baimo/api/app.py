@@ -26,6 +26,7 @@ from baimo.api.errors import install_error_handlers
 from baimo.api.limits import BodyLimits
 from baimo.api.schemas import Feedback
 from baimo.api.state import AppState
+from baimo.blas_threads import limit_blas_threads
 from baimo.config import Settings
 from baimo.metering.principal import Principal
 from baimo.observability import wiring as observability
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limit_blas_threads()  # small matrix products between requests: spinning BLAS threads cost more than they give
         app.state.baimo = AppState.build(settings)
         await app.state.baimo.start()
         await observability.start(app.state.baimo, settings)
