@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 
+from tests.support.processes import terminate
 from tests.support.server import free_port
 
 
@@ -54,13 +55,7 @@ class LoopbackDaemon:
         raise TimeoutError(f"{self.name} was not ready in {timeout}s")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc, 10)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):  # type: ignore[no-untyped-def]

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.processes import terminate
+
 REPO = Path(__file__).resolve().parents[2]
 BAIMO = Path(sys.executable).parent / "baimo"
 
@@ -111,13 +113,7 @@ class BaimoServer:
         client.join(30)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc, 15)
 
     def __enter__(self) -> BaimoServer:
         return self.start()

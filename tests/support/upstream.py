@@ -60,6 +60,7 @@ __all__ = [
     "embedding_vector",
 ]
 
+from tests.support.processes import terminate
 from tests.support.upstream_app import (  # noqa: F401  (re-exported for tests)
     DEFAULT_TEXT,
     KINDS,
@@ -290,13 +291,7 @@ class ScriptedUpstreamProcess:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, timeout)
         if self.proc is not None and self.proc.stdout is not None:
             self.proc.stdout.close()
         self.proc = None
