@@ -18,6 +18,7 @@ must look like identifiers, routes are route templates; no key id, prompt or fre
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable
@@ -25,6 +26,8 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+log = logging.getLogger(__name__)
 
 # generate_latest() writes classic metrics only, valid in text format 0.0.4, which every Prometheus version reads
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -118,7 +121,7 @@ def observe_usage(usage: Any) -> None:
         if usage.ttft_ms is not None:
             TTFT.labels(model, kind).observe(usage.ttft_ms / 1000)
     except Exception:  # noqa: BLE001 - a metrics bug must never lose a usage record
-        pass
+        log.exception("metrics: could not count a usage record of %s", usage.model)
 
 
 def observe_error(type_: str | None, code: str | None) -> None:
