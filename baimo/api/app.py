@@ -70,8 +70,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/readyz", tags=["health"], summary="Readiness: configuration, database and models usable")
     async def readyz(s: AppState = Depends(state)) -> JSONResponse:
         models = {b.config.id: b.ready for b in s.models}
-        body = {"status": "ready" if s.ready else "starting", "models_loaded": models}
-        return JSONResponse(body, status_code=200 if s.ready else 503)
+        warming = s.still_warming()
+        ready = s.ready and not warming
+        body = {"status": "ready" if ready else "starting", "models_loaded": models, "warming": warming}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/api/workers", tags=["health"], summary="Local model workers: running, pid, restarts, requests in flight",
              dependencies=[Depends(principal)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from baimo.assistant import Assistant
 from baimo.backends.registry import ModelRegistry
@@ -48,6 +48,7 @@ class AppState:
     personas: PersonaStore
     assistant: Assistant
     ready: bool = False
+    warming: dict[str, asyncio.Task] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings) -> AppState:
@@ -107,9 +108,15 @@ class AppState:
         self._tasks = [asyncio.create_task(self._retrain_every(r.id, r.retrain_every))
                        for r in self.config.routers if r.strategy == "auto" and r.retrain_every]
         if self.chat.privacy is not None:  # load the personal-data detector (Presidio, jieba: seconds) off the loop
-            self._tasks.append(asyncio.create_task(asyncio.to_thread(self.chat.privacy.warm)))
+            self.warming["privacy"] = asyncio.create_task(asyncio.to_thread(self.chat.privacy.warm))
+            self._tasks.append(self.warming["privacy"])
         self.ingest_jobs.start()  # runs queued jobs, and resumes those a stopped process left unfinished
         self.ready = True
+
+    def still_warming(self) -> list[str]:
+        """Names of start-up loads not finished yet (e.g. "privacy": the personal-data detector). /readyz answers
+        503 until this is empty, so a load balancer or a test sends no request that would wait 5-15 s for them."""
+        return [name for name, task in self.warming.items() if not task.done()]
 
     async def _retrain_every(self, router_id: str, seconds: float) -> None:
         """Refit an auto router from its new outcomes on a schedule (only when some arrived)."""
