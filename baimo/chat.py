@@ -372,7 +372,8 @@ class ChatService:
         if ctx.route_prompt is not None:
             self._in_background(self.usage.add_outcome, router=requested, prompt=ctx.route_prompt,
                                 model=attempt.backend.config.id, score=0.0, source="cascade",
-                                response_id=ctx.response_id, api_key_id=ctx.api_key_id)
+                                response_id=ctx.response_id, api_key_id=ctx.api_key_id,
+                                comment=attempt.text)  # the rejected draft: a DPO pair (baimo/distill/pairs.py)
 
     def _usage(self, run: ChatRun, status: str) -> Usage:
         f = run.finish

@@ -280,10 +280,10 @@ class UsageLog:
                     raise NotFound(f"no response {response_id!r}", param="response_id")
                 raise InvalidRequest(f"response {response_id!r} has no usage record yet", param="response_id")
             routed = record.prompt is not None and record.model_requested != record.model
-            if routed:
-                s.add(Outcome(router=record.model_requested or "", prompt=record.prompt or "",
-                              model=record.model or "", score=score, source="feedback", response_id=response_id,
-                              comment=comment, owner=record.owner))
+            # a direct answer's rating is kept too, with no router (""): distillation exports rated answers first
+            s.add(Outcome(router=(record.model_requested or "") if routed else "", prompt=record.prompt or "",
+                          model=record.model or "", score=score, source="feedback", response_id=response_id,
+                          comment=comment, owner=record.owner))
             return {"response_id": response_id, "model": record.model, "router": record.model_requested
                     if routed else None, "score": score, "outcome_recorded": routed}
 

@@ -107,7 +107,8 @@ class UsageRecord(Base):
 
 
 class Outcome(Base):
-    """How well a model answered a routed prompt: from user ratings and cascade escalations."""
+    """How well a model answered a routed prompt: from user ratings and cascade escalations. Ratings of direct
+    (unrouted) answers are kept with router "" (for distillation); a cascade row's `comment` is the rejected draft."""
 
     __tablename__ = "outcomes"
 
