@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from baimo import __version__
+from baimo.cli_distill import distill_app
 from baimo.cli_engine import engine_app
 from baimo.cli_kb import kb_app, persona_app
 from baimo.cli_keys import keys_app, teams_app
@@ -40,6 +41,7 @@ app.add_typer(router_app, name="router")
 app.add_typer(kb_app, name="kb")
 app.add_typer(persona_app, name="persona")
 app.add_typer(engine_app, name="engine")
+app.add_typer(distill_app, name="distill")
 app.command("usage")(usage_report)
 
 
