@@ -21,6 +21,7 @@ from rich.markup import escape
 from baimo import __version__
 from baimo.cli_distill import distill_app
 from baimo.cli_engine import engine_app
+from baimo.cli_eval import eval_app
 from baimo.cli_kb import kb_app, persona_app
 from baimo.cli_keys import keys_app, teams_app
 from baimo.cli_output import JsonOpt, app_state, err, print_json
@@ -42,6 +43,7 @@ app.add_typer(kb_app, name="kb")
 app.add_typer(persona_app, name="persona")
 app.add_typer(engine_app, name="engine")
 app.add_typer(distill_app, name="distill")
+app.add_typer(eval_app, name="eval")
 app.command("usage")(usage_report)
 
 

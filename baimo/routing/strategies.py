@@ -55,7 +55,20 @@ class RouterSet:
         return router_id in self._strategies
 
     def configs(self) -> list[RouterConfig]:
-        return list(self._configs.values())
+        return [c for key, c in self._configs.items() if key == c.id]  # not the variants below
+
+    def variant(self, router_id: str, **changes: Any) -> str:
+        """Add a copy of a router with some settings changed (an evaluation's λ sweep: `lam=0.3`) under the id
+        `<router_id>@lam=0.3`; the copy keeps the router's own id inside, so it uses the same trained state.
+        Returns the new id (NotFound for an unknown router)."""
+        base = self.strategy(router_id).config
+        key = f"{router_id}@" + ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                         for k, v in sorted(changes.items()))
+        if key not in self._strategies:
+            cfg = base.model_copy(update=changes)
+            self._configs[key] = cfg
+            self._strategies[key] = STRATEGIES[cfg.strategy](cfg, self)
+        return key
 
     def candidates(self, router_id: str) -> list[str]:
         """Concrete model ids a router can end at (for listings and 'cost if all went to the strongest')."""

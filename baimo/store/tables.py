@@ -250,3 +250,59 @@ class BudgetReservation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (Index("ix_budget_reservations_created", "created_at"),)
+
+
+class EvalRun(Base):
+    """One `baimo eval run`: its suite, parameters and targets (JSON), and whether it finished
+    (running | finished | interrupted). See baimo/evaluation/store.py."""
+
+    __tablename__ = "eval_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner: Mapped[str | None] = mapped_column(String(240))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    suite: Mapped[str] = mapped_column(Text)    # JSON: name, kind, items, source, license
+    params: Mapped[str] = mapped_column(Text)   # JSON: limit, few_shot, cot, temperature, max_tokens, seed, judge...
+    targets: Mapped[str] = mapped_column(Text)  # JSON list: id, kind, lam, router
+
+    __table_args__ = (Index("ix_eval_runs_created", "created_at"),)
+
+
+class EvalResult(Base):
+    """One scored item of one target in a run, written as soon as it is scored (what a resumed run skips)."""
+
+    __tablename__ = "eval_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("eval_runs.id", ondelete="CASCADE"))
+    target: Mapped[str] = mapped_column(String(240))
+    item_id: Mapped[str] = mapped_column(String(200))
+    correct: Mapped[bool | None] = mapped_column(Boolean)
+    score: Mapped[float | None] = mapped_column(Float)
+    extracted: Mapped[str | None] = mapped_column(Text)
+    expected: Mapped[str | None] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)
+    served_model: Mapped[str | None] = mapped_column(String(200))
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ux_eval_results_item", "run_id", "target", "item_id", unique=True),)
+
+
+class EvalCache(Base):
+    """A paid model answer by sha256(target, messages, params): the same call is never made twice."""
+
+    __tablename__ = "eval_cache"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(240))
+    target: Mapped[str] = mapped_column(String(240))
+    response: Mapped[str] = mapped_column(Text)  # JSON: text, served_model, route, cost, tokens, latency_ms
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
