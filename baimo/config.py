@@ -358,6 +358,19 @@ class AuthConfig(BaseModel):
         return {"mode": value} if isinstance(value, str) else value
 
 
+class EvaluationConfig(BaseModel):
+    """Evaluation settings: the server's drift watch (baimo/evaluation/drift.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    canary_every: str | None = Field(default=None, pattern=r"^\d+\s*[mhdw]$",
+                                     description="re-run the canary suite against every remote model this often "
+                                     "(30m, 24h, 7d) while the server runs; unset: never (use `baimo eval schedule`)")
+    canary_suite: str = Field(default="canary", description="the canary suite: a built-in name or a path")
+    canary_models: list[str] | None = Field(default=None, description="models to watch (default: every remote "
+                                            "model, i.e. every model not of kind llamacpp)")
+
+
 class BaimoConfig(BaseModel):
     """The contents of baimo.yaml."""
 
@@ -375,6 +388,7 @@ class BaimoConfig(BaseModel):
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     metering: MeteringConfig = Field(default_factory=MeteringConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     redis_url: str | None = Field(default=None, description="Redis for state shared by replicas (rate limits), "
                                   "e.g. redis://127.0.0.1:6379/0; BAIMO_REDIS_URL wins")
     vector_store_url: str | None = Field(default=None, description="PostgreSQL with pgvector for knowledge bases' "

@@ -15,6 +15,7 @@ from baimo.api import (
     admin_routes,
     completion_routes,
     conversation_routes,
+    eval_routes,
     knowledge_routes,
     limit_routes,
     openai_routes,
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(usage_routes.router)
     app.include_router(admin_routes.router)
     app.include_router(limit_routes.router)
+    app.include_router(eval_routes.router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness")
     async def healthz() -> dict[str, str]:
@@ -107,6 +109,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def knowledge_page() -> FileResponse:
         """Knowledge bases and personas: one page, two tabs (the path picks the tab)."""
         return FileResponse(STATIC / "knowledge.html")
+
+    @app.get("/eval", include_in_schema=False)
+    async def eval_page() -> FileResponse:
+        """Evaluation runs and their reports (cost–quality frontier)."""
+        return FileResponse(STATIC / "eval.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

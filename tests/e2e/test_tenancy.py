@@ -49,6 +49,27 @@ def _wait_job(http: httpx.Client, job: dict[str, Any]) -> dict[str, Any]:
     raise AssertionError(f"ingest job did not finish: {job}")
 
 
+def _stored_run(server: BaimoServer, owner: str) -> str:
+    """An evaluation run of `owner` written through the evaluation store into the server's database (no route
+    starts runs: `baimo eval run` does)."""
+    from baimo.evaluation.store import EvalStore
+    from baimo.store.database import Database
+
+    db = Database(f"sqlite:///{server.home / 'baimo.db'}")
+    try:
+        store = EvalStore(db)
+        run_id = store.create_run({"name": "bluesuite", "kind": "numeric", "items": 1, "source": "bluesuite.jsonl",
+                                   "license": None}, {"temperature": 0}, [{"id": "remote/scripted", "kind": "model"}],
+                                  owner)
+        store.add_result(run_id, {"target": "remote/scripted", "item_id": "b1", "correct": True, "expected": "7",
+                                  "extracted": "7", "served_model": "remote/scripted", "cost_usd": 0.0,
+                                  "latency_ms": 5.0})
+        store.set_status(run_id, "finished")
+        return run_id
+    finally:
+        db.close()
+
+
 def _client(server: BaimoServer, key: str) -> httpx.Client:
     return httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {key}"}, timeout=60)
 
@@ -84,6 +105,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 assert job["status"] == "done", job
                 blue["job"] = job["id"]
                 blue["document"] = bob.get("/api/knowledge/bluevault/documents").json()["data"][0]["id"]
+                blue["run"] = _stored_run(server, bob.get("/api/me").json()["owner"])
                 for persona in ("bluebot", "helper"):
                     r = bob.post("/api/personas", json={"name": persona, "knowledge": ["bluevault"],
                                                         "instructions": "blue instructions"})
@@ -97,7 +119,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 r = alice.post("/api/personas", json={"name": "helper", "knowledge": ["notes"]})
                 assert r.status_code == 201, r.text
             missing = {"conversation": "0" * 32, "response": "chatcmpl-" + "0" * 24, "job": "ingest-" + "0" * 16,
-                       "document": "0" * 40}
+                       "document": "0" * 40, "run": "f" * 32}
             yield World(server, upstream, keys, blue, missing)
 
 
@@ -140,6 +162,8 @@ def _routes(w: World, kind: str) -> dict[tuple[str, str], list[dict[str, Any]]]:
             {"path": "/v1/chat/completions", "json": {**chat, "metadata": {"conversation_id": conv}}},
             {"path": "/v1/chat/completions", "json": {**chat, "knowledge": {"bases": [kb]}}}],
         ("POST", "/api/feedback"): [{"path": "/api/feedback", "json": {"response_id": b["response"], "rating": "up"}}],
+        ("GET", "/api/eval/runs/{run_id}"): [{"path": f"/api/eval/runs/{b['run']}"}],
+        ("GET", "/api/eval/runs/{run_id}/report"): [{"path": f"/api/eval/runs/{b['run']}/report"}],
     }
 
 
@@ -154,13 +178,14 @@ NO_LEAK = {  # routes without an owned object in the path: red's answer must not
     ("GET", "/api/usage"): [{"path": "/api/usage"}],
     ("GET", "/api/me"): [{"path": "/api/me"}],
     ("GET", "/api/workers"): [{"path": "/api/workers"}],
+    ("GET", "/api/eval/runs"): [{"path": "/api/eval/runs"}, {"path": "/api/eval/runs?suite=bluesuite"}],
     ("POST", "/v1/completions"): [{"path": "/v1/completions", "json": {"model": "remote/scripted", "prompt": "x",
                                                                         "max_tokens": 2}}],
     ("POST", "/v1/embeddings"): [{"path": "/v1/embeddings", "json": {"model": "local/multilingual-use", "input": "x"}}],
     ("GET", "/healthz"): [{"path": "/healthz"}],
     ("GET", "/readyz"): [{"path": "/readyz"}],
     ("GET", "/metrics"): [{"path": "/metrics"}],
-    **{("GET", page): [{"path": page}] for page in ("/", "/usage", "/knowledge", "/personas", "/admin")},
+    **{("GET", page): [{"path": page}] for page in ("/", "/usage", "/knowledge", "/personas", "/admin", "/eval")},
 }
 ADMIN_ONLY = {
     ("GET", "/api/keys"): [{"path": "/api/keys"}],
@@ -181,7 +206,7 @@ def _call(http: httpx.Client, method: str, spec: dict[str, Any]) -> httpx.Respon
 
 def _markers(w: World) -> list[str]:
     return [w.blue["conversation"], "bluetitle", "bluevault", "bluebot", "blue-doc", SECRET, "blue instructions",
-            "blue question", w.blue["response"]]
+            "blue question", w.blue["response"], w.blue["run"], "bluesuite"]
 
 
 def test_every_route_is_covered() -> None:
@@ -193,8 +218,8 @@ def test_every_route_is_covered() -> None:
 
 
 def _routes_stub() -> dict[tuple[str, str], Any]:
-    blank = World(None, None, {}, {k: "x" for k in ("conversation", "response", "job", "document")},  # type: ignore
-                  {k: "x" for k in ("conversation", "response", "job", "document")})
+    blank = World(None, None, {}, {k: "x" for k in ("conversation", "response", "job", "document", "run")},  # type: ignore
+                  {k: "x" for k in ("conversation", "response", "job", "document", "run")})
     return _routes(blank, "blue")
 
 
@@ -259,6 +284,12 @@ def test_team_members_share_and_admins_see_all(world: World) -> None:
         assert {"bluetitle", "red shared"} <= titles
         bases = [b["name"] for b in admin.get("/api/knowledge").json()["data"]]
         assert "bluevault" in bases and "notes" in bases
+        assert world.blue["run"] in [r["run_id"] for r in admin.get("/api/eval/runs").json()["data"]]
+        assert admin.get(f"/api/eval/runs/{world.blue['run']}/report").status_code == 200
+    with _client(world.server, world.keys["bob"]) as bob:  # blue's own run: listed, its JSON and report readable
+        assert [r["run_id"] for r in bob.get("/api/eval/runs").json()["data"]] == [world.blue["run"]]
+        assert bob.get(f"/api/eval/runs/{world.blue['run']}").json()["targets"][0]["correct"] == 1
+        assert "bluesuite" in bob.get(f"/api/eval/runs/{world.blue['run']}/report").text
 
 
 def test_prompt_injection_cannot_reach_another_teams_knowledge(world: World) -> None:

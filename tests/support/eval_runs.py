@@ -5,18 +5,9 @@ changes an item's outcome sees every derived number move with it."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval (Wilson 1927) of k successes in n trials."""
-    if n == 0:
-        return (0.0, 0.0)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (centre - half, centre + half)
+from baimo.evaluation.stats import wilson
 
 
 def make_run(outcomes: dict[str, list[bool]], *, run_id: str = "run-a", cost_per_item: dict[str, float] | None = None,
