@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -109,7 +110,12 @@ def run(suite: Annotated[str | None, typer.Argument(help="A built-in suite (baim
     if as_json:
         print_json(result)
     else:
-        Console().print(_table(result))
+        _out().print(_table(result))
+
+
+def _out() -> Console:
+    """stdout; 160 columns when it is not a terminal (a wide table wrapped at 80 columns is unreadable)."""
+    return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 async def _run(suite: str, models: list[str], params: Any, resume: str | None, use_cache: bool,
@@ -161,7 +167,7 @@ def show(run_id: Annotated[str, typer.Argument(help="A run id (or a unique prefi
     if as_json:
         print_json(result)
     else:
-        Console().print(_table(result))
+        _out().print(_table(result))
 
 
 @eval_app.command("suites")

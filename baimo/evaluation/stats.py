@@ -12,7 +12,6 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
-from scipy.stats import binomtest
 
 __all__ = ["mcnemar", "paired_mcnemar", "percentiles", "summarize", "wilson"]
 
@@ -22,6 +21,8 @@ def wilson(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float
     n = 0 gives (0.0, 1.0): nothing is known."""
     if n <= 0:
         return 0.0, 1.0
+    from scipy.stats import binomtest  # imported when needed: it takes a second or two
+
     ci = binomtest(int(correct), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
     return float(ci.low), float(ci.high)
 
@@ -39,6 +40,8 @@ def mcnemar(b: int, c: int) -> float:
     (1.0 when there is no discordant pair)."""
     if b + c == 0:
         return 1.0
+    from scipy.stats import binomtest
+
     return float(binomtest(int(b), int(b + c), 0.5, alternative="two-sided").pvalue)
 
 
