@@ -1,0 +1,122 @@
+"""The evaluation runner in-process (baimo/evaluation/runner.py) on a real AppState and database, with the scripted
+upstream as the remote models and the judge: judged and pairwise suites, JSON-schema tasks, a router's λ sweep,
+the cache and its bypass. The CLI, resumption and the router's served share are in tests/e2e/test_eval_cli.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from baimo.api.state import AppState
+from baimo.config import Settings
+from baimo.errors import InvalidRequest
+from baimo.evaluation.runner import run_suite
+from baimo.evaluation.store import EvalStore
+from tests.support.upstream import Behaviour, ScriptedUpstream
+
+PERSON = '{"name": "Li Wei", "age": 34}'
+
+
+def remote(mid: str, upstream: str, price_in: float, price_out: float, url: str) -> str:
+    return (f"  - id: {mid}\n    kind: openai\n    base_url: {url}\n    upstream_model: {upstream}\n"
+            f"    price_input: {price_in}\n    price_output: {price_out}\n    connect_retries: 0\n")
+
+
+@pytest.fixture
+def up(baimo_home: Path):
+    behaviours = {"judge": Behaviour.ok("Accurate and clear. Rating: [[8]]"), "person": Behaviour.ok(PERSON),
+                  "always-a": Behaviour.ok("Assistant A is better. [[A]]"), "big": Behaviour.ok("#### 42")}
+    with ScriptedUpstream(behaviours) as server:
+        url = server.base_url
+        baimo_home.mkdir(parents=True, exist_ok=True)
+        (baimo_home / "baimo.yaml").write_text(
+            "default_model: remote/big\nprivacy:\n  mode: \"off\"\nmodels:\n"
+            + remote("remote/big", "big", 5.0, 15.0, url) + remote("remote/small", "echo", 0.05, 0.1, url)
+            + remote("remote/json", "person", 0.5, 1.0, url) + remote("remote/judge", "judge", 3.0, 6.0, url)
+            + remote("remote/biased", "always-a", 3.0, 6.0, url)
+            + "routers:\n  - id: baimo/auto\n    strategy: auto\n    candidates: [remote/big, remote/small]\n")
+        yield server
+
+
+def evaluate(suite: str, targets: list[str], **kw: Any) -> dict[str, Any]:
+    async def go() -> dict[str, Any]:
+        state = AppState.build(Settings())
+        try:
+            return await run_suite(state, suite, targets, **kw)
+        finally:
+            await state.close()
+
+    return asyncio.run(go())
+
+
+def calls(server: ScriptedUpstream, model: str) -> int:
+    return sum(1 for r in server.requests_for("/chat/completions") if r.body["model"] == model)
+
+
+def test_a_judged_run_with_a_scripted_judge(up: ScriptedUpstream) -> None:
+    run = evaluate("judged-small", ["remote/small"], judge="remote/judge", limit=3)
+    t = run["targets"][0]
+    assert t["mean_score"] == 8.0 and t["correct"] == 3 and t["scored"] == 3
+    assert [i["score"] for i in run["items"]] == [8.0, 8.0, 8.0]
+    judged = [r.body for r in up.requests_for("/chat/completions") if r.body["model"] == "judge"]
+    assert len(judged) == 3 and all("[[rating]]" in b["messages"][0]["content"] for b in judged)
+    # the judge saw the target's answer (the echo model repeats the question) inside MT-Bench's answer markers
+    assert any("[The Start of Assistant's Answer]\nExplain in two sentences why the sky is blue." in
+               b["messages"][0]["content"] for b in judged)
+    with pytest.raises(InvalidRequest, match="--judge"):
+        evaluate("judged-small", ["remote/small"], limit=1)
+
+
+def test_pairwise_judges_both_orders(up: ScriptedUpstream, tmp_path: Path) -> None:
+    path = tmp_path / "pair.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [{"suite": {"name": "pair", "kind": "pairwise"}},
+                                                      {"id": "p1", "question": "Say hello."},
+                                                      {"id": "p2", "question": "Say goodbye."}]))
+    # a judge that always prefers the first answer shown is caught by the swapped order: every item is a tie
+    run = evaluate(str(path), ["remote/big", "remote/small"], judge="remote/biased")
+    assert {(i["target"], i["score"], i["correct"], i["extracted"]) for i in run["items"]} == {
+        (t, 0.5, None, "A/A") for t in ("remote/big", "remote/small")} and len(run["items"]) == 4
+    assert calls(up, "always-a") == 4 and all(t["mean_score"] == 0.5 for t in run["targets"])
+    with pytest.raises(InvalidRequest, match="exactly two"):
+        evaluate(str(path), ["remote/big"], judge="remote/biased")
+
+
+def test_json_schema_answers_are_validated(up: ScriptedUpstream) -> None:
+    run = evaluate("json-schema", ["remote/json"], limit=4)
+    right = {i["item_id"]: i["correct"] for i in run["items"]}
+    assert right == {"js01": True, "js02": True, "js03": True, "js04": False}  # js04 wants an array of colours
+    assert json.loads(run["items"][0]["extracted"]) == json.loads(PERSON)
+
+
+def test_lambda_sweep_traces_the_router_curve(up: ScriptedUpstream) -> None:
+    run = evaluate("arith-bilingual", ["baimo/auto"], sweep_lam=[0.0, 1000.0], limit=4)
+    points = {t["lam"]: t for t in run["targets"]}
+    assert set(points) == {0.0, 1000.0} and all(t["router"] == "baimo/auto" for t in points.values())
+    assert points[0.0]["id"] == "baimo/auto@lam=0" and points[0.0]["kind"] == "router"
+    assert points[0.0]["served_share"] == {"remote/big": 1.0}      # λ = 0: the most capable model
+    assert points[1000.0]["served_share"] == {"remote/small": 1.0}  # a huge λ: the cheapest
+    assert points[0.0]["cost_usd"] > points[1000.0]["cost_usd"]
+
+
+def test_cache_across_runs_and_no_cache(up: ScriptedUpstream, baimo_home: Path) -> None:
+    first = evaluate("arith-bilingual", ["remote/big"], limit=3)
+    assert calls(up, "big") == 3 and first["targets"][0]["correct"] == 0
+    cached = evaluate("arith-bilingual", ["remote/big"], limit=3)
+    assert calls(up, "big") == 3 and all(i["cached"] for i in cached["items"])
+    assert cached["targets"][0]["cost_usd"] == first["targets"][0]["cost_usd"]  # what the answers cost when made
+    evaluate("arith-bilingual", ["remote/big"], limit=3, temperature=0.5)  # other parameters: another call
+    assert calls(up, "big") == 6
+    fresh = evaluate("arith-bilingual", ["remote/big"], limit=3, use_cache=False)
+    assert calls(up, "big") == 9 and not any(i["cached"] for i in fresh["items"])
+    from baimo.store.database import Database
+
+    db = Database(Settings().db_url)
+    try:
+        runs = EvalStore(db).list_runs()
+    finally:
+        db.close()
+    assert [r["run_id"] for r in runs][0] == fresh["run_id"] and {r["status"] for r in runs} == {"finished"}
