@@ -103,6 +103,7 @@ class ChatRun:
     error: BaimoError | None = None
     stored_message: dict[str, Any] | None = None
     extra_cost: float = 0.0  # what escalated cascade attempts cost before this answer
+    consumed: bool = False  # events() was entered: it records the usage row however the stream ends
 
     @property
     def model_id(self) -> str:
@@ -176,6 +177,7 @@ class ChatRun:
 
     async def events(self) -> AsyncIterator[StreamEvent]:
         """Yield the model's events; record usage (and the message) however the stream ends."""
+        self.consumed = True
         status = "complete"
         try:
             event: StreamEvent | None = self.first
@@ -205,6 +207,18 @@ class ChatRun:
             else:
                 await self.service.record(self, status)
 
+    async def abandon(self) -> None:
+        """The client went away before its answer's first event was read (a stream whose response never
+        started): close the model's stream and record the run as stopped (499). Does nothing once events() ran,
+        which records the run itself."""
+        if self.consumed:
+            return
+        self.consumed = True
+        try:
+            await self._events.aclose()
+        finally:
+            self.service.record_in_background(self, "stopped")
+
     async def collect(self) -> ChatRun:
         async for _ in self.events():
             pass
@@ -223,8 +237,20 @@ class ChatService:
         self._pending: set[asyncio.Future[Any]] = set()
 
     async def open(self, model: str, params: GenerationParams, ctx: ChatContext) -> ChatRun:
-        """Start a completion and wait for its first event: resolve routers, then try models in order."""
+        """Start a completion and wait for its first event: resolve routers, then try models in order. Cancelled
+        before the first event (the client went away: api/disconnect.py), it records a 499 usage row."""
         started = time.perf_counter()
+        try:
+            return await self._open(model, params, ctx, started)
+        except asyncio.CancelledError:
+            self.usage.submit(Usage(
+                endpoint=ctx.endpoint, model_requested=model, route="the client left before the first token",
+                api_key_id=ctx.api_key_id, conversation_id=ctx.conversation_id, stream=ctx.stream,
+                latency_ms=(time.perf_counter() - started) * 1000, status_code=499, finish_reason="stopped",
+                prompt=ctx.route_prompt, response_id=ctx.response_id, persona=ctx.persona))
+            raise
+
+    async def _open(self, model: str, params: GenerationParams, ctx: ChatContext, started: float) -> ChatRun:
         private = await self._private(params, ctx)
         if self.routers is not None and model in self.routers:
             req = RouteRequest(params.messages, persona=ctx.persona, json_mode=params.json_mode,

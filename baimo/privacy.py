@@ -35,11 +35,13 @@ HTTP request leaves) so that no other path (summaries, judges, code added later)
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import re
+import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -84,14 +86,36 @@ class Finding:
         return KIND_LABELS.get(self.kind, self.kind.lower().replace("_", " "))
 
 
+# Optional imports of Presidio (its Hugging Face NER engine) and of spaCy's thinc that Baimo never uses: with the
+# `distill` extra installed, importing them made the detector's start-up ~12 s longer (torch + transformers).
+_OPTIONAL_ML_BACKENDS = ("transformers", "torch")
+
+
+@contextlib.contextmanager
+def _without_optional_ml_backends() -> Iterator[None]:
+    """Within the block, `import transformers` / `import torch` raise ImportError (a None entry in sys.modules),
+    so packages that import them optionally skip them; afterwards they import normally. Modules already imported
+    are left alone."""
+    blocked = [name for name in _OPTIONAL_ML_BACKENDS if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+
+
 def _build_analyzer() -> Any:
     """Presidio's AnalyzerEngine with Baimo's recognizers (imports spaCy and Presidio: a few seconds, once).
 
     Two analyzer "languages": `zh` recognizers read the text as it is; `latin` ones read it with Chinese characters
     blanked out (same length, so offsets hold), because Presidio's patterns rely on `\\b`, which never falls
     between a Chinese character and a digit (电话13812345678)."""
-    from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
-    from presidio_analyzer.nlp_engine import NoOpNlpEngine
+    with _without_optional_ml_backends():
+        from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
+        from presidio_analyzer.nlp_engine import NoOpNlpEngine
     from presidio_analyzer.predefined_recognizers import (
         CreditCardRecognizer,
         EmailRecognizer,

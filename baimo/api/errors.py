@@ -6,7 +6,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from baimo.errors import BaimoError
@@ -47,6 +47,7 @@ def _unreadable_body(cause: BaseException | None) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    from baimo.api.disconnect import ClientGone
     from baimo.api.usage_routes import record_refusal  # not at the top: usage_routes imports the app's state
 
     @app.exception_handler(BaimoError)
@@ -54,6 +55,10 @@ def install_error_handlers(app: FastAPI) -> None:
         if not getattr(exc, "usage_recorded", False):  # refused before a model ran: metered all the same
             await record_refusal(request, exc.status_code, exc.message)
         return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(ClientGone)
+    async def _gone(_request: Request, _exc: ClientGone) -> Response:
+        return Response(status_code=499)  # nginx's "client closed request": no one reads it; the usage row says it
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -8,10 +8,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from baimo.api.deps import principal, state
+from baimo.api.disconnect import unless_client_leaves
 from baimo.api.schemas import ChatCompletionRequest, EmbeddingRequest
 from baimo.api.sse import DONE, ChunkMaker, SSEResponse, error_event, event
 from baimo.api.state import AppState
@@ -121,7 +122,7 @@ async def stream_chunks(run: ChatRun, include_usage: bool) -> AsyncIterator[byte
 
 
 @router.post("/chat/completions", summary="Create a chat completion (OpenAI-compatible)")
-async def chat_completions(body: ChatCompletionRequest, s: AppState = Depends(state),
+async def chat_completions(body: ChatCompletionRequest, request: Request, s: AppState = Depends(state),
                            who: Principal = Depends(principal)) -> Any:
     params = body.generation_params()
     metadata = body.metadata or {}
@@ -137,13 +138,14 @@ async def chat_completions(body: ChatCompletionRequest, s: AppState = Depends(st
     target, params, options = s.assistant.resolve(body.model, params, ctx, options, who)
     if conversation_id and params.messages[-1]["role"] == "user":
         s.conversations.append(conversation_id, "user", message_text(params.messages[-1]))
-    run = await s.assistant.open(target, params, ctx, options)
+    run = await unless_client_leaves(request, s.assistant.open(target, params, ctx, options))
     if body.stream:
         # stream_options only means something for streams; on a non-streaming request it is ignored (as
         # vLLM and llama.cpp do), and it is never forwarded: Baimo asks upstreams for usage itself.
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return SSEResponse(stream_chunks(run, include_usage), headers=route_headers(run, final=False))
-    await run.collect()
+        return SSEResponse(stream_chunks(run, include_usage), headers=route_headers(run, final=False),
+                           on_close=run.abandon)
+    await unless_client_leaves(request, run.collect())
     response = {
         "id": run.ctx.response_id, "object": "chat.completion", "created": int(time.time()), "model": run.model_id,
         "system_fingerprint": run.finish.system_fingerprint if run.finish else None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.responses import StreamingResponse
@@ -53,14 +54,22 @@ class SSEResponse(StreamingResponse):
 
     media_type = "text/event-stream"
 
-    def __init__(self, content: Any, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, content: Any, headers: dict[str, str] | None = None,
+                 on_close: Callable[[], Awaitable[None]] | None = None) -> None:
+        """`on_close`: awaited after the generator is closed, however the response ended (a chat run's
+        `abandon`, which records a client that left before the generator ever started)."""
         super().__init__(content, headers={"cache-control": "no-cache", "x-accel-buffering": "no",
                                            **(headers or {})})
+        self.on_close = on_close
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            aclose = getattr(self.body_iterator, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            try:
+                aclose = getattr(self.body_iterator, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            finally:
+                if self.on_close is not None:
+                    await self.on_close()

@@ -44,6 +44,7 @@ def config(upstream_url: str) -> str:
             + remote("remote/flaky", "fail:503", "    fallbacks: [remote/good]\n")
             + remote("remote/dead", "fail:500")
             + remote("remote/slow", "slowtok")
+            + remote("remote/late", "slow:60")
             + remote("remote/unsure", "unsure")
             + "routers:\n  - id: router/r\n    strategy: rules\n    default: remote/good\n    rules:\n"
               "      - keywords: [think]\n        model: remote/rich\n"
@@ -214,6 +215,21 @@ def test_client_that_goes_away_mid_stream_is_recorded_as_499(gateway) -> None:
     (row,) = by_response(rows, response_id)
     assert row["status_code"] == 499 and row["finish_reason"] == "stopped"
     assert row["ttft_ms"] is not None and 3 <= row["completion_tokens"] < 400
+
+
+def test_client_that_goes_away_before_the_first_token_is_recorded_as_499(gateway, upstream) -> None:
+    """The upstream takes 60 s to its first byte; the client gives up after 1 s. Baimo cancels the model call at
+    once (it does not wait the minute for an answer nobody reads) and meters the request as 499, streamed or not."""
+    for stream in (True, False):
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{gateway.base_url}/chat/completions", headers=auth(gateway, "bob"), timeout=1.0,
+                       json={"model": "remote/late", "messages": USER, "stream": stream})
+        rows = wait_rows(gateway.home, lambda r, s=stream: r["model_requested"] == "remote/late"
+                         and bool(r["stream"]) == s)
+        (row,) = [r for r in rows if r["model_requested"] == "remote/late" and bool(r["stream"]) == stream]
+        assert row["status_code"] == 499 and row["finish_reason"] == "stopped", row
+        assert row["cost"] == 0 and row["ttft_ms"] is None and row["owner"] == "user:bob"
+        assert row["latency_ms"] < 30_000  # cancelled, not run to the upstream's answer a minute later
 
 
 def run_cli(gateway: BaimoServer, *args: str) -> subprocess.CompletedProcess[str]:
