@@ -120,9 +120,10 @@ def frontier_figure(run: dict[str, Any]) -> Figure:
     ax.set_title(f"Cost–quality frontier · {suite.get('name', '')} ({suite.get('items', '?')} items)", fontsize=10)
     ax.set_xlabel("cost per item (USD)")
     ax.set_ylabel("accuracy (%), 95 % CI")
+    ax.set_ylim(-3, 106)
     ax.grid(True, alpha=0.3)
     if targets:
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="best", framealpha=0.85)
     fig.tight_layout()
     return fig
 
@@ -150,7 +151,7 @@ def frontier_png(run: dict[str, Any], path: Path) -> None:
 CSS = """body{font-family:system-ui,sans-serif;margin:1.5rem;color:#18181b;background:#fff}
 h1{font-size:1.3rem}h2{font-size:1.05rem;margin-top:1.6rem}.meta{color:#52525b;font-size:.9rem}
 table{border-collapse:collapse;font-size:.85rem}th,td{padding:.3rem .6rem;border-bottom:1px solid #e4e4e7}
-th{text-align:left;background:#f4f4f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{text-align:left;background:#f4f4f5}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.front td:first-child{font-weight:600}.frontier svg{max-width:100%;height:auto}"""
 
 

@@ -58,7 +58,13 @@ async function openRun(runId) {
   el.reportTitle.textContent = `Report · ${runId}`;
   try {
     const res = await client.request(`/api/eval/runs/${encodeURIComponent(runId)}/report`, { headers: { Accept: "text/html" } });
-    el.frame.srcdoc = await res.text();
+    const page = await res.text();
+    el.frame.onload = () => {
+      // the whole report in the page's own scroll: the frame takes its document's height
+      const doc = el.frame.contentDocument;
+      if (doc) el.frame.style.height = `${doc.documentElement.scrollHeight + 8}px`;
+    };
+    el.frame.srcdoc = page;
     el.frame.dataset.run = runId;
   } catch (err) {
     toast(`Could not load the report: ${err.message}`);
