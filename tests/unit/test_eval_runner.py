@@ -120,3 +120,42 @@ def test_cache_across_runs_and_no_cache(up: ScriptedUpstream, baimo_home: Path) 
     finally:
         db.close()
     assert [r["run_id"] for r in runs][0] == fresh["run_id"] and {r["status"] for r in runs} == {"finished"}
+
+
+def test_kb_qa_scores_retrieval_hits_and_judges_faithfulness(up: ScriptedUpstream, tmp_path: Path) -> None:
+    from baimo.knowledge.ingest import Ingestor, collect_files
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "tea.md").write_text("# Tea\n\nLongjing tea is grown near West Lake in Hangzhou and is pan-fired by "
+                                 "hand.\n")
+    (docs / "bikes.md").write_text("# Bicycles\n\nA fixed-gear bicycle has no freewheel, so the pedals always turn "
+                                   "with the rear wheel.\n")
+    suite = tmp_path / "kb.jsonl"
+    suite.write_text("\n".join(json.dumps(r) for r in [
+        {"suite": {"name": "kb", "kind": "kb_qa", "k": 1}},
+        {"id": "q1", "question": "Where is Longjing tea grown?", "knowledge": "docs", "expected_source": "tea.md",
+         "expected_passage": "West Lake"},
+        {"id": "q2", "question": "Why do the pedals of a fixed-gear bicycle always turn?", "knowledge": "docs",
+         "expected_source": "tea.md"}]))  # a wrong expectation on purpose: the retrieved passage is bikes.md
+
+    async def go() -> dict[str, Any]:
+        state = AppState.build(Settings())
+        try:
+            state.knowledge.create("docs", fuse_embedders=[])
+            files, missing = collect_files([docs])
+            assert not missing and Ingestor(state.knowledge).add("docs", files).failed == []
+            return await run_suite(state, str(suite), ["remote/small"], judge="remote/judge")
+        finally:
+            await state.close()
+
+    run = asyncio.run(go())
+    items = {i["item_id"]: i for i in run["items"]}
+    assert (items["q1"]["correct"], items["q1"]["extracted"]) == (True, "tea.md")  # hit@1
+    assert items["q2"]["correct"] is False and items["q2"]["extracted"] is None
+    assert items["q1"]["score"] == 8.0 and run["targets"][0]["mean_score"] == 8.0  # faithfulness, judged
+    answered = [r.body["messages"] for r in up.requests_for("/chat/completions") if r.body["model"] == "echo"]
+    assert any("West Lake" in json.dumps(m) for m in answered)  # the answer was given the passages
+    judged = [r.body["messages"][0]["content"] for r in up.requests_for("/chat/completions")
+              if r.body["model"] == "judge"]
+    assert len(judged) == 2 and all("[Passages]" in j for j in judged)
