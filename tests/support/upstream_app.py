@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 DEFAULT_TEXT = "Hello from the scripted upstream. This answer is fixed and deterministic."
-KINDS = ("ok", "slow", "fail", "malformed", "midstream_error", "echo", "tool_call", "rich", "extract")
+KINDS = ("ok", "slow", "fail", "malformed", "midstream_error", "echo", "tool_call", "rich", "extract", "solve")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 _ERROR_TYPES = {
@@ -93,6 +93,8 @@ class Behaviour:
                           tool_calls, usage token details, ``n`` choices (see ``upstream_rich``).
       ``extract``         answer the sentence of the prompt's numbered passages that holds the key term ``text``,
                           with its ``[n]`` (a scripted strong grounded model, see ``upstream_grounded``).
+      ``solve``           a scripted strong teacher of a synthetic distillation task: the right JSON answer to a
+                          ``travel-json`` prompt (``baimo.distill.tasks.travel.solve``), else ``text``.
     ``delay`` applies before the first byte for every kind (``slow`` merely defaults it to 30 s).
     """
 
@@ -202,6 +204,13 @@ class Behaviour:
     def answer_tokens(self, body: Mapping[str, Any]) -> list[str]:
         if self.kind == "echo":
             return split_tokens(last_user_text(body.get("messages") or []))
+        if self.kind == "solve":
+            import json
+
+            from baimo.distill.tasks.travel import solve
+
+            solved = solve(last_user_text(body.get("messages") or []))
+            return split_tokens(json.dumps(solved) if solved is not None else self.text)
         if self.kind == "extract":
             from tests.support.upstream_grounded import extract_answer
 

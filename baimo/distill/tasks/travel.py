@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import calendar
 import random
-from datetime import date, timedelta
+import re
+from datetime import date, datetime, timedelta
 
 from baimo.distill.tasks import Task
 
@@ -59,3 +60,32 @@ TASKS = (
     Task("travel-json-iso", "travel request -> {intent, city, date} JSON (dates written YYYY-MM-DD)",
          ("intent", "city", "date"), _sampler(iso_only=True)),
 )
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    text = re.escape(template).replace(r"\{city\}", "(?P<city>.+?)").replace(r"\{date\}", "(?P<date>.+?)")
+    return re.compile(f"^{text}$")
+
+
+_PATTERNS = [(intent, _pattern(t)) for intent, templates in PHRASES.items() for t in templates]
+_DATE_FORMATS = ("%Y-%m-%d", "%B %d, %Y", "%d %B %Y")
+
+
+def solve(prompt: str) -> dict[str, str] | None:
+    """The right answer to a `travel-json` prompt, read back from its phrasing (what a strong teacher model would
+    answer; the scripted teacher of tests and of bench/flywheel.py uses it). None when the prompt is not one of the
+    task's."""
+    if not prompt.startswith(INSTRUCTION):
+        return None
+    sentence = prompt[len(INSTRUCTION):].strip()
+    for intent, pattern in _PATTERNS:
+        m = pattern.match(sentence)
+        if m is None or m.group("city") not in CITIES:
+            continue
+        for fmt in _DATE_FORMATS:
+            try:
+                day = datetime.strptime(m.group("date"), fmt).date()
+            except ValueError:
+                continue
+            return {"intent": intent, "city": m.group("city"), "date": day.isoformat()}
+    return None
