@@ -14,7 +14,7 @@ import unicodedata
 from fractions import Fraction
 from typing import Any
 
-__all__ = ["extract_choice", "extract_json", "extract_number", "extract_rating", "extract_verdict",
+__all__ = ["extract_choice", "extract_exact", "extract_json", "extract_number", "extract_rating", "extract_verdict",
            "normalize", "numbers_match", "parse_number"]
 
 _MARK = r"(?:正确答案|最终答案|答案|答|选项|选择|应选|选|answer|final answer|option|choice)"
@@ -185,6 +185,16 @@ def extract_json(text: str) -> Any:
         except (json.JSONDecodeError, ValueError):
             continue
     raise ValueError("no JSON value in the answer")
+
+
+def extract_exact(text: str) -> str:
+    """A short free answer: the text after the last "Answer:" / "答案：" marker (to the end of that line), else the
+    whole text; trimmed of quotes and a final full stop."""
+    t = normalize(text).strip()
+    marks = list(re.finditer(r"(?:answer|答案)\s*(?:is|是|为)?\s*:?\s*", t, re.IGNORECASE))
+    if marks and t[marks[-1].end():].strip():
+        t = t[marks[-1].end():].strip().splitlines()[0]
+    return t.strip().rstrip("。.").strip("\"'“”「」").rstrip("。.").strip()
 
 
 def extract_rating(text: str, low: float = 1, high: float = 10) -> float | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -20,11 +19,11 @@ from baimo.errors import BaimoError, InvalidRequest
 from baimo.evaluation import prompts
 from baimo.evaluation.extract import (
     extract_choice,
+    extract_exact,
     extract_json,
     extract_number,
     extract_rating,
     extract_verdict,
-    normalize,
     numbers_match,
 )
 from baimo.evaluation.store import EvalStore, cache_key
@@ -185,7 +184,7 @@ class Runner:
             got = extract_number(text)
             return numbers_match(got, item["answer"]), got, None
         if kind == "exact":
-            got = _exact_answer(text)
+            got = extract_exact(text)
             return got.casefold() == str(item["answer"]).strip().casefold(), got, None
         # json_schema
         from jsonschema import validators
@@ -304,16 +303,6 @@ class Runner:
             await asyncio.shield(asyncio.to_thread(self.store.set_status, run_id, "interrupted"))
             raise
         await asyncio.to_thread(self.store.set_status, run_id, "finished")
-
-
-def _exact_answer(text: str) -> str:
-    """An exact-kind answer: the text after the last "Answer:" / "答案：" marker, else the whole text, trimmed of
-    quotes and a final full stop."""
-    t = normalize(text).strip()
-    marks = list(re.finditer(r"(?:answer|答案)\s*(?:is|是|为)?\s*:?\s*", t, re.IGNORECASE))
-    if marks:
-        t = t[marks[-1].end():].strip().splitlines()[0] if t[marks[-1].end():].strip() else t
-    return t.strip().strip("\"'“”「」").rstrip("。.").strip()
 
 
 async def run_suite(state: Any, suite: str, targets: list[str] | None = None, *, params: EvalParams | None = None,

@@ -7,6 +7,7 @@ import pytest
 
 from baimo.evaluation.extract import (
     extract_choice,
+    extract_exact,
     extract_json,
     extract_number,
     extract_rating,
@@ -106,3 +107,14 @@ def test_verdicts() -> None:
     assert extract_verdict("Assistant A is better. [[A]]") == "A"
     assert extract_verdict("[[C]]") == "tie"
     assert extract_verdict("both fine") is None
+
+
+@pytest.mark.parametrize(("text", "answer"), [
+    ("Paris", "Paris"),
+    ("Let me think. Paris is in France.\nAnswer: Paris.", "Paris"),
+    ("答案：“北京”。", "北京"),
+    ("The answer is \"blue\"", "blue"),
+    ("Answer:", "Answer:"),  # a marker with nothing after it: the whole text
+])
+def test_exact_answers(text: str, answer: str) -> None:
+    assert extract_exact(text) == answer
