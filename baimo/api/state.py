@@ -111,11 +111,9 @@ class AppState:
             self.warming["privacy"] = asyncio.create_task(asyncio.to_thread(self.chat.privacy.warm))
             self._tasks.append(self.warming["privacy"])
         if self.config.evaluation.canary_every:  # drift watch: a canary round at start-up, then every period
-            from baimo.evaluation.drift import canary_loop, every_seconds
+            from baimo.evaluation.drift import watch
 
-            ev = self.config.evaluation
-            self._tasks.append(asyncio.create_task(canary_loop(self, ev.canary_suite, every_seconds(ev.canary_every),
-                                                               ev.canary_models)))
+            self._tasks.append(asyncio.create_task(watch(self)))
         self.ingest_jobs.start()  # runs queued jobs, and resumes those a stopped process left unfinished
         self.ready = True
 

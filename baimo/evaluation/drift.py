@@ -11,17 +11,20 @@ more powerful of the two (non-overlapping 95 % intervals correspond to a much sm
 2001).
 
 A flagged drop is a WARNING log line (`canary drift: ...`), `baimo_eval_drift_drops_total{model}` +1 and the
-`baimo_eval_canary_accuracy{model}` gauge; `baimo eval schedule --once` also exits 3 (for cron).
+`baimo_eval_canary_accuracy{model}` gauge; `baimo eval schedule --once` also exits 3 (for cron). In the server,
+one process per BAIMO_HOME runs the watch (a lock file), whatever `--workers N` says.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from prometheus_client import Counter, Gauge
 
@@ -154,3 +157,30 @@ async def canary_loop(state: Any = None, suite: str = CANARY_SUITE, every_s: flo
         except Exception:  # noqa: BLE001 - one failed round (an upstream down) must not end the watch
             log.exception("canary: the %s round failed; next try in %.0f s", suite, every_s)
         await asyncio.sleep(every_s)
+
+
+def _only_process(path: Path) -> IO[bytes] | None:
+    """An exclusive lock on `path` (the open file, which holds it until closed), or None when another process
+    holds it: of the N workers of `baimo serve --workers N` sharing one BAIMO_HOME, one runs the watch."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("ab")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+async def watch(state: Any) -> None:
+    """The server's drift watch (`evaluation.canary_every` in baimo.yaml): `canary_loop` with the configured suite,
+    period and models, in one process per BAIMO_HOME (a lock file under BAIMO_HOME/run)."""
+    ev = state.config.evaluation
+    lock = _only_process(state.settings.home / "run" / "canary.lock")
+    if lock is None:
+        log.info("canary: another process of this server runs the drift watch")
+        return
+    try:
+        await canary_loop(state, ev.canary_suite, every_seconds(ev.canary_every), ev.canary_models)
+    finally:
+        lock.close()

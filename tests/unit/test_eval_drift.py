@@ -39,3 +39,15 @@ def test_a_drop_needs_significance_and_a_fall() -> None:
     assert not wobble.dropped and wobble.p_value == pytest.approx(0.25)  # 3 of 20 lost: p = 0.25, not flagged
     rose = check("remote/m", before, make_run({"remote/m": [False] * 20}, run_id="bad"))
     assert not rose.dropped and rose.gained == 20  # a significant rise is not a drop
+
+
+def test_one_process_per_home_runs_the_watch(tmp_path) -> None:
+    from baimo.evaluation.drift import _only_process
+
+    first = _only_process(tmp_path / "run" / "canary.lock")
+    assert first is not None
+    assert _only_process(tmp_path / "run" / "canary.lock") is None  # another worker: skips
+    first.close()
+    again = _only_process(tmp_path / "run" / "canary.lock")
+    assert again is not None
+    again.close()
