@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 
 from baimo.errors import InvalidRequest, NotFound
 from baimo.evaluation.stats import summarize
@@ -143,10 +144,15 @@ class EvalStore:
             return json.loads(row.response) if row else None
 
     def cache_put(self, key: str, target: str, response: dict[str, Any], owner: str | None = None) -> None:
-        with self.db.session() as s:
-            if s.get(EvalCache, key) is None:
-                s.add(EvalCache(key=key, target=target, owner=owner,
-                                response=json.dumps(response, ensure_ascii=False)))
+        """Keep the first answer stored under `key`; a concurrent writer of the same key (two runs making the same
+        call, or a cancelled run's last write landing during its resumption) is not an error."""
+        try:
+            with self.db.session() as s:
+                if s.get(EvalCache, key) is None:
+                    s.add(EvalCache(key=key, target=target, owner=owner,
+                                    response=json.dumps(response, ensure_ascii=False)))
+        except IntegrityError:
+            pass
 
     # The run JSON -----------------------------------------------------------------------------------------
 
