@@ -116,7 +116,14 @@ class EvalStore:
             return {(t, i) for t, i in rows}
 
     def add_result(self, run_id: str, r: dict[str, Any]) -> None:
-        """Store one item's result (the contract's item dict plus "answer", "prompt_tokens", "completion_tokens")."""
+        """Store one item's result (the contract's item dict plus "answer", "prompt_tokens", "completion_tokens").
+        An item already stored (a cancelled run's last write landing after its resumption began) is kept."""
+        try:
+            self._add_result(run_id, r)
+        except IntegrityError:
+            pass
+
+    def _add_result(self, run_id: str, r: dict[str, Any]) -> None:
         with self.db.session() as s:
             s.add(EvalResult(
                 run_id=run_id, target=r["target"], item_id=r["item_id"], correct=r.get("correct"),

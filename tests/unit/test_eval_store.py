@@ -30,6 +30,7 @@ def check_store(db: Database) -> None:
     store.add_result(run_id, result("m", "1", True))
     store.add_result(run_id, result("m", "2", False, cached=True))
     store.add_result(run_id, result("r@lam=1", "1", True, served_model="cheap"))
+    store.add_result(run_id, result("m", "1", False))  # stored twice (a late write of a cancelled run): first kept
     assert store.done(run_id) == {("m", "1"), ("m", "2"), ("r@lam=1", "1")}
     store.set_status(run_id, "interrupted")
 
