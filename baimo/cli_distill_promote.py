@@ -90,6 +90,8 @@ def promote(name: Annotated[str, typer.Argument(help="The fine-tuned model's NAM
                                                                "(repeat).")] = None,
             persona: Annotated[list[str] | None, typer.Option(help="...or requests of this persona (repeat).")]
             = None,
+            suite: Annotated[str | None, typer.Option(help="Take the domain's instruction from this suite's "
+                                                      "prompts instead of the training data's.")] = None,
             router: Annotated[str, typer.Option(help="The rules router to write.")] = "baimo/distilled",
             as_json: JsonOpt = False) -> None:
     """Route the model's domain to it: a rule in the rules router (default baimo/distilled) whose default is the
@@ -100,7 +102,12 @@ def promote(name: Annotated[str, typer.Argument(help="The fine-tuned model's NAM
     from baimo.distill.promote import promote as write
 
     settings = Settings()
-    prompts = user_prompts(training_rows(training_options(settings.home, name)))
+    if suite is not None:
+        from baimo.evaluation.suites import load_suite
+
+        prompts = [str(item["question"]) for item in load_suite(suite).items]
+    else:
+        prompts = user_prompts(training_rows(training_options(settings.home, name)))
     rule = domain_rule(name, prompts, regex=regex, keywords=keywords, persona=persona)
     config = write(settings, name, rule, router)
     entry = next(r for r in config.routers if r.id == router)

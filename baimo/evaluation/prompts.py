@@ -68,7 +68,9 @@ def answer_messages(suite: Suite, item: dict[str, Any], *, few_shot: int = 0, co
                     system: str | None = None) -> list[dict[str, str]]:
     """The chat messages asking `item`: an optional system prompt, `few_shot` solved examples (of the item's
     `group` when the suite's examples have groups, e.g. the same CMMLU subject) as user/assistant turns, then the
-    question with the answer-format instruction (Chinese when the question is)."""
+    question with the answer-format instruction (Chinese when the question is). A `verbatim` suite (header
+    `"verbatim": true`: prompts replayed from real traffic or a distillation task, which state their own format)
+    sends each question exactly as written, with no instruction and no schema added."""
     messages: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
     shots = suite.few_shot
     if item.get("group") is not None:
@@ -78,6 +80,9 @@ def answer_messages(suite: Suite, item: dict[str, Any], *, few_shot: int = 0, co
         messages.append({"role": "user", "content": f"{_question(suite, shot)}\n\n{_instruction(suite, zh, cot)}"
                          .strip()})
         messages.append({"role": "assistant", "content": _shot_answer(suite, shot, cot)})
+    if suite.verbatim:  # the prompt carries its own instruction, as in the traffic the suite stands for
+        messages.append({"role": "user", "content": str(item["question"])})
+        return messages
     zh = _zh(str(item["question"]))
     messages.append({"role": "user", "content": f"{_question(suite, item)}\n\n{_instruction(suite, zh, cot)}".strip()})
     return messages

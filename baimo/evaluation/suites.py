@@ -58,6 +58,7 @@ class Suite:
     few_shot: list[dict[str, Any]] = field(default_factory=list)
     pass_score: float = 7.0
     k: int = 5  # kb_qa: passages retrieved for hit@k
+    verbatim: bool = False  # send each question exactly as written: no answer-format instruction, no schema shown
 
     def describe(self) -> dict[str, Any]:
         """The run JSON's "suite" entry."""
@@ -117,7 +118,8 @@ def parse_suite(lines: list[str], source: str, name: str | None = None) -> Suite
     shots = [_normalize_item(r, kind, i, source) for i, r in enumerate(head.get("few_shot") or [], 1)]
     return Suite(name=str(head.get("name") or name or Path(source).stem), kind=kind, source=source,
                  license=head.get("license"), items=items, few_shot=shots,
-                 pass_score=float(head.get("pass_score", 7.0)), k=int(head.get("k", 5)))
+                 pass_score=float(head.get("pass_score", 7.0)), k=int(head.get("k", 5)),
+                 verbatim=bool(head.get("verbatim", False)))
 
 
 def builtin_suites() -> list[Suite]:

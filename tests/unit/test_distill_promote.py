@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,18 @@ def test_promoting_an_unregistered_model_changes_nothing(tmp_path: Path) -> None
         promote(settings, "nope", domain_rule("nope", [], keywords=["x"]))
     assert exc.value.param == "name"
     assert (settings.home / "baimo.yaml").read_text(encoding="utf-8") == before
+
+
+def test_task_suites_ask_the_training_prompt_verbatim_without_the_answer_pinning_schema() -> None:
+    from baimo.evaluation.prompts import answer_messages
+    from baimo.evaluation.suites import parse_suite
+
+    train, lines = make_task("travel-json", train=5, test=3, seed=2)
+    suite = parse_suite([json.dumps(line) for line in lines], "task.jsonl")
+    item = suite.items[0]
+    assert suite.verbatim and answer_messages(suite, item) == [{"role": "user", "content": item["question"]}]
+    assert '"const"' not in answer_messages(suite, item)[0]["content"]
+    assert item["question"].startswith(train[0]["messages"][0]["content"][:40])  # the same instruction as training
+    plain = parse_suite([json.dumps({"suite": {"name": "s", "kind": "json_schema"}}),
+                         json.dumps({"question": "Give a city.", "schema": {"type": "object"}})], "s.jsonl")
+    assert "JSON Schema" in answer_messages(plain, plain.items[0])[0]["content"]  # other suites still show it

@@ -88,7 +88,9 @@ def make_task(name: str, train: int, test: int, seed: int = 0) -> tuple[list[dic
             drawn.append((prompt, expected))
     rows = [{"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": answer_text(e)}],
              "meta": {"task": name, "expected": e}} for p, e in drawn[:train]]
-    header = {"suite": {"name": name, "kind": "json_schema", "license": "Apache-2.0",
+    # verbatim: the held-out prompts are asked exactly as the training prompts were (the schemas pin the answers
+    # with `const`, so showing them would give the answer away)
+    header = {"suite": {"name": name, "kind": "json_schema", "license": "Apache-2.0", "verbatim": True,
                         "description": task.description, "generator": f"baimo distill task make {name} --seed {seed}"}}
     items = [{"id": f"{name}-{i}", "question": p, "schema": _schema(e), "answer": answer_text(e)}
              for i, (p, e) in enumerate(drawn[train:], 1)]
