@@ -151,6 +151,10 @@ class Runner:
             hit = await asyncio.to_thread(self.store.cache_get, key)
             if hit is not None:
                 return Answer(**{**hit, "cached": True})
+            if knowledge is None:
+                routed = await self._routed_from_cache(call_id, messages, gen, json_mode)
+                if routed is not None:
+                    return routed
         s = self.state
         params = GenerationParams(messages=messages, max_tokens=gen["max_tokens"], temperature=gen["temperature"],
                                   seed=gen["seed"], json_mode=json_mode)
@@ -171,6 +175,32 @@ class Runner:
         data.pop("cached")
         await asyncio.to_thread(self.store.cache_put, key, call_id, data)
         return answer
+
+    async def _routed_from_cache(self, call_id: str, messages: list[dict[str, Any]], gen: dict[str, Any],
+                                 json_mode: bool) -> Answer | None:
+        """A router whose decision for these messages is a model already answered (cached) for them: that
+        answer, with the router's route, without calling the model again. So a router, and each point of a λ
+        sweep, costs only its routing decisions once its candidates were evaluated. None for anything else
+        (a model, a persona, a cascade, which judges the answer itself, or a choice not cached yet)."""
+        from baimo.routing.request import RouteRequest
+
+        routers = getattr(self.state, "routers", None)
+        if routers is None or call_id not in routers:
+            return None
+        chat = self.state.chat
+        private = None
+        if chat.privacy is not None and chat.privacy.active:
+            private = await asyncio.to_thread(chat.privacy.inspect, messages)
+        req = RouteRequest(messages, json_mode=json_mode, max_tokens=gen["max_tokens"], private=private)
+        plan = await routers.plan(call_id, req)
+        if plan.cascade is not None or not plan.models:
+            return None
+        model = plan.models[0]
+        hit = await asyncio.to_thread(self.store.cache_get, cache_key(
+            model, messages, {**gen, "json_mode": json_mode, "knowledge": None}))
+        if hit is None:
+            return None
+        return Answer(**{**hit, "route": plan.reason, "cached": True})
 
     # Scoring ----------------------------------------------------------------------------------------------
 
@@ -297,8 +327,11 @@ class Runner:
                     progress.advance(task)
 
         await asyncio.to_thread(self.store.set_status, run_id, "running")
-        try:
-            await asyncio.gather(*(one(t, it) for t, it in jobs))
+        routers = getattr(self.state, "routers", None)
+        routed = [(t, it) for t, it in jobs if t is not None and routers is not None and t.call_id in routers]
+        try:  # models first, then routers: a router's choice is then usually answered from the cache
+            await asyncio.gather(*(one(t, it) for t, it in jobs if (t, it) not in routed))
+            await asyncio.gather(*(one(t, it) for t, it in routed))
         except BaseException:
             await asyncio.shield(asyncio.to_thread(self.store.set_status, run_id, "interrupted"))
             raise

@@ -52,7 +52,8 @@ __all__ = [
 ]
 
 DEFAULT_TEXT = "Hello from the scripted upstream. This answer is fixed and deterministic."
-KINDS = ("ok", "slow", "fail", "malformed", "midstream_error", "echo", "tool_call", "rich", "extract", "solve")
+KINDS = ("ok", "slow", "fail", "malformed", "midstream_error", "echo", "tool_call", "rich", "extract", "solve",
+         "oracle")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 _ERROR_TYPES = {
@@ -95,6 +96,8 @@ class Behaviour:
                           with its ``[n]`` (a scripted strong grounded model, see ``upstream_grounded``).
       ``solve``           a scripted strong teacher of a synthetic distillation task: the right JSON answer to a
                           ``travel-json`` prompt (``baimo.distill.tasks.travel.solve``), else ``text``.
+      ``oracle``          a scripted strong model of evaluation runs: GSM8K and CMMLU questions answered right at
+                          GPT-4's published rates (see ``upstream_oracle``).
     ``delay`` applies before the first byte for every kind (``slow`` merely defaults it to 30 s).
     """
 
@@ -204,6 +207,10 @@ class Behaviour:
     def answer_tokens(self, body: Mapping[str, Any]) -> list[str]:
         if self.kind == "echo":
             return split_tokens(last_user_text(body.get("messages") or []))
+        if self.kind == "oracle":
+            from tests.support.upstream_oracle import oracle_answer
+
+            return split_tokens(oracle_answer(last_user_text(body.get("messages") or [])))
         if self.kind == "solve":
             import json
 

@@ -1,72 +1,60 @@
-"""A scripted "strong" remote model for evaluation runs: it answers a suite's questions from the suite's gold
-answers, right for a fixed share of them.
+"""The scripted upstream's ``oracle`` behaviour: a "strong" remote model for evaluation runs, without a model.
 
-Used where a run needs a paid frontier model that this offline machine does not have (docs/evaluation.md's
-frontier, bench/eval_frontier.py). It is a behaviour of the scripted upstream (tests/support/upstream.py): the
-prompt's question is looked up among the suite's items (the item whose question text the last user message
-contains), and the answer is GSM8K-style `#### N`. Which items it gets wrong is fixed by a hash of the question
-(sha256), so the same run gives the same answers and `accuracy` is met to within one item per hundred.
+It recognises a GSM8K test question or a CMMLU question in the prompt (read from the evaluation data,
+``BAIMO_EVAL_DATA`` or ``../shared/data/eval``) and answers it right for a fixed share of the questions, chosen by
+a hash of the question (so runs are repeatable), wrong otherwise: ``#### N`` (or N + 1) for GSM8K, ``Answer: X``
+(or the next letter) for CMMLU. The shares default to published GPT-4 scores: 92.0 % on GSM8K (5-shot, OpenAI's
+GPT-4 technical report, arXiv 2303.08774, Table 2) and 70.95 % on CMMLU (five-shot average, Li et al. 2023,
+arXiv 2306.09212, Table 1). A question it does not know gets ``I do not know.``
 """
 
 from __future__ import annotations
 
-import dataclasses
+import csv
+import functools
 import hashlib
 import json
-from collections.abc import Mapping
+import os
 from pathlib import Path
-from typing import Any
 
-from tests.support.upstream_app import Behaviour, last_user_text, split_tokens
-
-
-def gold_answer(answer: Any) -> str:
-    """The final number of a gold answer: GSM8K's solution text ending in `#### N`, or a number."""
-    text = str(answer)
-    return text.rsplit("####", 1)[-1].strip().replace(",", "") if "####" in text else text.strip()
+ACCURACY = {"gsm8k": 0.92, "cmmlu": 0.7095}
 
 
-@dataclasses.dataclass(frozen=True)
-class OracleBehaviour(Behaviour):
-    """Answers the item whose question is in the prompt: the gold number for `accuracy` of the items (by hash),
-    the gold number plus one for the rest; "I do not know." for a prompt that holds no known question."""
-
-    answers: dict[str, str] = dataclasses.field(default_factory=dict)  # question -> gold number
-    accuracy: float = 0.9
-
-    @classmethod
-    def from_jsonl(cls, path: Path, accuracy: float = 0.9, limit: int | None = None) -> OracleBehaviour:
-        """From a JSONL of {"question", "answer"} items (GSM8K's test.jsonl; a suite header line is skipped)."""
-        answers: dict[str, str] = {}
-        for line in path.read_text(encoding="utf-8").splitlines():
-            item = json.loads(line) if line.strip() else {}
-            if "question" in item:
-                answers[item["question"]] = gold_answer(item["answer"])
-            if limit is not None and len(answers) >= limit:
-                break
-        return cls("ok", answers=answers, accuracy=accuracy)
-
-    def right(self, question: str) -> bool:
-        """Whether the oracle answers this question right (the first `accuracy` share of the hash range)."""
-        h = int.from_bytes(hashlib.sha256(question.encode("utf-8")).digest()[:8], "big")
-        return h / 2 ** 64 < self.accuracy
-
-    def answer_tokens(self, body: Mapping[str, Any]) -> list[str]:
-        prompt = last_user_text(body.get("messages") or [])
-        question = next((q for q in self.answers if q in prompt), None)
-        if question is None:
-            return split_tokens("I do not know.")
-        gold = self.answers[question]
-        number = gold if self.right(question) else _plus_one(gold)
-        return split_tokens(f"Working it through step by step, the result is {number}.\n#### {number}")
+def _data_dir() -> Path:
+    env = os.environ.get("BAIMO_EVAL_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data" / "eval"
 
 
-def _plus_one(number: str) -> str:
-    try:
-        value = float(number) + 1
-    except ValueError:
-        return number + "1"
-    return str(int(value)) if value.is_integer() else str(value)
+@functools.cache
+def _answers() -> dict[str, tuple[str, str]]:
+    """question text -> (dataset, right answer)."""
+    out: dict[str, tuple[str, str]] = {}
+    data = _data_dir()
+    gsm = data / "gsm8k" / "test.jsonl"
+    if gsm.exists():
+        for line in gsm.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            out[row["question"].strip()] = ("gsm8k", row["answer"].rsplit("####", 1)[1].strip().replace(",", ""))
+    for path in sorted((data / "cmmlu").glob("*/*.csv")):
+        with path.open(encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                out[row["Question"].strip()] = ("cmmlu", row["Answer"].strip())
+    return out
 
 
-__all__ = ["OracleBehaviour", "gold_answer"]
+def _right(question: str, share: float) -> bool:
+    h = int(hashlib.sha256(question.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return h < share
+
+
+def oracle_answer(prompt: str) -> str:
+    """The scripted answer to the last user message `prompt` (see the module docstring)."""
+    answers = _answers()
+    for question, (dataset, answer) in answers.items():
+        if question and question in prompt:
+            right = _right(question, ACCURACY[dataset])
+            if dataset == "gsm8k":
+                return f"#### {answer if right else int(float(answer)) + 1}"
+            letter = answer if right else "ABCD"[("ABCD".index(answer) + 1) % 4]
+            return f"Answer: {letter}"
+    return "I do not know."

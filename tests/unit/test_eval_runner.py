@@ -102,6 +102,19 @@ def test_lambda_sweep_traces_the_router_curve(up: ScriptedUpstream) -> None:
     assert points[0.0]["cost_usd"] > points[1000.0]["cost_usd"]
 
 
+def test_a_router_sweep_after_its_candidates_pays_no_model_call_twice(up: ScriptedUpstream) -> None:
+    run = evaluate("arith-bilingual", ["remote/big", "remote/small", "baimo/auto"], sweep_lam=[0.0, 1000.0],
+                   limit=4)
+    assert calls(up, "big") == 4 and calls(up, "echo") == 4  # each candidate answered each item once
+    routed = [i for i in run["items"] if i["target"].startswith("baimo/auto")]
+    assert len(routed) == 8 and all(i["cached"] for i in routed)
+    points = {t["lam"]: t for t in run["targets"] if t["router"]}
+    assert points[0.0]["served_share"] == {"remote/big": 1.0}
+    big = next(t for t in run["targets"] if t["id"] == "remote/big")
+    assert points[0.0]["cost_usd"] == big["cost_usd"] and points[0.0]["correct"] == big["correct"]
+    assert points[1000.0]["served_share"] == {"remote/small": 1.0}
+
+
 def test_cache_across_runs_and_no_cache(up: ScriptedUpstream, baimo_home: Path) -> None:
     first = evaluate("arith-bilingual", ["remote/big"], limit=3)
     assert calls(up, "big") == 3 and first["targets"][0]["correct"] == 0
