@@ -328,10 +328,10 @@ class Runner:
 
         await asyncio.to_thread(self.store.set_status, run_id, "running")
         routers = getattr(self.state, "routers", None)
-        routed = [(t, it) for t, it in jobs if t is not None and routers is not None and t.call_id in routers]
+        routed = [t is not None and routers is not None and t.call_id in routers for t, _ in jobs]
         try:  # models first, then routers: a router's choice is then usually answered from the cache
-            await asyncio.gather(*(one(t, it) for t, it in jobs if (t, it) not in routed))
-            await asyncio.gather(*(one(t, it) for t, it in routed))
+            await asyncio.gather(*(one(t, it) for (t, it), r in zip(jobs, routed, strict=True) if not r))
+            await asyncio.gather(*(one(t, it) for (t, it), r in zip(jobs, routed, strict=True) if r))
         except BaseException:
             await asyncio.shield(asyncio.to_thread(self.store.set_status, run_id, "interrupted"))
             raise
