@@ -93,6 +93,7 @@ class Worker:
         self.spec = spec
         self._proc: asyncio.subprocess.Process | None = None
         self._port: int | None = None
+        self._loaded = False  # the running worker finished loading its model (/health answered 200)
         self._lock = asyncio.Lock()
         self._failures = 0
         self._next_start = 0.0
@@ -113,6 +114,12 @@ class Worker:
         return self._proc is not None and self._proc.returncode is None and self._port is not None
 
     @property
+    def serving(self) -> bool:
+        """Running and done loading its model: requests may go to it (while it loads, llama-server answers
+        every request 503 "Loading model")."""
+        return self.running and self._loaded
+
+    @property
     def pid(self) -> int | None:
         return self._proc.pid if self.running and self._proc else None
 
@@ -129,10 +136,10 @@ class Worker:
         """The worker's base URL, after starting it (and waiting for the model to load) when it is not running.
 
         Raises UpstreamUnavailable (503) while in backoff after a crash, or when the worker fails to load."""
-        if self.running:
+        if self.serving:
             return self.base_url
-        async with self._lock:
-            if self.running:
+        async with self._lock:  # a request arriving while another starts the worker waits here for the load
+            if self.serving:
                 return self.base_url
             wait = self._next_start - time.monotonic()
             if wait > MAX_WAIT_FOR_RESTART_S:
@@ -151,6 +158,7 @@ class Worker:
         if self.spec.log_path is not None:
             self.spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
+        self._loaded = False
         proc = await asyncio.create_subprocess_exec(
             *self.spec.argv(port), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, preexec_fn=_die_with_parent, start_new_session=True)
@@ -165,6 +173,7 @@ class Worker:
             if isinstance(exc, UpstreamUnavailable):
                 exc.message = f"{self.spec.model_id}: {exc.message}"
             raise
+        self._loaded = True
         log.info("worker %s ready on port %d (pid %d) in %.1fs", self.spec.model_id, port, proc.pid,
                  time.monotonic() - started)
         self._last_used = time.monotonic()
