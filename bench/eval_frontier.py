@@ -1,18 +1,20 @@
-"""The evaluation run behind docs/evaluation.md: GSM8K's first N test questions through `baimo eval run` with a
-local model, a scripted "strong" remote model and `baimo/auto` swept over λ, and its cost–quality frontier.
+"""The cost-quality frontier of Baimo's local models, a strong remote model and the `baimo/auto` router on GSM8K
+(first 200 test questions) and the CMMLU subset: `baimo eval run` as a user runs it, with the HTML/JSON reports.
 
-The strong model is tests/support/upstream_oracle.py (a scripted upstream answering from the gold answers, right
-for `--strong-accuracy` of them, priced like a frontier API); the local model and the router are real. Prints
-each target's accuracy, cost per item and latency with ratios against the strong model alone (the baseline,
-measured in the same run), and writes the run's report (report.html, run.json, frontier.png) to `--out`.
+The local models run for real (SmolLM2-135M, Qwen2.5-Coder-0.5B and, when pulled, Qwen2.5-Coder-1.5B); the strong
+model is the scripted upstream's `oracle` (tests/support/upstream_oracle.py: right at GPT-4's published rates,
+priced like GPT-4o at $2.50/$10 per million tokens), and the router is swept over λ (its curve; its choices are
+answered from the models' cached answers, so the sweep costs only routing decisions).
 
-    .venv/bin/python bench/eval_frontier.py --limit 40 --out docs/eval_gsm8k
+    .venv/bin/python bench/eval_frontier.py [--limit 200] [--out docs/eval] [--suites gsm8k,cmmlu]
+
+Writes OUT/<suite>/report.html, run.json and frontier.png, and prints each run's table. Interrupted, it resumes:
+the eval cache keeps every answer already paid for.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -20,65 +22,61 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-from _common import BAIMO_BIN, REPO_ROOT, dump_json, ensure_local_model, local_model_entry, print_table
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.upstream import ScriptedUpstream
-from tests.support.upstream_oracle import OracleBehaviour
+from bench._common import BAIMO_BIN, print_table  # noqa: E402
+from tests.support.upstream import Behaviour, ScriptedUpstreamProcess  # noqa: E402
 
-GSM8K = REPO_ROOT.parent / "shared" / "data" / "eval" / "gsm8k" / "test.jsonl"
+LOCAL = {"local/smollm2-135m": "SmolLM2-135M-Instruct.Q4_1.gguf",
+         "local/qwen2.5-coder-0.5b": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+         "local/qwen2.5-coder-1.5b": "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"}
+LAMS = "0,0.02,0.1,0.25,1,4"
+
+
+def models_dir() -> Path:
+    env = os.environ.get("BAIMO_MODELS_DIR")
+    return Path(env) if env else Path.home() / ".baimo" / "models"
+
+
+def config(upstream_url: str, local: dict[str, Path]) -> str:
+    lines = ["default_model: baimo/auto", "privacy:", "  mode: \"off\"", "models:"]
+    for mid, path in local.items():
+        lines += [f"  - id: {mid}", "    kind: llamacpp", f"    path: {path}", "    threads: 1",
+                  "    max_output_tokens: 256"]
+    lines += ["  - id: remote/strong", "    kind: openai", f"    base_url: {upstream_url}",
+              "    upstream_model: oracle", "    price_input: 2.5", "    price_output: 10", "    strength: 0.92",
+              "routers:", "  - id: baimo/auto", "    strategy: auto", "    retrain_every: null"]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--limit", type=int, default=40, help="GSM8K test questions (the first N)")
-    ap.add_argument("--local", default="smollm2", help="the local model (bench/_common.py LOCAL_MODELS)")
-    ap.add_argument("--sweep", default="0,1,10", help="λ values of baimo/auto's sweep")
-    ap.add_argument("--strong-accuracy", type=float, default=0.92, help="share the scripted strong model gets right")
-    ap.add_argument("--max-tokens", type=int, default=192)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--limit", type=int, default=200)
+    ap.add_argument("--suites", default="gsm8k,cmmlu")
+    ap.add_argument("--out", default="docs/eval")
+    ap.add_argument("--home", help="BAIMO_HOME to use (default: a new temporary one); reuse it to resume")
     ap.add_argument("--concurrency", type=int, default=2)
-    ap.add_argument("--out", default=str(REPO_ROOT / "docs" / "eval_gsm8k"), help="report folder")
-    ap.add_argument("--json", default=None, help="write the results as JSON to this path (- for stdout)")
     args = ap.parse_args()
 
-    ensure_local_model(args.local)
-    local = local_model_entry(args.local, threads=1)
-    local.update({"parallel": 2, "price_input": 0.0, "price_output": 0.0, "strength": 0.1})
-    oracle = OracleBehaviour.from_jsonl(GSM8K, accuracy=args.strong_accuracy, limit=args.limit)
-    with ScriptedUpstream({"strong": oracle}) as up, tempfile.TemporaryDirectory(prefix="baimo-eval-") as home:
-        config = {"default_model": local["id"], "privacy": {"mode": "off"},
-                  "models": [local, {"id": "remote/strong", "kind": "openai", "base_url": up.base_url,
-                                     "upstream_model": "strong", "price_input": 2.5, "price_output": 10.0,
-                                     "strength": 0.95, "description": "scripted strong model (gold answers)"}],
-                  "routers": [{"id": "baimo/auto", "strategy": "auto", "candidates": [local["id"], "remote/strong"],
-                               "retrain_every": None}]}
-        Path(home, "baimo.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-        env = {**os.environ, "BAIMO_HOME": home, "BAIMO_EVAL_DATA": str(GSM8K.parents[1])}
-        started = time.perf_counter()
-        out = subprocess.run([str(BAIMO_BIN), "eval", "run", "gsm8k", "--models",
-                              f"{local['id']},remote/strong,baimo/auto", "--sweep-lam", args.sweep,
-                              "--limit", str(args.limit), "--max-tokens", str(args.max_tokens),
-                              "--concurrency", str(args.concurrency), "--json", "--report", args.out],
-                             env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - started
-    if out.returncode != 0:
-        sys.exit(f"baimo eval run failed ({out.returncode}):\n{out.stderr[-3000:]}")
-    run = json.loads(out.stdout)
-    base = next(t for t in run["targets"] if t["id"] == "remote/strong")
-    rows = []
-    for t in run["targets"]:
-        name = t["id"] if t.get("lam") is None else f"{t['router']} λ={t['lam']:g}"
-        lo, hi = t["ci95"]
-        share = ", ".join(f"{m.split('/')[-1]} {v:.0%}" for m, v in t["served_share"].items())
-        rows.append([name, f"{t['accuracy']:.1%}", f"[{lo:.1%}, {hi:.1%}]", f"{t['accuracy'] / base['accuracy']:.2f}",
-                     f"{t['cost_per_item_usd']:.6f}",
-                     f"{t['cost_per_item_usd'] / base['cost_per_item_usd']:.2f}" if base["cost_per_item_usd"] else "-",
-                     f"{t['latency_ms']['p50']:.0f}", share])
-    print_table(f"GSM8K first {args.limit}: accuracy and cost per item vs remote/strong alone (same run; "
-                f"wall {wall:.0f} s)",
-                ["target", "accuracy", "95 % CI", "x strong", "USD/item", "x strong", "p50 ms", "served by"], rows,
-                notes=[f"report: {args.out}/report.html; run {run['run_id']}"])
-    dump_json(args.json, run)
+    local = {mid: models_dir() / f for mid, f in LOCAL.items() if (models_dir() / f).exists()}
+    if not local:
+        raise SystemExit(f"no local model in {models_dir()}: run `baimo models pull` first")
+    home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="baimo-frontier-"))
+    home.mkdir(parents=True, exist_ok=True)
+    print(f"BAIMO_HOME={home}", file=sys.stderr)
+    timings = []
+    with ScriptedUpstreamProcess({"oracle": Behaviour("oracle")}) as up:
+        (home / "baimo.yaml").write_text(config(up.base_url, local), encoding="utf-8")
+        env = {**os.environ, "BAIMO_HOME": str(home)}
+        for suite in args.suites.split(","):
+            out = Path(args.out) / suite.replace(":", "-")
+            t0 = time.perf_counter()
+            subprocess.run([str(BAIMO_BIN), "eval", "run", suite, "--models",
+                            ",".join([*local, "remote/strong", "baimo/auto"]), "--sweep-lam", LAMS,
+                            "--limit", str(args.limit), "--max-tokens", "48", "--concurrency",
+                            str(args.concurrency), "--report", str(out)], env=env, check=True)
+            timings.append((suite, args.limit, time.perf_counter() - t0, str(out / "report.html")))
+    print_table("Evaluation runs", ["suite", "items", "seconds", "report"], timings)
 
 
 if __name__ == "__main__":
