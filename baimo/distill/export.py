@@ -98,7 +98,8 @@ def _ratings(s: Any, response_ids: list[str]) -> dict[str, float]:
     return out
 
 
-def _personas(s: Any, response_ids: list[str]) -> dict[str, str | None]:
+def personas_of(s: Any, response_ids: list[str]) -> dict[str, str | None]:
+    """The persona each response was given as (from its usage record; None when none)."""
     out: dict[str, str | None] = {}
     for i in range(0, len(response_ids), 500):
         rows = s.execute(select(UsageRecord.response_id, UsageRecord.persona).where(
@@ -135,7 +136,7 @@ def answer_rows(db: Database, teachers: list[str], opts: ExportOptions) -> list[
                                  "_created": _aware(m.created_at)})
                 context.append(turn)
         ids = [r["meta"]["response_id"] for r in rows if r["meta"]["response_id"]]
-        ratings, personas = _ratings(s, ids), _personas(s, ids)
+        ratings, personas = _ratings(s, ids), personas_of(s, ids)
     for r in rows:
         rid = r["meta"]["response_id"]
         r["meta"]["rating"] = ratings.get(rid)

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 
 from baimo.distill.dedup import dedupe, normalise
-from baimo.distill.export import ExportOptions, ExportStats, answer_rows
+from baimo.distill.export import ExportOptions, ExportStats, answer_rows, personas_of
 from baimo.distill.scrub import scrub_messages
 from baimo.metering.principal import owner_clause
 from baimo.store.database import Database
@@ -64,7 +64,11 @@ def cascade_pairs(db: Database, opts: ExportOptions) -> list[dict[str, Any]]:
             .order_by(Outcome.id))
     pairs = []
     with db.session() as s:
-        for outcome, answer in s.execute(stmt).all():
+        found = s.execute(stmt).all()
+        personas = personas_of(s, [a.response_id for _, a in found]) if opts.persona is not None else {}
+        for outcome, answer in found:
+            if opts.persona is not None and personas.get(answer.response_id) != opts.persona:
+                continue
             if opts.since is not None and answer.created_at.replace(tzinfo=None) < opts.since.replace(tzinfo=None):
                 continue
             context = [{"role": m.role, "content": m.content} for m in s.scalars(

@@ -107,7 +107,7 @@ def test_task_is_deterministic_disjoint_and_checked_exactly() -> None:
     prompts = {r["messages"][0]["content"] for r in train}
     assert len(prompts) == 200 and not prompts & {item["question"] for item in suite[1:]}
     loaded = parse_suite([json.dumps(line) for line in suite], "test.jsonl")
-    assert (loaded.kind, len(loaded.items)) == ("json_schema", 50)
+    assert (loaded.kind, len(loaded.items), loaded.verbatim) == ("json_schema", 50, True)  # no schema shown
     row = train[0]
     expected = row["meta"]["expected"]
     assert set(expected) == {"intent", "city", "date"}

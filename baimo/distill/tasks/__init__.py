@@ -3,7 +3,8 @@ SmolLM2-135M fails and a LoRA learns in a few hundred steps, with an exact-match
 
 `make_task(name, train, test, seed)` gives SFT rows (chat format) and a held-out evaluation suite in the format of
 baimo/evaluation/suites.py (kind `json_schema`, each item's schema pinning every field with `const`, so the suite
-checks exact field values while accepting any JSON whitespace). Train and test never share a prompt.
+checks exact field values while accepting any JSON whitespace). The suite is `verbatim`: each question is sent
+exactly as in training, with no schema shown (it holds the answer). Train and test never share a prompt.
 """
 
 from __future__ import annotations
