@@ -14,7 +14,7 @@ PORT       ?= 8000
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,distill]'  # distill: torch (CPU build), trl, peft: tests train a LoRA
 	touch $@
 
 ## install: the venv, then the local engine (llama-server compiles once per machine, ~20 minutes on 2 cores,
@@ -63,9 +63,11 @@ pgvector:
 		fi; \
 	fi
 
-## test-models: the small local model the tests run for real (SmolLM2-135M, 98 MB)
+## test-models: the small local model the tests run for real (SmolLM2-135M, 98 MB), and its dequantized copy that
+## `baimo distill train` starts from (transformers reads the GGUF once, ~1 minute; the tests then load it in seconds)
 test-models: install
-	BAIMO_HOME=$$(mktemp -d) BAIMO_MODELS_DIR=$(TEST_MODELS) $(BIN)/baimo models pull local/smollm2-135m
+	h=$$(mktemp -d) && BAIMO_HOME=$$h BAIMO_MODELS_DIR=$(TEST_MODELS) $(BIN)/baimo models pull local/smollm2-135m && \
+	BAIMO_HOME=$$h BAIMO_MODELS_DIR=$(TEST_MODELS) $(BIN)/baimo distill prepare local/smollm2-135m
 
 lint: install
 	$(BIN)/ruff check baimo tests bench

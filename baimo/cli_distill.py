@@ -226,3 +226,6 @@ def task_list(as_json: JsonOpt = False) -> None:
         return
     for r in rows:
         typer.echo(f"{r['name']}  {r['description']}")
+
+# registers train, convert, register, prepare (T) and compare, promote (coordinator) on distill_app
+from baimo import cli_distill_promote, cli_distill_train  # noqa: E402,F401

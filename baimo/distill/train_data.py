@@ -14,7 +14,6 @@ turns of a multi-turn chat are context, not targets. `meta` is dropped.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -38,26 +37,17 @@ def _messages(obj: Any, where: str) -> list[dict[str, str]]:
     return [_message(m, where) for m in obj]
 
 
-def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """The objects of a JSONL file with their 1-based line numbers; blank lines are skipped.
+def _rows(path: Path, param: str) -> list[tuple[str, dict[str, Any]]]:
+    """The objects of a JSONL file (baimo.distill.dedup.read_jsonl), each with `FILE row N` for messages.
 
-    Raises InvalidRequest naming the line of the first one that is not a JSON object, or when there is none."""
+    Raises InvalidRequest when the file is missing, a line is not a JSON object, or there is no row."""
+    from baimo.distill.dedup import read_jsonl
+
     if not path.is_file():
-        raise InvalidRequest(f"{path}: no such file", param="data")
-    rows: list[tuple[int, dict[str, Any]]] = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidRequest(f"{path}:{n}: not JSON: {exc.msg}", param="data") from None
-            if not isinstance(obj, dict):
-                raise InvalidRequest(f"{path}:{n}: expected a JSON object", param="data")
-            rows.append((n, obj))
+        raise InvalidRequest(f"{path}: no such file", param=param)
+    rows = [(f"{path} row {n}", row) for n, row in enumerate(read_jsonl(path), 1)]
     if not rows:
-        raise InvalidRequest(f"{path}: no rows", param="data")
+        raise InvalidRequest(f"{path}: no rows", param=param)
     return rows
 
 
@@ -101,9 +91,9 @@ def dpo_example(row: dict[str, Any], where: str = "row") -> dict[str, list[dict[
 
 def load_sft(path: Path) -> list[dict[str, list[dict[str, str]]]]:
     """Every row of an SFT JSONL file as prompt-completion examples (see `sft_example`)."""
-    return [sft_example(row, f"{path}:{n}") for n, row in read_jsonl(path)]
+    return [sft_example(row, where) for where, row in _rows(path, "data")]
 
 
 def load_dpo(path: Path) -> list[dict[str, list[dict[str, str]]]]:
     """Every row of a preference-pair JSONL file as DPO examples (see `dpo_example`)."""
-    return [dpo_example(row, f"{path}:{n}") for n, row in read_jsonl(path)]
+    return [dpo_example(row, where) for where, row in _rows(path, "dpo")]

