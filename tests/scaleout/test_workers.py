@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.scaleout.conftest import Topology, pids_of_tree
 
@@ -41,6 +43,13 @@ def test_workers_share_one_llama_server_owned_by_the_main_process(topology: Topo
             chunks = list(client.chat.completions.create(
                 model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=4, stream=True))
             assert chunks[-1].choices[0].finish_reason in ("length", "stop")
+    # /metrics sums every worker's counts (prometheus_client's multiprocess mode), whichever worker answers it
+    for _ in range(4):  # new connections: both workers answer some of these scrapes
+        families = text_string_to_metric_families(httpx.get(server.url + "/metrics", timeout=30).text)
+        served = sum(sample.value for f in families if f.name == "baimo_requests" for sample in f.samples
+                     if sample.name == "baimo_requests_total" and sample.labels.get("model") == MODEL
+                     and sample.labels.get("status") == "200")
+        assert served == 6
     engines = [p for p in pids_of_tree(server.proc.pid) if "llama-server" in cmdline(p)]
     assert len(engines) == 1 and parent(engines[0]) == server.proc.pid  # once, by the main process
     with pytest.raises(openai.BadRequestError) as exc:  # the workers' own checks still apply
