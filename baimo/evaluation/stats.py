@@ -57,8 +57,8 @@ def paired_mcnemar(first: dict[str, bool], second: dict[str, bool]) -> dict[str,
 def summarize(target: dict[str, Any], items: list[dict[str, Any]], *, judged: bool = False) -> dict[str, Any]:
     """Fill a target entry of the run JSON from its item results: n, scored, correct, accuracy, ci95 (Wilson),
     mean_score (judged kinds only), cost_usd (every call's cost, cached ones at what they cost when made),
-    cost_per_item_usd, tokens, latency_ms p50/p95 (cached answers left out: they took no time), served_share,
-    errors. `items` are the contract's item dicts plus "prompt_tokens"/"completion_tokens"."""
+    cost_per_item_usd, tokens, latency_ms p50/p95 (failed calls left out; a cached answer, like its cost, counts
+    at what it took when it was made), served_share, errors. `items` are the contract's item dicts plus "prompt_tokens"/"completion_tokens"."""
     scored = [r for r in items if r.get("correct") is not None]
     correct = sum(1 for r in scored if r["correct"])
     scores = [r["score"] for r in items if r.get("score") is not None]
@@ -73,7 +73,7 @@ def summarize(target: dict[str, Any], items: list[dict[str, Any]], *, judged: bo
         "cost_usd": round(cost, 8), "cost_per_item_usd": round(cost / len(items), 10) if items else 0.0,
         "prompt_tokens": sum(int(r.get("prompt_tokens") or 0) for r in items),
         "completion_tokens": sum(int(r.get("completion_tokens") or 0) for r in items),
-        "latency_ms": percentiles([r["latency_ms"] for r in items if not r.get("cached") and not r.get("error")]),
+        "latency_ms": percentiles([r["latency_ms"] for r in items if not r.get("error")]),
         "served_share": {m: round(k / total_served, 4) for m, k in served.most_common()},
         "errors": sum(1 for r in items if r.get("error")),
     })

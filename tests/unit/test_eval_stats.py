@@ -60,7 +60,7 @@ def test_summarize() -> None:
     assert t["accuracy"] == pytest.approx(2 / 3, abs=1e-4) and t["ci95"] == pytest.approx(wilson(2, 3), abs=1e-4)
     assert t["cost_usd"] == pytest.approx(0.06) and t["cost_per_item_usd"] == pytest.approx(0.015)
     assert t["served_share"] == {"a": pytest.approx(2 / 3, abs=1e-4), "b": pytest.approx(1 / 3, abs=1e-4)}
-    assert t["latency_ms"] == {"p50": 200.0, "p95": 290.0}  # cached answers and errors left out
+    assert t["latency_ms"] == {"p50": 100.0, "p95": 280.0}  # errors left out; a cached answer as it was made
     assert t["mean_score"] is None and (t["prompt_tokens"], t["completion_tokens"]) == (30, 15)
     judged = summarize({"id": "j"}, [{**items[0], "score": 8.0}, {**items[1], "score": 5.0}], judged=True)
     assert judged["mean_score"] == 6.5
