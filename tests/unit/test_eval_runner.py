@@ -172,3 +172,29 @@ def test_kb_qa_scores_retrieval_hits_and_judges_faithfulness(up: ScriptedUpstrea
     judged = [r.body["messages"][0]["content"] for r in up.requests_for("/chat/completions")
               if r.body["model"] == "judge"]
     assert len(judged) == 2 and all("[Passages]" in j for j in judged)
+
+
+def test_a_persona_is_evaluated_with_its_instructions_and_metered(up: ScriptedUpstream) -> None:
+    async def go() -> dict[str, Any]:
+        state = AppState.build(Settings())
+        try:
+            state.personas.create("tutor", model="remote/small", instructions="You are a patient maths tutor.")
+            return await run_suite(state, "arith-bilingual", ["persona/tutor"], limit=2)
+        finally:
+            await state.close()
+
+    run = asyncio.run(go())
+    t = run["targets"][0]
+    assert (t["id"], t["kind"], t["n"], t["served_share"]) == ("persona/tutor", "persona", 2, {"remote/small": 1.0})
+    sent = [r.body["messages"] for r in up.requests_for("/chat/completions") if r.body["model"] == "echo"]
+    assert len(sent) == 2 and all(m[0] == {"role": "system", "content": "You are a patient maths tutor."}
+                                  for m in sent)
+    from baimo.store.database import Database
+
+    db = Database(Settings().db_url)
+    try:
+        with db.engine.connect() as c:
+            rows = c.exec_driver_sql("SELECT endpoint, persona, model FROM usage").fetchall()
+    finally:
+        db.close()
+    assert sorted(map(tuple, rows)) == [("eval", "tutor", "remote/small")] * 2
