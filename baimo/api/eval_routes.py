@@ -7,6 +7,7 @@ its owner's runs only, an admin sees all; another owner's run answers exactly li
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -20,15 +21,18 @@ from baimo.metering.principal import Principal
 
 router = APIRouter(prefix="/api/eval", tags=["evaluation"], dependencies=[Depends(principal)])
 RunId = Path(description="A run id (32 hex digits), as `baimo eval list` prints it.")
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def visible_run(s: AppState, run_id: str, who: Principal) -> dict[str, Any]:
     """The run JSON of `run_id` when `who` may see it; NotFound (param `run_id`) otherwise, the same for a run
     that does not exist and for another owner's (no prefix lookup: a prefix could tell runs apart)."""
-    try:
-        run = EvalStore(s.db).load_run(run_id)
-    except BaimoError:
-        run = None
+    run = None
+    if RUN_ID.match(run_id):  # anything else cannot be a run (and never reaches the database)
+        try:
+            run = EvalStore(s.db).load_run(run_id)
+        except BaimoError:
+            run = None
     if run is None or run["run_id"] != run_id or not who.sees(run.get("owner")):
         raise NotFound(f"No evaluation run '{run_id}'.", param="run_id", code="run_not_found")
     return run
