@@ -12,7 +12,8 @@ from typing import Any
 
 from baimo.evaluation.suites import Suite
 
-__all__ = ["answer_messages", "faithfulness_messages", "judge_messages", "pairwise_messages"]
+__all__ = ["answer_messages", "faithfulness_messages", "judge_messages", "multi_turn_judge_messages",
+           "pairwise_messages"]
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
 
@@ -123,6 +124,25 @@ def judge_messages(item: dict[str, Any], answer: str) -> list[dict[str, str]]:
                  if item.get("reference") else "")
     return [{"role": "user", "content": _SINGLE.format(extra=extra, question=item["question"], reference=reference,
                                                        answer=answer)}]
+
+
+_MULTI = (
+    "Please act as an impartial judge and evaluate the quality of the response provided by an AI assistant to the "
+    "user question displayed below. Your evaluation should consider factors such as the helpfulness, relevance, "
+    "accuracy, depth, creativity, and level of detail of the response.{extra} You evaluation should focus on the "
+    "assistant's answer to the last user question. Begin your evaluation by providing a short explanation. Be as "
+    "objective as possible. After providing your explanation, you must rate the response on a scale of 1 to 10 by "
+    "strictly following this format: \"[[rating]]\", for example: \"Rating: [[5]]\".\n\n"
+    "<|The Start of Assistant A's Conversation with User|>\n\n{conversation}\n\n"
+    "<|The End of Assistant A's Conversation with User|>")
+
+
+def multi_turn_judge_messages(item: dict[str, Any], dialogue: list[tuple[str, str]]) -> list[dict[str, str]]:
+    """MT-Bench's multi-turn grading prompt ("single-v1-multi-turn"): the whole conversation, rated on its last
+    answer. `dialogue` is [(question, answer), ...] in order."""
+    extra = f" Use this rubric: {item['rubric']}" if item.get("rubric") else ""
+    conversation = "\n\n".join(f"### User:\n{q}\n\n### Assistant A:\n{a}" for q, a in dialogue)
+    return [{"role": "user", "content": _MULTI.format(extra=extra, conversation=conversation)}]
 
 
 def pairwise_messages(item: dict[str, Any], a: str, b: str) -> list[dict[str, str]]:

@@ -232,6 +232,37 @@ class Runner:
         verdict = await self.call(self.params.judge, messages)
         return extract_rating(verdict.text)
 
+    async def _judged(self, target: Target, item: dict[str, Any], messages: list[dict[str, Any]], first: Answer,
+                      result: dict[str, Any]) -> float | None:
+        """The judge's rating of a judged item. With further `turns` (MT-Bench's second question), the target
+        answers each in the same conversation and the judge rates every turn (the later ones with MT-Bench's
+        multi-turn template); the score is the mean of the turn ratings (MT-Bench's overall score), `extracted`
+        lists them, and cost, tokens and latency add up over the turns. None when a rating is missing."""
+        turns = [str(t) for t in item.get("turns") or []][1:]
+        ratings = [await self._judge(prompts.judge_messages(item, first.text))]
+        history = [*messages, {"role": "assistant", "content": first.text}]
+        dialogue = [(str(item["question"]), first.text)]
+        for turn in turns:
+            history.append({"role": "user", "content": turn})
+            try:
+                ans = await self.call(target.call_id, list(history))
+            except BaimoError as exc:
+                result["error"] = " ".join(exc.message.split())
+                return None
+            history.append({"role": "assistant", "content": ans.text})
+            dialogue.append((turn, ans.text))
+            for key, value in (("cost_usd", ans.cost_usd), ("latency_ms", ans.latency_ms),
+                               ("prompt_tokens", ans.prompt_tokens), ("completion_tokens", ans.completion_tokens)):
+                result[key] += value
+            result["cached"] = result["cached"] and ans.cached
+            result["answer"] = ans.text
+            ratings.append(await self._judge(prompts.multi_turn_judge_messages(item, dialogue)))
+        if len(ratings) > 1:
+            result["extracted"] = "/".join("-" if r is None else f"{r:g}" for r in ratings)
+        if any(r is None for r in ratings):
+            return None
+        return round(sum(r for r in ratings if r is not None) / len(ratings), 3)
+
     async def score(self, target: Target, item: dict[str, Any]) -> dict[str, Any]:
         """The result of one item for one target: the contract's item dict plus answer and tokens."""
         kind = self.suite.kind
@@ -255,10 +286,10 @@ class Runner:
             if kind in ("multiple_choice", "numeric", "exact", "json_schema"):
                 result["correct"], result["extracted"], result["error"] = self._score_direct(item, ans.text)
             elif kind == "judged":
-                rating = await self._judge(prompts.judge_messages(item, ans.text))
+                rating = await self._judged(target, item, messages, ans, result)
                 result["score"] = rating
                 result["correct"] = None if rating is None else rating >= self.suite.pass_score
-                result["error"] = None if rating is not None else "the judge gave no rating"
+                result["error"] = result["error"] or (None if rating is not None else "the judge gave no rating")
             elif kind == "kb_qa":
                 expected = str(item["expected_source"])
                 result["expected"] = expected

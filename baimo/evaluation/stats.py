@@ -58,7 +58,8 @@ def summarize(target: dict[str, Any], items: list[dict[str, Any]], *, judged: bo
     """Fill a target entry of the run JSON from its item results: n, scored, correct, accuracy, ci95 (Wilson),
     mean_score (judged kinds only), cost_usd (every call's cost, cached ones at what they cost when made),
     cost_per_item_usd, tokens, latency_ms p50/p95 (failed calls left out; a cached answer, like its cost, counts
-    at what it took when it was made), served_share, errors. `items` are the contract's item dicts plus "prompt_tokens"/"completion_tokens"."""
+    at what it took when it was made), served_share, errors. `items` are the contract's item dicts plus
+    "prompt_tokens" and "completion_tokens"."""
     scored = [r for r in items if r.get("correct") is not None]
     correct = sum(1 for r in scored if r["correct"])
     scores = [r["score"] for r in items if r.get("score") is not None]

@@ -10,7 +10,8 @@ Kinds and their item fields (`id` is optional everywhere; the line number is use
 - `multiple_choice`: question, choices (a list, lettered A, B, ... or a {letter: text} mapping), answer (a letter)
 - `exact`: question, answer (a string; compared after case folding and trimming)
 - `numeric`: question, answer (a number, or GSM8K's solution text ending in "#### N")
-- `judged`: question, optional rubric and reference; a judge model rates the answer 1-10 (MT-Bench single)
+- `judged`: question, optional rubric, reference and turns (the question and its follow-ups, asked in one
+  conversation); a judge model rates each answer 1-10 (MT-Bench single and multi-turn), the score is their mean
 - `pairwise`: question; a judge compares two targets' answers (MT-Bench pairwise, both orders)
 - `kb_qa`: question, knowledge (a base name), expected_source (a document source; a substring is enough), optional
   expected_passage (text the retrieved passage holds); scores retrieval hit@k and judges the answer's faithfulness
@@ -18,7 +19,8 @@ Kinds and their item fields (`id` is optional everywhere; the line number is use
 
 The SUITE argument of `baimo eval run` is a built-in name (`baimo eval suites`), a path, or one of the shared
 datasets read from `BAIMO_EVAL_DATA` (default `../shared/data/eval` next to the repository): `gsm8k` (MIT), `cmmlu`
-or `cmmlu:<subject>` (CC BY-NC-SA 4.0: evaluation only, never shipped in the package), `mt-bench` (Apache-2.0).
+or `cmmlu:<subject>` (CC BY-NC-SA 4.0: evaluation only, never shipped in the package), `mt-bench` (Apache-2.0;
+both turns of each question).
 """
 
 from __future__ import annotations
@@ -175,7 +177,8 @@ def _mt_bench(data: Path) -> Suite:
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             q = json.loads(line)
-            item = {"id": str(q["question_id"]), "question": q["turns"][0], "category": q.get("category")}
+            item = {"id": str(q["question_id"]), "question": q["turns"][0], "turns": q["turns"],
+                     "category": q.get("category")}
             if q.get("reference"):
                 item["reference"] = q["reference"][0]
             items.append(item)

@@ -198,3 +198,20 @@ def test_a_persona_is_evaluated_with_its_instructions_and_metered(up: ScriptedUp
     finally:
         db.close()
     assert sorted(map(tuple, rows)) == [("eval", "tutor", "remote/small")] * 2
+
+
+def test_a_multi_turn_judged_item_is_asked_in_one_conversation(up: ScriptedUpstream, tmp_path: Path) -> None:
+    path = tmp_path / "two-turns.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        {"suite": {"name": "two-turns", "kind": "judged"}},
+        {"id": "t1", "question": "Name a fruit.", "turns": ["Name a fruit.", "Now say why you chose it."]}]))
+    run = evaluate(str(path), ["remote/small"], judge="remote/judge")
+    item = run["items"][0]
+    assert (item["score"], item["extracted"], item["correct"]) == (8.0, "8/8", True)
+    asked = [r.body["messages"] for r in up.requests_for("/chat/completions") if r.body["model"] == "echo"]
+    assert [m["content"] for m in asked[1]] == ["Name a fruit.", "Name a fruit.", "Now say why you chose it."]
+    assert [m["role"] for m in asked[1]] == ["user", "assistant", "user"]  # the follow-up sees the first answer
+    judged = [r.body["messages"][0]["content"] for r in up.requests_for("/chat/completions")
+              if r.body["model"] == "judge"]
+    multi = next(j for j in judged if "### User:" in j)
+    assert multi.index("Name a fruit.") < multi.index("Now say why you chose it.") and len(judged) == 2

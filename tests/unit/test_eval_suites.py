@@ -75,6 +75,7 @@ def test_shared_datasets() -> None:
     assert len(load_suite("cmmlu").items) > len(cm.items)
     mt = load_suite("mt-bench")
     assert mt.kind == "judged" and len(mt.items) == 80 and mt.items[0]["id"] == "81"
+    assert len(mt.items[0]["turns"]) == 2 and mt.items[0]["turns"][0] == mt.items[0]["question"]
 
 
 def test_data_dir_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
