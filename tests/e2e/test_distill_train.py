@@ -46,10 +46,6 @@ def test_train_checkpoint_resume_convert_register_and_serve(tmp_path: Path) -> N
     assert (run / "checkpoints" / "checkpoint-3" / "adapter_model.safetensors").is_file()
     assert "sft step 3/3" in first.stderr and "steps/s" in first.stderr and "ETA" in first.stderr
 
-    again = _baimo(home, "distill", "train", "--base", "local/smollm2-135m", "--data", str(data), "--out", "orders",
-                   "--steps", "3", *common)
-    assert again.returncode != 0 and "--resume" in again.stderr  # never silently over an earlier run
-
     resumed = _baimo(home, "distill", "train", "--out", "orders", "--resume", "--steps", "5", "--json")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     report = json.loads(resumed.stdout)
@@ -92,7 +88,6 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
         (["--out", "x", "--resume"], "--base and --data are required"),
         (["--out", "x", "--base", "local/nope", "--data", str(data)], "no model 'local/nope'"),
         (["--out", "x", "--base", "local/smollm2-135m", "--data", str(data)], "last message must be the assistant"),
-        (["--out", "x", "--base", "local/smollm2-135m", "--data", str(data), "--lora-r", "0"], "--lora-r"),
     ]
     for args, expected in cases:
         proc = _baimo(home, "distill", "train", *args)
