@@ -2,10 +2,14 @@
 (MinHash LSH over character 5-grams, from the maintained `datasketch` library).
 
 Normalisation: Unicode NFKC (full-width to half-width), lower case, runs of whitespace to one space. Character
-5-grams (not words) so that Chinese text, which has no spaces, is compared as well as English. Two rows whose
-estimated Jaccard similarity of 5-gram sets is at least `threshold` (default 0.85) are near-duplicates; the
-estimate uses 128 permutations (standard error ~ 1/sqrt(128) ~ 0.09 on the similarity, see Broder 1997 and
-datasketch's MinHash docs). The first row seen is kept, so callers order rows best first.
+5-grams (not words) so that Chinese text, which has no spaces, is compared as well as English. Two rows are
+near-duplicates when the estimated Jaccard similarity of the 5-gram sets is at least `threshold` (default 0.85)
+for their answers (the last message; LSH finds the candidates) *and* for their prompts (everything before it):
+comparing the whole text instead would merge distinct rows of a templated prompt (a long shared instruction, a
+short varying request), and when their answers hold the same numbers (answers that differ only in a date or an
+amount are different data, however similar their text). The estimate uses 128 permutations (standard error
+~ 1/sqrt(128) ~ 0.09 on the similarity; Broder 1997, datasketch's MinHash docs). The first row seen is kept, so
+callers order rows best first.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ NUM_PERM = 128
 SHINGLE = 5
 DEFAULT_THRESHOLD = 0.85
 _SPACE = re.compile(r"\s+")
+_NUMBERS = re.compile(r"\d+")
 
 
 def normalise(text: str) -> str:
@@ -33,6 +38,16 @@ def row_text(row: dict[str, Any]) -> str:
     parts: list[Any] = row.get("messages") or [*row.get("prompt", []), *row.get("chosen", []),
                                                 *row.get("rejected", [])]
     return "\n".join(f"{m.get('role')}: {normalise(str(m.get('content') or ''))}" for m in parts)
+
+
+def _parts(row: dict[str, Any]) -> tuple[str, str]:
+    """(prompt text, answer text) of an SFT row (answer: its last message) or a pair (answer: chosen + rejected)."""
+    def text(msgs: list[dict[str, Any]]) -> str:
+        return "\n".join(normalise(str(m.get("content") or "")) for m in msgs)
+
+    if "messages" in row:
+        return text(row["messages"][:-1]), text(row["messages"][-1:])
+    return text(row.get("prompt", [])), text([*row.get("chosen", []), *row.get("rejected", [])])
 
 
 def row_hash(row: dict[str, Any]) -> str:
@@ -56,21 +71,25 @@ def dedupe(rows: Iterable[dict[str, Any]], *, near: bool = True,
 
     seen: set[str] = set()
     lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM) if near else None
+    prompts: dict[str, tuple[Any, list[str]]] = {}  # kept row's digest -> (its prompt's MinHash, answer's numbers)
     kept: list[dict[str, Any]] = []
     exact = similar = 0
     for row in rows:
-        text = row_text(row)
-        digest = hashlib.sha256(text.encode()).hexdigest()
+        digest = hashlib.sha256(row_text(row).encode()).hexdigest()
         if digest in seen:
             exact += 1
             continue
         seen.add(digest)
         if lsh is not None:
-            mh = _minhash(text)
-            if lsh.query(mh):
+            prompt, answer = _parts(row)
+            answer_mh, prompt_mh = _minhash(answer), _minhash(prompt)
+            numbers = _NUMBERS.findall(answer)
+            if any(prompt_mh.jaccard(prompts[other][0]) >= threshold and prompts[other][1] == numbers
+                   for other in lsh.query(answer_mh)):
                 similar += 1
                 continue
-            lsh.insert(digest, mh)
+            lsh.insert(digest, answer_mh)
+            prompts[digest] = (prompt_mh, numbers)
         kept.append(row)
     return kept, exact, similar
 

@@ -56,13 +56,19 @@ def test_dedupe_drops_exact_and_near_duplicates_keeping_the_first() -> None:
             "Sea near Rotterdam after about 1,230 kilometres.")
     rows = [_row("Tell me about the Rhine.", long),
             _row("tell me about   the RHINE.", long),                                  # same after normalising
-            _row("Tell me about the Rhine!", long.replace("1,230", "1,232")),          # near: one digit, one mark
+            _row("Tell me about the Rhine!", long.replace("Sea near", "Sea, near")),   # near: two marks
             _row("莱茵河有多长？", "莱茵河全长约1230公里，发源于瑞士阿尔卑斯山，流经德国和荷兰，注入北海。"),
-            _row("Tell me about the Danube.", long.replace("Rhine", "Danube").replace("North Sea", "Black Sea"))]
+            _row("Tell me about the Danube.", long.replace("Rhine", "Danube").replace("North Sea", "Black Sea")),
+            _row("Tell me about the Rhine?", long.replace("1,230", "1,232"))]  # similar text, another number
     kept, exact, near = dedupe(rows)
     assert (exact, near) == (1, 1)
-    assert kept == [rows[0], rows[3], rows[4]]
-    assert dedupe(rows, near=False)[0] == [rows[0], rows[2], rows[3], rows[4]]
+    assert kept == [rows[0], rows[3], rows[4], rows[5]]
+    assert dedupe(rows, near=False)[0] == [rows[0], rows[2], rows[3], rows[4], rows[5]]
+
+
+def test_dedupe_keeps_distinct_rows_of_a_templated_prompt() -> None:
+    train, _ = make_task("travel-json", 300, 0, seed=5)  # a 200-character instruction, a short varying request
+    assert dedupe(train) == (train, 0, 0)
 
 
 def test_mix_counts_are_exact_by_largest_remainder() -> None:
