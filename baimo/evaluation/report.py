@@ -106,15 +106,29 @@ def frontier_figure(run: dict[str, Any]) -> Figure:
         ys = [100 * t["accuracy"] for t in pts]
         c = next(color)
         ax.plot(xs, ys, "-s", color=c, markersize=4, label=f"{router} (λ sweep)", gid=f"sweep:{router}")
+        lams: dict[tuple[float, float], list[str]] = defaultdict(list)  # λs that landed on the same point
         for t, x, y in zip(pts, xs, ys, strict=True):
-            ax.annotate(f"λ={t['lam']:g}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7, color=c)
+            lams[(x, y)].append(f"{t['lam']:g}")
+        widest = max(xs) or 1.0
+        for (x, y), names in lams.items():
+            far_right = x > 0.6 * widest  # left of the point, so the label stays inside the axes
+            ax.annotate(f"λ={', '.join(names)}", (x, y), textcoords="offset points",
+                        xytext=(-4, 6) if far_right else (4, -10), ha="right" if far_right else "left", fontsize=7,
+                        color=c)
     front = pareto_front(points_of(targets))
     if front:
         ax.step([p.cost for p in front], [100 * p.accuracy for p in front], where="post", linestyle="--",
                 color="#71717a", linewidth=1, label="Pareto front", gid="pareto-front")
+        tied: dict[tuple[float, float], list[str]] = defaultdict(list)  # equal points share one label
         for p in front:
-            ax.annotate(f"★ {p.label}", (p.cost, 100 * p.accuracy), textcoords="offset points", xytext=(5, 6),
-                        fontsize=8, fontweight="bold")
+            tied[(p.cost, p.accuracy)].append(p.label)
+        right = max(p.cost for p in front) or 1.0
+        for (cost, acc), names in tied.items():
+            far_right, top = cost > 0.6 * right, acc > 0.8  # keep the label inside the axes
+            ax.annotate("\n".join(f"★ {n}" for n in _merge_sweep_labels(names)), (cost, 100 * acc),
+                        textcoords="offset points", xytext=(-6 if far_right else 6, -8 if top else 8),
+                        ha="right" if far_right else "left", va="top" if top else "bottom", fontsize=8,
+                        fontweight="bold")
     _cost_scale(ax, [p.cost for p in points_of(targets)])
     suite = run.get("suite") or {}
     ax.set_title(f"Cost–quality frontier · {suite.get('name', '')} ({suite.get('items', '?')} items)", fontsize=10)
@@ -126,6 +140,21 @@ def frontier_figure(run: dict[str, Any]) -> Figure:
         ax.legend(fontsize=7, loc="best", framealpha=0.85)
     fig.tight_layout()
     return fig
+
+
+def _merge_sweep_labels(names: list[str]) -> list[str]:
+    """`["auto λ=0", "auto λ=0.1", "m"]` -> `["auto λ=0, 0.1", "m"]`: one line per router for tied λ points."""
+    out: list[str] = []
+    lams: dict[str, list[str]] = defaultdict(list)
+    for name in names:
+        router, sep, lam = name.partition(" λ=")
+        if sep:
+            if router not in lams:
+                out.append(router)
+            lams[router].append(lam)
+        else:
+            out.append(name)
+    return [f"{n} λ={', '.join(lams[n])}" if n in lams else n for n in out]
 
 
 def _cost_scale(ax: Any, costs: list[float]) -> None:
