@@ -144,8 +144,14 @@ def test_min_rating_and_since_filter(world: World, monkeypatch: pytest.MonkeyPat
 
 
 def test_export_sees_only_the_callers_owner(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    red = _export(world, tmp_path, "--no-scrub", key="alice")  # the CLI, as alice's key (BAIMO_API_KEY)
-    assert [_user(r) for r in red] == ["The red team's own question."]
+    general = tmp_path / "general.jsonl"
+    general.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"general {i}"},
+                                                        {"role": "assistant", "content": "ok"}]}) + "\n"
+                               for i in range(3)), encoding="utf-8")
+    red = _export(world, tmp_path, "--no-scrub", "--mix", "export=0.5,general=0.5", "--with", f"general={general}",
+                  "--size", "2", key="alice")  # the CLI, as alice's key (BAIMO_API_KEY), mixed with another source
+    assert [_user(r) for r in red if r["meta"]["source"] == "export"] == ["The red team's own question."]
+    assert [r["meta"]["source"] for r in red].count("general") == 1
     every = {_user(r) for r in _export_here(world, "admin", monkeypatch)}
     assert "The red team's own question." in every and "Tell me about rivers." in every
     blue = {_user(r) for r in _export_here(world, "bob", monkeypatch)}
