@@ -25,7 +25,7 @@ from baimo.backends import catalogue
 from baimo.config import BaimoConfig, Settings
 from baimo.distill.dedup import dedupe
 from baimo.distill.scrub import scrub_messages
-from baimo.errors import InvalidRequest
+from baimo.errors import ConfigError, InvalidRequest
 from baimo.metering.principal import Principal, owner_clause
 from baimo.store.database import Database
 from baimo.store.tables import Conversation, Message, Outcome, UsageRecord
@@ -63,7 +63,7 @@ def _weights_mb(m: Any, settings: Settings | None) -> float:
     if m.catalogue:
         try:
             return float(catalogue.entry(m.catalogue).size_mb)
-        except Exception:  # noqa: BLE001 - an unknown catalogue name is a config error reported elsewhere
+        except ConfigError:  # an unknown catalogue name: reported when the model is used
             return 0.0
     if m.path and settings is not None:
         path = catalogue.weights_path(m.path, None, settings.model_cache)

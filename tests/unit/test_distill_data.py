@@ -133,3 +133,17 @@ def test_task_items_validate_only_their_own_answer() -> None:
     jsonschema.validate(json.loads(first["answer"]), first["schema"])
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(json.loads(second["answer"]), first["schema"])
+
+
+def test_strong_models_are_the_remote_ones_and_the_largest_local_one() -> None:
+    from baimo.config import BaimoConfig
+    from baimo.distill.export import strong_models
+
+    config = BaimoConfig.model_validate({"models": [
+        {"id": "local/small", "kind": "llamacpp", "catalogue": "smollm2-135m-instruct-q4_1"},
+        {"id": "local/big", "kind": "llamacpp", "catalogue": "qwen2.5-coder-0.5b-instruct-q4_k_m"},
+        {"id": "remote/gpt", "kind": "openai", "base_url": "http://127.0.0.1:9/v1"}]})
+    assert strong_models(config) == ["remote/gpt", "local/big"]
+    assert strong_models(config, only=["local/small"]) == ["local/small"]
+    with pytest.raises(InvalidRequest, match="unknown model"):
+        strong_models(config, only=["local/none"])
