@@ -53,3 +53,13 @@ def test_terminal_table_has_a_row_per_target_and_stars_the_front() -> None:
     assert "remote/strong ★" in text and "remote/meh ★" not in text and "remote/meh" in text
     assert "30.0 % [14.5, 51.9]" in text  # 6/20
     assert text.count("★") == 3
+
+
+def test_targets_on_the_same_point_share_one_label() -> None:
+    run = make_run({"remote/strong": [True] * 4, "a@0": [True] * 4, "a@0.5": [True] * 4, "local/x": [False] * 4},
+                   cost_per_item={"remote/strong": 0.01, "a@0": 0.01, "a@0.5": 0.01},
+                   sweep={"a@0": ("baimo/auto", 0.0), "a@0.5": ("baimo/auto", 0.5)})
+    page = report_html(run)
+    svg = page[page.index("<svg"):page.index("</svg>")]
+    assert re.findall(r"★ ([^<]+)<", svg) == ["local/x", "baimo/auto λ=0, 0.5", "remote/strong"]
+    assert svg.count(">λ=0, 0.5<") == 1  # the sweep's tied λs: one annotation
