@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
-    gguf = ensure_local_model("smollm2-135m-instruct-q4_1")
+    gguf = ensure_local_model("smollm2")
     t = time.perf_counter()
     load_base(gguf)  # the dequantized copy, made once (not part of any timing below)
     prepare_s = time.perf_counter() - t
