@@ -71,7 +71,9 @@ def dedupe(rows: Iterable[dict[str, Any]], *, near: bool = True,
 
     seen: set[str] = set()
     lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM) if near else None
-    prompts: dict[str, tuple[Any, list[str]]] = {}  # kept row's digest -> (its prompt's MinHash, answer's numbers)
+    # kept row's digest -> (its prompt's MinHash, its answer's, the answer's numbers); LSH candidates are checked
+    # against the threshold, as LSH also returns some pairs below it
+    prompts: dict[str, tuple[Any, Any, list[str]]] = {}
     kept: list[dict[str, Any]] = []
     exact = similar = 0
     for row in rows:
@@ -84,12 +86,12 @@ def dedupe(rows: Iterable[dict[str, Any]], *, near: bool = True,
             prompt, answer = _parts(row)
             answer_mh, prompt_mh = _minhash(answer), _minhash(prompt)
             numbers = _NUMBERS.findall(answer)
-            if any(prompt_mh.jaccard(prompts[other][0]) >= threshold and prompts[other][1] == numbers
-                   for other in lsh.query(answer_mh)):
+            if any(prompts[other][2] == numbers and answer_mh.jaccard(prompts[other][1]) >= threshold
+                   and prompt_mh.jaccard(prompts[other][0]) >= threshold for other in lsh.query(answer_mh)):
                 similar += 1
                 continue
             lsh.insert(digest, answer_mh)
-            prompts[digest] = (prompt_mh, numbers)
+            prompts[digest] = (prompt_mh, answer_mh, numbers)
         kept.append(row)
     return kept, exact, similar
 

@@ -69,6 +69,12 @@ def test_dedupe_drops_exact_and_near_duplicates_keeping_the_first() -> None:
 def test_dedupe_keeps_distinct_rows_of_a_templated_prompt() -> None:
     train, _ = make_task("travel-json", 300, 0, seed=5)  # a 200-character instruction, a short varying request
     assert dedupe(train) == (train, 0, 0)
+    from baimo.distill.tasks.travel import INSTRUCTION
+
+    twins = [_row(f"{INSTRUCTION}I need a rental car in {city} on 2027-07-11.",
+                  json.dumps({"intent": "rent_car", "city": city, "date": "2027-07-11"}))
+             for city in ("Sydney", "Helsinki")]
+    assert dedupe(twins) == (twins, 0, 0)  # LSH proposes the pair; the answers' similarity is below the threshold
 
 
 def test_mix_counts_are_exact_by_largest_remainder() -> None:
