@@ -226,5 +226,6 @@ def distill_prepare(base: Annotated[str, typer.Argument(help="Local model id to 
     from baimo.distill.train import base_cache_dir, load_base
 
     _, gguf = _base_gguf(base)
-    load_base(gguf, _say)
+    if not (base_cache_dir(gguf) / "config.json").exists():
+        load_base(gguf, _say)
     _say(f"{base}: ready ({base_cache_dir(gguf)})")
