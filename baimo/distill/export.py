@@ -9,7 +9,8 @@ placeholders (baimo/distill/scrub.py) unless the caller opts out.
 
 Strong models (the teachers): by default every remote model and the largest local one (by weights size); the
 caller may name them instead. Ratings are the latest thumbs/score on the answer (`/api/feedback`, stored as
-Outcome rows with source "feedback"); the persona comes from the answer's usage record. Tenancy: only
+Outcome rows with source "feedback"); the persona comes from the answer's usage record, and its instructions become
+the row's system message (the conversation does not store them). Tenancy: only
 conversations the principal sees (baimo/metering/principal.py; None or an admin: all owners).
 """
 
@@ -28,7 +29,7 @@ from baimo.distill.scrub import scrub_messages
 from baimo.errors import ConfigError, InvalidRequest
 from baimo.metering.principal import Principal, owner_clause
 from baimo.store.database import Database
-from baimo.store.tables import Conversation, Message, Outcome, UsageRecord
+from baimo.store.tables import Conversation, Message, Outcome, Persona, UsageRecord
 
 ROLES = ("system", "user", "assistant")
 
@@ -137,11 +138,30 @@ def answer_rows(db: Database, teachers: list[str], opts: ExportOptions) -> list[
                 context.append(turn)
         ids = [r["meta"]["response_id"] for r in rows if r["meta"]["response_id"]]
         ratings, personas = _ratings(s, ids), personas_of(s, ids)
+        instructions = _instructions(s, conv_ids, {p for p in personas.values() if p})
     for r in rows:
         rid = r["meta"]["response_id"]
         r["meta"]["rating"] = ratings.get(rid)
         r["meta"]["persona"] = personas.get(rid)
+        system = instructions.get((r["meta"]["conversation_id"], r["meta"]["persona"]))
+        if system and r["messages"][0]["role"] != "system":
+            r["messages"].insert(0, {"role": "system", "content": system})
     return rows
+
+
+def _instructions(s: Any, conv_ids: list[str], names: set[str]) -> dict[tuple[str, str], str]:
+    """{(conversation id, persona name): the persona's instructions} for the personas of each conversation's owner
+    (their current instructions: the system prompt the persona put before the conversation)."""
+    if not names:
+        return {}
+    owners: dict[str, str | None] = {}
+    for i in range(0, len(conv_ids), 500):
+        owners.update(s.execute(select(Conversation.id, Conversation.owner)
+                                .where(Conversation.id.in_(conv_ids[i:i + 500]))).all())
+    found = {(owner, name): text for name, owner, text in s.execute(
+        select(Persona.name, Persona.owner, Persona.instructions).where(Persona.name.in_(names)))}
+    return {(cid, name): found[(owner, name)] for cid, owner in owners.items() for name in names
+            if found.get((owner, name))}
 
 
 def _aware(d: datetime) -> datetime:

@@ -79,6 +79,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 _ask(bob, "What is 2+2?", "remote/strong")                   # an exact duplicate
                 _rate(bob, _ask(bob, "Tell me about rivers.", "remote/strong"), 0.7)
                 _ask(bob, "[hard] Prove that primes never end.", "baimo/cascade")  # escalates weak -> strong
+                r = bob.post("/api/personas", json={"name": "planner", "model": "remote/strong",
+                                                    "instructions": "You plan weeks."})
+                assert r.status_code == 201, r.text
+                _ask(bob, "Plan my week.", "persona/planner")
             with httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {keys['alice']}"},
                               timeout=60) as alice:
                 _ask(alice, "The red team's own question.", "remote/strong")
@@ -105,9 +109,11 @@ def test_rated_first_deduplicated_and_scrubbed(world: World, tmp_path: Path) -> 
     rows = _export(world, tmp_path, "--model", "remote/strong")
     users = [_user(r) for r in rows]
     # rated 1.0 (oldest first), then 0.7, then the unrated ones; the repeated "What is 2+2?" answer is dropped
-    assert [r["meta"]["rating"] for r in rows] == [1.0, 1.0, 0.7, None, None]
+    assert [r["meta"]["rating"] for r in rows] == [1.0, 1.0, 0.7, None, None, None]
     assert users[1:3] == ["What is 2+2?", "Tell me about rivers."]
-    assert users[4] == "[hard] Prove that primes never end."
+    assert users[4:] == ["[hard] Prove that primes never end.", "Plan my week."]
+    assert [r["meta"]["persona"] for r in rows] == [None] * 5 + ["planner"]
+    assert rows[5]["messages"][0] == {"role": "system", "content": "You plan weeks."}  # the persona's instructions
     assert {r["meta"]["model"] for r in rows} == {"remote/strong"}
     assert all(r["meta"]["conversation_id"] and r["messages"][-1]["role"] == "assistant" for r in rows)
     en, zh = rows[0], rows[3]
@@ -141,6 +147,7 @@ def test_min_rating_and_since_filter(world: World, monkeypatch: pytest.MonkeyPat
     rows = _export_here(world, "bob", monkeypatch, models=["remote/strong"], min_rating=0.8)
     assert [_user(r) for r in rows] == [PII_EN, "What is 2+2?"]  # unscrubbed: the text as stored
     assert _export_here(world, "bob", monkeypatch, since=datetime.now(UTC) + timedelta(days=1)) == []
+    assert [_user(r) for r in _export_here(world, "bob", monkeypatch, persona="planner")] == ["Plan my week."]
 
 
 def test_export_sees_only_the_callers_owner(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
