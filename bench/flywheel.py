@@ -6,7 +6,8 @@ Every step is the `baimo` CLI as a subprocess in a fresh BAIMO_HOME. The teacher
 (tests/support/upstream.py, behaviour `solve`: the right answer of the task, priced like GPT-4o at $2.50/$10 per
 million tokens); the student is the real local model, trained and served for real on this CPU.
 
-    .venv/bin/python bench/flywheel.py [--train 400] [--test 100] [--steps 300] [--json out.json]
+    .venv/bin/python bench/flywheel.py [--train 400] [--test 100] [--steps 300] [--batch-size 2] [--lr 1e-3]
+        [--threads 2] [--json out.json]
 
 Prints a table of stages (seconds) and the results (accuracy with 95 % Wilson intervals, McNemar p, cost).
 """
@@ -54,11 +55,14 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=400)
     ap.add_argument("--test", type=int, default=100)
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--batch-size", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=1e-3, help="LoRA learns a narrow format fast at 1e-3")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (1 on a machine other jobs share)")
     ap.add_argument("--json", dest="json_out")
     ap.add_argument("--keep", action="store_true", help="keep the BAIMO_HOME (its path is printed)")
     args = ap.parse_args()
 
-    base_gguf = ensure_local_model("smollm2-135m")
+    base_gguf = ensure_local_model("smollm2")
     home = Path(tempfile.mkdtemp(prefix="baimo-flywheel-"))
     work = home / "task"
     stages: list[tuple[str, float]] = []
@@ -73,7 +77,8 @@ def main() -> None:
                         "--out", str(home / "data.jsonl"), "--max-tokens", "64")
         stages.append((f"generate ({args.train} teacher answers)", secs))
         secs, out = baimo(env, "distill", "train", "--base", BASE, "--data", str(home / "data.jsonl"), "--out",
-                          "travel", "--steps", str(args.steps), "--max-seq-len", "128", "--json")
+                          "travel", "--steps", str(args.steps), "--max-seq-len", "128", "--batch-size",
+                          str(args.batch_size), "--lr", str(args.lr), "--threads", str(args.threads), "--json")
         trained = json.loads(out)
         stages.append((f"train {args.steps} steps + merge + GGUF + register", secs))
         secs, out = baimo(env, "distill", "compare", "travel", "--suite", str(work / "test.jsonl"), "--max-tokens",

@@ -49,7 +49,16 @@ def domain_rule(name: str, prompts: list[str], *, regex: str | None = None, keyw
         raise InvalidRequest(f"the suite's prompts share no instruction of {MIN_PREFIX_CHARS}+ characters to "
                              "recognise the domain by; say how with --regex, --keywords or --persona",
                              param="regex")
-    return RuleConfig(name=f"distilled:{name}", model=target, regex="^" + re.escape(prefix))
+    return RuleConfig(name=f"distilled:{name}", model=target, regex="^" + readable_escape(prefix))
+
+
+def readable_escape(text: str) -> str:
+    """`re.escape` without the escapes a regex does not need outside verbose mode (spaces, `#`, `~`, `&`, `-`
+    outside brackets), and newlines as `\\n`: the rule stays readable in baimo.yaml and matches the same text."""
+    out = re.escape(text)
+    for char in (" ", "#", "~", "&", "-"):
+        out = out.replace("\\" + char, char)
+    return out.replace("\\\n", "\\n")
 
 
 def coverage(rule: RuleConfig, prompts: list[str]) -> float:

@@ -106,3 +106,14 @@ def test_task_suites_ask_the_training_prompt_verbatim_without_the_answer_pinning
     plain = parse_suite([json.dumps({"suite": {"name": "s", "kind": "json_schema"}}),
                          json.dumps({"question": "Give a city.", "schema": {"type": "object"}})], "s.jsonl")
     assert "JSON Schema" in answer_messages(plain, plain.items[0])[0]["content"]  # other suites still show it
+
+
+def test_the_derived_regex_is_readable_and_matches_what_it_escapes() -> None:
+    import re
+
+    from baimo.distill.promote import readable_escape
+
+    for text in ('Convert to JSON (YYYY-MM-DD). Reply:\nRequest: ', "a-b # c~&d [x] *y+ ^$ |z| {1}", "问题：\t例"):
+        pattern = readable_escape(text)
+        assert re.fullmatch(pattern, text) and "\\ " not in pattern and "\n" not in pattern
+    assert not re.fullmatch(readable_escape("a.b"), "axb")
