@@ -6,7 +6,7 @@ Every step is the `baimo` CLI as a subprocess in a fresh BAIMO_HOME. The teacher
 (tests/support/upstream.py, behaviour `solve`: the right answer of the task, priced like GPT-4o at $2.50/$10 per
 million tokens); the student is the real local model, trained and served for real on this CPU.
 
-    .venv/bin/python bench/flywheel.py [--train 400] [--test 100] [--steps 300] [--batch-size 2] [--lr 1e-3]
+    .venv/bin/python bench/flywheel.py [--train 400] [--test 100] [--steps 250] [--batch-size 1] [--lr 1e-3]
         [--threads 2] [--json out.json]
 
 Prints a table of stages (seconds) and the results (accuracy with 95 % Wilson intervals, McNemar p, cost).
@@ -54,8 +54,8 @@ def main() -> None:
     ap.add_argument("--task", default="travel-json")
     ap.add_argument("--train", type=int, default=400)
     ap.add_argument("--test", type=int, default=100)
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--batch-size", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=250)
+    ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--lr", type=float, default=1e-3, help="LoRA learns a narrow format fast at 1e-3")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (1 on a machine other jobs share)")
     ap.add_argument("--json", dest="json_out")
