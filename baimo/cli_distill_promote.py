@@ -66,15 +66,13 @@ def compare(name: Annotated[str, typer.Argument(help="The fine-tuned model's NAM
 
 async def _compare(name: str, suite: str, base: str | None, teacher: str | None, limit: int | None,
                    concurrency: int, max_tokens: int) -> dict[str, Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+    from baimo.cli_eval import eval_progress
     from baimo.cli_output import app_state
     from baimo.distill.compare import compare as run_compare
 
     s = app_state()
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=err) as progress:
+        with eval_progress() as progress:
             return await run_compare(s, name, suite, base=base, teacher=teacher, limit=limit,
                                      concurrency=concurrency, max_tokens=max_tokens, progress=progress,
                                      on_start=lambda run_id: progress.console.print(f"run {run_id}"))

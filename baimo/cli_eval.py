@@ -118,10 +118,16 @@ def _out() -> Console:
     return Console() if sys.stdout.isatty() else Console(width=160)
 
 
-async def _run(suite: str, models: list[str], params: Any, resume: str | None, use_cache: bool,
-               started: list[str]) -> dict[str, Any]:
+def eval_progress() -> Any:
+    """The progress bar of an evaluation run on stderr (items done of the total, time left): a rich Progress."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=err)
+
+
+async def _run(suite: str, models: list[str], params: Any, resume: str | None, use_cache: bool,
+               started: list[str]) -> dict[str, Any]:
     from baimo.evaluation.runner import run_suite
 
     task = asyncio.current_task()
@@ -129,8 +135,7 @@ async def _run(suite: str, models: list[str], params: Any, resume: str | None, u
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     s = app_state()
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=err) as progress:
+        with eval_progress() as progress:
             def on_start(run_id: str) -> None:
                 started.append(run_id)
                 progress.console.print(f"run {run_id}")

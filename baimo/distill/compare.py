@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from baimo.distill.dedup import read_jsonl
 from baimo.distill.promote import coverage, domain_rule, rule_yaml
 from baimo.distill.register import model_id
 from baimo.distill.train import OPTIONS_FILE, run_dir
@@ -35,14 +37,7 @@ def training_rows(options: dict[str, Any], limit: int = 2000) -> list[dict[str, 
     data = options.get("data")
     if not data or not Path(data).is_file():
         return []
-    rows = []
-    with open(data, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                rows.append(json.loads(line))
-            if len(rows) >= limit:
-                break
-    return rows
+    return list(islice(read_jsonl(data), limit))
 
 
 def teacher_of(rows: list[dict[str, Any]]) -> str | None:
