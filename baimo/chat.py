@@ -243,11 +243,8 @@ class ChatService:
         try:
             return await self._open(model, params, ctx, started)
         except asyncio.CancelledError:
-            self.usage.submit(Usage(
-                endpoint=ctx.endpoint, model_requested=model, route="the client left before the first token",
-                api_key_id=ctx.api_key_id, conversation_id=ctx.conversation_id, stream=ctx.stream,
-                latency_ms=(time.perf_counter() - started) * 1000, status_code=499, finish_reason="stopped",
-                prompt=ctx.route_prompt, response_id=ctx.response_id, persona=ctx.persona))
+            self.usage.submit(unanswered_usage(model, ctx, started, route="the client left before the first token",
+                                               status_code=499, finish_reason="stopped"))
             raise
 
     async def _open(self, model: str, params: GenerationParams, ctx: ChatContext, started: float) -> ChatRun:
@@ -451,17 +448,24 @@ class ChatService:
                              route: str) -> None:
         """Record a request no model could answer (upstream errors before the first token), before the error
         response is sent."""
-        await self.usage.write(Usage(
-            endpoint=ctx.endpoint, model_requested=model, route=route or None, api_key_id=ctx.api_key_id,
-            conversation_id=ctx.conversation_id, stream=ctx.stream,
-            latency_ms=(time.perf_counter() - started) * 1000, status_code=error.status_code,
-            error=error.message, prompt=ctx.route_prompt, response_id=ctx.response_id, persona=ctx.persona))
+        await self.usage.write(unanswered_usage(model, ctx, started, route=route or None,
+                                                status_code=error.status_code, error=error.message))
 
     async def drain(self) -> None:
         """Wait for background writes (at shutdown)."""
         if self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
         await asyncio.to_thread(self.usage.flush)
+
+
+def unanswered_usage(model: str, ctx: ChatContext, started: float, **fields: Any) -> Usage:
+    """The usage row of a request no model answered (failed upstreams, a client gone before the first token): the
+    request's identity from `ctx`, latency since `started` (perf_counter seconds), no tokens and no cost; `fields`
+    set the route, status and error."""
+    return Usage(endpoint=ctx.endpoint, model_requested=model, api_key_id=ctx.api_key_id,
+                 conversation_id=ctx.conversation_id, stream=ctx.stream,
+                 latency_ms=(time.perf_counter() - started) * 1000, prompt=ctx.route_prompt,
+                 response_id=ctx.response_id, persona=ctx.persona, **fields)
 
 
 async def _replay(*events: StreamEvent) -> AsyncIterator[StreamEvent]:
