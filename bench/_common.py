@@ -42,6 +42,12 @@ LOCAL_MODELS: dict[str, dict[str, Any]] = {
         "catalogue": "qwen2.5-coder-0.5b-instruct-q4_k_m",
         "context_window": 4096,
     },
+    "qwen1.5b": {
+        "id": "local/qwen2.5-coder-1.5b",
+        "file": "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        "catalogue": "qwen2.5-coder-1.5b-instruct-q4_k_m",
+        "context_window": 4096,
+    },
 }
 
 if str(REPO_ROOT) not in sys.path:  # so `tests.support.upstream` imports when run as `python bench/x.py`

@@ -24,18 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import BAIMO_BIN, print_table  # noqa: E402
+from bench._common import BAIMO_BIN, LOCAL_MODELS, MODELS_DIR, print_table  # noqa: E402
 from tests.support.upstream import Behaviour, ScriptedUpstreamProcess  # noqa: E402
 
-LOCAL = {"local/smollm2-135m": "SmolLM2-135M-Instruct.Q4_1.gguf",
-         "local/qwen2.5-coder-0.5b": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-         "local/qwen2.5-coder-1.5b": "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"}
 LAMS = "0,0.02,0.1,0.25,1,4"
-
-
-def models_dir() -> Path:
-    env = os.environ.get("BAIMO_MODELS_DIR")
-    return Path(env) if env else Path.home() / ".baimo" / "models"
 
 
 def config(upstream_url: str, local: dict[str, Path]) -> str:
@@ -58,9 +50,9 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=2)
     args = ap.parse_args()
 
-    local = {mid: models_dir() / f for mid, f in LOCAL.items() if (models_dir() / f).exists()}
+    local = {m["id"]: MODELS_DIR / m["file"] for m in LOCAL_MODELS.values() if (MODELS_DIR / m["file"]).exists()}
     if not local:
-        raise SystemExit(f"no local model in {models_dir()}: run `baimo models pull` first")
+        raise SystemExit(f"no local model in {MODELS_DIR}: run `baimo models pull` first")
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="baimo-frontier-"))
     home.mkdir(parents=True, exist_ok=True)
     print(f"BAIMO_HOME={home}", file=sys.stderr)
