@@ -14,7 +14,7 @@ from baimo.api.schemas import ConversationCreate, ConversationMessage, Conversat
 from baimo.api.sse import DONE, ChunkMaker, SSEResponse, error_event, event
 from baimo.api.state import AppState
 from baimo.backends.base import GenerationParams, TextDelta
-from baimo.chat import ChatContext
+from baimo.chat import ChatContext, ChatRun
 from baimo.errors import BaimoError
 from baimo.export import conversation_markdown
 from baimo.metering.principal import Principal
@@ -69,15 +69,25 @@ async def export_conversation(conversation_id: str, format: str = Query("json", 
     return JSONResponse(conv, headers={"content-disposition": content_disposition(f"{name}.json")})
 
 
-async def _answer(s: AppState, conversation_id: str, model: str, params: GenerationParams,
-                  user_message: dict[str, Any] | None, who: Principal) -> AsyncIterator[bytes]:
-    if user_message is not None:
-        yield event({"object": "baimo.user_message", "message": user_message})
+async def _open(s: AppState, conversation_id: str, model: str, params: GenerationParams,
+                who: Principal) -> ChatRun | BaimoError:
+    """Route and admit the answer (budgets and rate limits) before the response starts, so its headers can carry
+    the key's `x-ratelimit-*` like /v1/chat/completions; a refusal is returned, to be streamed as an error event."""
     ctx = ChatContext(endpoint="conversations", stream=True, api_key_id=who.key_id,
                       conversation_id=conversation_id, store_message=True)
     try:
         target, params, options = s.assistant.resolve(model, params, ctx, who=who)
-        run = await s.assistant.open(target, params, ctx, options)
+        return await s.assistant.open(target, params, ctx, options)
+    except BaimoError as exc:
+        return exc
+
+
+async def _answer(run: ChatRun | BaimoError, user_message: dict[str, Any] | None) -> AsyncIterator[bytes]:
+    if user_message is not None:
+        yield event({"object": "baimo.user_message", "message": user_message})
+    try:
+        if isinstance(run, BaimoError):
+            raise run
         maker = ChunkMaker(run.model_id, run.ctx.response_id)
         async for ev in run.events():
             if isinstance(ev, TextDelta):
@@ -86,6 +96,14 @@ async def _answer(s: AppState, conversation_id: str, model: str, params: Generat
     except BaimoError as exc:
         yield error_event(exc)
     yield DONE
+
+
+def _stream(run: ChatRun | BaimoError, user_message: dict[str, Any] | None) -> SSEResponse:
+    """The SSE answer, with the request id and the key's rate-limit headers (or a refusal's, e.g. Retry-After)."""
+    if isinstance(run, BaimoError):
+        return SSEResponse(_answer(run, user_message), headers=dict(run.headers or {}))
+    headers = {"x-request-id": run.ctx.response_id, **(run.ctx.ticket.headers if run.ctx.ticket is not None else {})}
+    return SSEResponse(_answer(run, user_message), headers=headers, on_close=run.abandon)
 
 
 def _params(s: AppState, conversation_id: str, who: Principal, temperature: float | None = None,
@@ -101,7 +119,7 @@ async def send_message(conversation_id: str, body: ConversationMessage, s: AppSt
     s.check_callable(model, who)  # validate before storing anything
     user_message = s.conversations.append(conversation_id, "user", body.content, who=who)
     params = _params(s, conversation_id, who, body.temperature, body.max_tokens)
-    return SSEResponse(_answer(s, conversation_id, model, params, user_message, who))
+    return _stream(await _open(s, conversation_id, model, params, who), user_message)
 
 
 @router.post("/{conversation_id}/regenerate", summary="Answer the last user message again; streams SSE")
@@ -112,6 +130,6 @@ async def regenerate(conversation_id: str, body: Regenerate | None = None, s: Ap
     s.check_callable(model, who)
     s.conversations.drop_last_assistant(conversation_id, who=who)
     params = _params(s, conversation_id, who, body.temperature if body else None, body.max_tokens if body else None)
-    return SSEResponse(_answer(s, conversation_id, model, params, None, who))
+    return _stream(await _open(s, conversation_id, model, params, who), None)
 
 

@@ -240,6 +240,27 @@ def test_embeddings_of_a_limited_key_carry_the_headers_too(replicas, admin) -> N
     assert raw.headers["x-ratelimit-limit-requests"] == "5" and raw.headers["x-ratelimit-remaining-requests"] == "4"
 
 
+def test_the_web_ui_conversation_stream_carries_the_headers_and_a_refusal(replicas, admin) -> None:
+    a, b = replicas
+    key = api_key(a, admin, "ui-rpm2", {"rpm": 2})
+    auth = {"authorization": f"Bearer {key['key']}"}
+    conv = httpx.post(b.url + "/api/conversations", json={"model": "remote/ten"}, headers=auth)
+    assert conv.status_code in (200, 201), conv.text
+    url = f"{b.url}/api/conversations/{conv.json()['id']}"
+    seen = []
+    for path, body in (("/messages", {"content": "Say hi"}), ("/regenerate", {})):
+        with httpx.stream("POST", url + path, json=body, headers=auth, timeout=30) as r:
+            text = r.read().decode()
+        assert r.status_code == 200 and "baimo.message" in text, text
+        assert r.headers["x-ratelimit-limit-requests"] == "2"
+        seen.append(r.headers["x-ratelimit-remaining-requests"])
+    assert seen == ["1", "0"]
+    with httpx.stream("POST", url + "/messages", json={"content": "Again"}, headers=auth, timeout=30) as r:
+        text = r.read().decode()
+    assert int(r.headers["retry-after"]) >= 1 and r.headers["x-ratelimit-remaining-requests"] == "0"
+    assert "rate_limit_exceeded" in text and "baimo.message" not in text  # the refusal, as the stream's error event
+
+
 def test_cli_and_api_errors_are_one_line_and_openai_shaped(replicas, admin) -> None:
     a, _ = replicas
     bad = cli(a, "keys", "limit", "no-such-key", "--rpm", "5")
