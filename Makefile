@@ -30,7 +30,7 @@ serve: install
 ## system-deps: Debian packages the tests need: chromium (browser tests), postgresql (BAIMO_DATABASE_URL tests),
 ## node and npm (the official openai npm SDK's tests), redis-server (rate limits shared by replicas), nginx and
 ## pgvector (the replicas of tests/scaleout), cmake, ninja
-## and g++ (the engine build); and one Baimo
+## and g++ (the engine build), wrk (the load generator of bench/workers.py); and one Baimo
 ## itself uses: tesseract-ocr with its English and Simplified Chinese models (OCR of scanned PDFs and images in
 ## knowledge bases), with fonts-wqy-microhei, the CJK font the OCR tests draw their scans with
 system-deps:
@@ -38,10 +38,10 @@ system-deps:
 	    ! command -v cmake >/dev/null || ! command -v ninja >/dev/null || ! command -v g++ >/dev/null || \
 	    ! command -v npm >/dev/null || ! ls /usr/share/tesseract-ocr/*/tessdata/chi_sim.traineddata >/dev/null 2>&1 || \
 	    [ ! -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || ! command -v redis-server >/dev/null || \
-	    [ ! -x /usr/sbin/nginx ]; then \
+	    [ ! -x /usr/sbin/nginx ] || ! command -v wrk >/dev/null; then \
 		$(SUDO) apt-get update && \
 		$(SUDO) apt-get install -y --no-install-recommends chromium fonts-dejavu-core postgresql cmake ninja-build \
-			g++ tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim fonts-wqy-microhei redis-server nginx \
+			g++ tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim fonts-wqy-microhei redis-server nginx wrk \
 			$$(command -v npm >/dev/null || echo nodejs npm); \
 	fi
 	@$(MAKE) --no-print-directory pgvector
