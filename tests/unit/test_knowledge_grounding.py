@@ -10,7 +10,7 @@ import pytest
 
 from baimo.backends.base import GenerationParams
 from baimo.knowledge.grounding import DECLINES, citations, decline_message, detect_language, question_of, with_sources
-from baimo.knowledge.retrieval import Passage, rrf
+from baimo.knowledge.retrieval import Passage, rrf, zscore_fusion
 from baimo.personas import PersonaSpec
 
 
@@ -75,6 +75,23 @@ def test_rrf_rewards_agreement() -> None:
     scores = rrf([["a", "b", "c"], ["b", "d"]])
     assert max(scores, key=scores.__getitem__) == "b"
     assert scores["a"] > scores["d"]
+
+
+def test_score_fusion_keeps_a_sure_first_place_that_rrf_gives_away() -> None:
+    """One list is sure of "a" (far above its other candidates); a weaker list ranks "a" 17th of 20 with a flat
+    spread. Weighted RRF (the weaker list at 0.5) counts ranks alone and puts "b" (2nd and 1st) first; the
+    z-scored sum (the weaker list at 0.25) keeps "a", since its gap in the sure list is large."""
+    ids = [chr(ord("a") + i) for i in range(20)]
+    sure = {"a": 0.60, **{key: 0.30 - 0.001 * i for i, key in enumerate(ids[1:])}}
+    weak_order = ids[1:17] + ["a"] + ids[17:]
+    weak = {key: 0.86 - 0.001 * i for i, key in enumerate(weak_order)}
+    by_rank = rrf([ids, weak_order], weights=[1.0, 0.5])
+    assert max(by_rank, key=by_rank.__getitem__) == "b"
+    by_score = zscore_fusion([(sure, 1.0), (weak, 0.25)])
+    assert max(by_score, key=by_score.__getitem__) == "a"
+    # an id one list did not return counts as that list's lowest score; a zero weight ignores the list
+    partial = zscore_fusion([({"a": 1.0, "b": 0.0}, 1.0), ({"c": 5.0}, 0.0)])
+    assert set(partial) == {"a", "b", "c"} and partial["c"] == partial["b"] < partial["a"]
 
 
 def test_persona_instructions_come_first_and_request_temperature_wins() -> None:
