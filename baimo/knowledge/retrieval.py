@@ -60,7 +60,7 @@ class Passage:
     ordinal: int
     text: str
     chunk_id: str
-    score: float                # the ranking score of the mode used (RRF, BM25 or cosine)
+    score: float                # the ranking score of the mode used (RRF, BM25, cosine or fused z-scores)
     similarity: float           # cosine similarity between question and passage (the base's primary embedder)
     bm25_rank: int | None = None
     dense_rank: int | None = None  # rank under the primary embedder (by best sentence when the base has them)
