@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -26,8 +27,10 @@ from baimo.evaluation.extract import (
     extract_verdict,
     numbers_match,
 )
-from baimo.evaluation.store import EvalStore, cache_key
+from baimo.evaluation.store import HEARTBEAT_S, EvalStore, cache_key
 from baimo.evaluation.suites import JUDGED_KINDS, Suite
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Answer", "EvalParams", "Runner", "Target", "build_targets"]
 
@@ -360,13 +363,26 @@ class Runner:
         await asyncio.to_thread(self.store.set_status, run_id, "running")
         routers = getattr(self.state, "routers", None)
         routed = [t is not None and routers is not None and t.call_id in routers for t, _ in jobs]
+        beating = asyncio.create_task(self._heartbeat(run_id))
         try:  # models first, then routers: a router's choice is then usually answered from the cache
             await asyncio.gather(*(one(t, it) for (t, it), r in zip(jobs, routed, strict=True) if not r))
             await asyncio.gather(*(one(t, it) for (t, it), r in zip(jobs, routed, strict=True) if r))
         except BaseException:
+            beating.cancel()
             await asyncio.shield(asyncio.to_thread(self.store.set_status, run_id, "interrupted"))
             raise
+        beating.cancel()
         await asyncio.to_thread(self.store.set_status, run_id, "finished")
+
+    async def _heartbeat(self, run_id: str) -> None:
+        """Stamp the run's heartbeat every HEARTBEAT_S seconds while it runs: a run whose stamps stop (its process
+        was killed without a chance to say so) is then shown as interrupted (store.shown_status)."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                await asyncio.to_thread(self.store.heartbeat, run_id)
+            except Exception:  # a missed stamp is not worth failing the run for: log it, try again
+                log.warning("evaluation run %s: heartbeat failed", run_id, exc_info=True)
 
 
 async def run_suite(state: Any, suite: str, targets: list[str] | None = None, *, params: EvalParams | None = None,

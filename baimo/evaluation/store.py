@@ -23,6 +23,8 @@ from baimo.store.tables import EvalCache, EvalResult, EvalRun
 __all__ = ["EvalStore", "cache_key", "list_runs", "load_run"]
 
 JUDGED = ("judged", "pairwise", "kb_qa")
+HEARTBEAT_S = 15.0  # how often a running run's process stamps heartbeat_at
+STALE_AFTER_S = 90.0  # a "running" run whose heartbeat is older than this has lost its process: "interrupted"
 
 
 def cache_key(target: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
@@ -31,10 +33,25 @@ def cache_key(target: str, messages: list[dict[str, Any]], params: dict[str, Any
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)  # SQLite gives naive datetimes back
+
+
 def _iso(dt: datetime | None) -> str | None:
-    if dt is None:
-        return None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).isoformat()
+    return None if dt is None else _aware(dt).isoformat()
+
+
+def shown_status(run: EvalRun, now: datetime | None = None, stale_after_s: float = STALE_AFTER_S) -> str:
+    """The status to show: the stored one, except that a "running" run whose process has not stamped its heartbeat
+    (or, before the first stamp, been created) for `stale_after_s` seconds died without a word (kill -9, power
+    loss) and is "interrupted": `--resume` continues it like any interrupted run."""
+    if run.status != "running":
+        return run.status
+    last = run.heartbeat_at or run.created_at
+    if last is None:
+        return run.status
+    age = ((now or datetime.now(UTC)) - _aware(last)).total_seconds()
+    return "interrupted" if age > stale_after_s else "running"
 
 
 class EvalStore:
@@ -70,7 +87,7 @@ class EvalStore:
         """{"run_id", "status", "suite", "params", "targets"} of a stored run (NotFound otherwise)."""
         with self.db.session() as s:
             run = self._find(s, run_id)
-            return {"run_id": run.id, "status": run.status, "suite": json.loads(run.suite),
+            return {"run_id": run.id, "status": shown_status(run), "suite": json.loads(run.suite),
                     "params": json.loads(run.params), "targets": json.loads(run.targets)}
 
     def set_status(self, run_id: str, status: str) -> None:
@@ -79,6 +96,13 @@ class EvalStore:
             run = self._find(s, run_id)
             run.status = status
             run.finished_at = None if status == "running" else datetime.now(UTC)
+            if status == "running":
+                run.heartbeat_at = datetime.now(UTC)
+
+    def heartbeat(self, run_id: str, at: datetime | None = None) -> None:
+        """Stamp a running run's heartbeat_at (now, or `at`): its process is alive."""
+        with self.db.session() as s:
+            self._find(s, run_id).heartbeat_at = at or datetime.now(UTC)
 
     def list_runs(self, limit: int = 100, *, suite: str | None = None, owner: str | None = None,
                   all_owners: bool = True) -> list[dict[str, Any]]:
@@ -95,7 +119,8 @@ class EvalStore:
                 if suite is not None and meta.get("name") != suite:
                     continue
                 out.append({"run_id": r.id, "created_at": _iso(r.created_at), "finished_at": _iso(r.finished_at),
-                            "status": r.status, "owner": r.owner, "suite": meta.get("name"), "kind": meta.get("kind"),
+                            "status": shown_status(r), "owner": r.owner, "suite": meta.get("name"),
+                            "kind": meta.get("kind"),
                             "targets": [t["id"] for t in json.loads(r.targets)], "results": counts.get(r.id, 0)})
                 if len(out) >= limit:
                     break
@@ -169,7 +194,7 @@ class EvalStore:
         with self.db.session() as s:
             run = self._find(s, run_id)
             head = {"run_id": run.id, "owner": run.owner, "created_at": _iso(run.created_at),
-                    "finished_at": _iso(run.finished_at), "status": run.status, "suite": json.loads(run.suite),
+                    "finished_at": _iso(run.finished_at), "status": shown_status(run), "suite": json.loads(run.suite),
                     "params": json.loads(run.params)}
             targets = json.loads(run.targets)
         results = self.results(head["run_id"])

@@ -254,7 +254,8 @@ class BudgetReservation(Base):
 
 class EvalRun(Base):
     """One `baimo eval run`: its suite, parameters and targets (JSON), and whether it finished
-    (running | finished | interrupted). See baimo/evaluation/store.py."""
+    (running | finished | interrupted), with the last heartbeat of the process running it. See
+    baimo/evaluation/store.py."""
 
     __tablename__ = "eval_runs"
 
@@ -263,6 +264,7 @@ class EvalRun(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     status: Mapped[str] = mapped_column(String(16), default="running")
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # while its process is alive
     suite: Mapped[str] = mapped_column(Text)    # JSON: name, kind, items, source, license
     params: Mapped[str] = mapped_column(Text)   # JSON: limit, few_shot, cot, temperature, max_tokens, seed, judge...
     targets: Mapped[str] = mapped_column(Text)  # JSON list: id, kind, lam, router

@@ -215,3 +215,28 @@ def test_a_multi_turn_judged_item_is_asked_in_one_conversation(up: ScriptedUpstr
               if r.body["model"] == "judge"]
     multi = next(j for j in judged if "### User:" in j)
     assert multi.index("Name a fruit.") < multi.index("Now say why you chose it.") and len(judged) == 2
+
+
+def test_a_run_whose_process_died_without_a_word_shows_as_interrupted(baimo_home: Path) -> None:
+    """kill -9 leaves the stored status "running"; a heartbeat older than STALE_AFTER_S shows it as interrupted."""
+    from datetime import UTC, datetime, timedelta
+
+    from baimo.evaluation.store import STALE_AFTER_S
+    from baimo.store.database import Database
+
+    db = Database(Settings().db_url)
+    try:
+        store = EvalStore(db)
+        run_id = store.create_run({"name": "s", "kind": "exact"}, {}, [{"id": "remote/big", "kind": "model"}])
+        store.set_status(run_id, "running")
+        assert store.list_runs()[0]["status"] == "running" and store.load_run(run_id)["status"] == "running"
+        store.heartbeat(run_id, datetime.now(UTC) - timedelta(seconds=STALE_AFTER_S + 5))
+        assert store.list_runs()[0]["status"] == "interrupted"
+        assert store.load_run(run_id)["status"] == store.run_spec(run_id)["status"] == "interrupted"
+        store.heartbeat(run_id)  # alive again (a resumed run stamps at once)
+        assert store.list_runs()[0]["status"] == "running"
+        store.set_status(run_id, "finished")
+        store.heartbeat(run_id, datetime.now(UTC) - timedelta(hours=1))
+        assert store.list_runs()[0]["status"] == "finished"  # only a running run can go stale
+    finally:
+        db.close()
