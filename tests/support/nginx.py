@@ -1,15 +1,29 @@
 """A throwaway nginx (Debian's package) load-balancing Baimo replicas round robin, on a free loopback port.
 
-The generated config is the one deploy/nginx.conf uses (streaming-friendly: no buffering, long read timeouts,
-HTTP/1.1 keep-alive to the replicas, a request retried on the next replica only when the first could not be
-reached), plus an `x-upstream` response header naming the replica that answered, so tests can see both serve.
+Its `location /` block and body size limit are read from deploy/nginx.conf, so the tests run the deployed proxy
+settings (streaming-friendly: no buffering, long read timeouts, HTTP/1.1 keep-alive to the replicas, a request
+retried on the next replica only when the first could not be reached), plus an `x-upstream` response header naming
+the replica that answered, so tests can see both serve.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from tests.support.daemon import LoopbackDaemon
+
+DEPLOY_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
+
+
+def deployed_proxy_settings(text: str | None = None) -> tuple[str, str]:
+    """(the `client_max_body_size` line, the directives inside `location / { ... }`) of deploy/nginx.conf."""
+    text = DEPLOY_CONF.read_text() if text is None else text
+    body = re.search(r"^\s*client_max_body_size [^;]+;", text, re.M)
+    location = re.search(r"location / \{\n(.*?)\n\s*\}", text, re.S)
+    if not body or not location:
+        raise ValueError(f"{DEPLOY_CONF}: no client_max_body_size or location / block")
+    return body.group(0).strip(), location.group(1)
 
 CONFIG = """
 daemon off;
@@ -30,18 +44,9 @@ http {{
   }}
   server {{
     listen 127.0.0.1:{port};
-    client_max_body_size 256m;
+    {body_size}
     location / {{
-      proxy_pass http://baimo;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_buffering off;
-      proxy_request_buffering off;
-      proxy_read_timeout 600s;
-      proxy_next_upstream error timeout;
-      proxy_connect_timeout 2s;
+{location}
       add_header x-upstream $upstream_addr always;
     }}
   }}
@@ -58,7 +63,9 @@ class TempNginx(LoopbackDaemon):
     def __init__(self, backends: list[str]) -> None:
         super().__init__("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "nginx")
         servers = "\n".join(f"    server {b} max_fails=1 fail_timeout=2s;" for b in backends)
-        Path(self.dir, "nginx.conf").write_text(CONFIG.format(dir=self.dir, servers=servers, port=self.port))
+        body_size, location = deployed_proxy_settings()
+        Path(self.dir, "nginx.conf").write_text(CONFIG.format(dir=self.dir, servers=servers, port=self.port,
+                                                              body_size=body_size, location=location))
 
     @property
     def url(self) -> str:
