@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.support.daemon import LoopbackDaemon  # noqa: E402
+from tests.support.nginx import NginxDaemon  # noqa: E402
 
 
 def sse_body(tokens: int, model: str = "ok") -> str:
@@ -46,55 +46,33 @@ def sse_body(tokens: int, model: str = "ok") -> str:
     return "".join(f"data: {json.dumps(e, separators=(',', ':'))}\n\n" for e in events) + "data: [DONE]\n\n"
 
 
-CONFIG = """
-daemon off;
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
+SERVER = """
   keepalive_requests 1000000;
-  server {{
+  server {
     listen 127.0.0.1:{port};
-    location / {{
+    location / {
       default_type text/event-stream;
       root {dir};
       rewrite ^ /stream.sse break;
       error_page 405 =200 /stream.sse;
-    }}
-  }}
-}}
+    }
+  }
 """
 
 
-class StaticSSEUpstream(LoopbackDaemon):
+class StaticSSEUpstream(NginxDaemon):
     """nginx (one worker process) answering every request with `sse_body(tokens)`; `base_url` ends in /v1."""
 
     name = "nginx-upstream"
-    package = "nginx"
 
     def __init__(self, tokens: int) -> None:
-        super().__init__("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "nginx")
+        super().__init__(SERVER, connections=4096)
         Path(self.dir, "stream.sse").write_text(sse_body(tokens))
         os.chmod(self.dir, 0o755)  # nginx's worker runs as another user when started by root
-        Path(self.dir, "nginx.conf").write_text(CONFIG.format(dir=self.dir, port=self.port))
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def command(self) -> list[str]:
-        return [self.binary, "-p", self.dir, "-c", f"{self.dir}/nginx.conf"]
-
-    def failure(self) -> str:
-        log = Path(self.dir, "error.log")
-        return log.read_text(errors="replace") if log.exists() else ""
+        return f"{self.url}/v1"
 
     def start(self, timeout: float = 15) -> StaticSSEUpstream:
         return super().start(timeout)

@@ -55,6 +55,24 @@ def tree_cpu(pid: int | None) -> float | None:
     return sum(proc_cpu_seconds(p) or 0.0 for p in [pid, *descendants(pid)])
 
 
+class CPUMeter:
+    """CPU seconds used by each named process tree between `start()` and `add_to(row)` (as `<name>_cpu_s`)."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = pids
+        self.before: dict[str, float | None] = {}
+
+    def start(self) -> None:
+        self.before = {k: tree_cpu(p) for k, p in self.pids.items()}
+
+    def add_to(self, row: dict[str, Any]) -> dict[str, Any]:
+        for k, p in self.pids.items():
+            now = tree_cpu(p)
+            if self.before.get(k) is not None and now is not None:
+                row[f"{k}_cpu_s"] = now - self.before[k]
+        return row
+
+
 async def measure(name: str, url: str, model: str, concurrency: int, count: int, warmup: int, expected: str,
                   pids: dict[str, int | None]) -> dict[str, Any]:
     target = Target(name, url + "/chat/completions", model, concurrency)
@@ -62,15 +80,12 @@ async def measure(name: str, url: str, model: str, concurrency: int, count: int,
         warm, _ = await target.run(max(warmup, 2 * concurrency), expected)
         if all(s.error for s in warm):
             raise SystemExit(f"{name}: every warm-up request failed, e.g. {warm[0].error}")
-        cpu0 = {k: tree_cpu(p) for k, p in pids.items()}
+        meter = CPUMeter(pids)
+        meter.start()
         samples, elapsed = await target.run(count, expected)
-        cpu1 = {k: tree_cpu(p) for k, p in pids.items()}
+        row = meter.add_to({"target": name, **summarise(samples, elapsed)})
     finally:
         await target.aclose()
-    row = {"target": name, **summarise(samples, elapsed)}
-    for k in pids:
-        if cpu0[k] is not None and cpu1[k] is not None:
-            row[f"{k}_cpu_s"] = cpu1[k] - cpu0[k]
     print(f"  {name:<10} n={count} {row['req_per_s']:.0f} req/s  total p50 {row['total_p50_ms']:.1f} ms  "
           f"errors {row['requests'] - row['ok']}", flush=True)
     return row
@@ -84,12 +99,10 @@ def measure_native(name: str, url: str, model: str, concurrency: int, seconds: f
     warm = run_wrk(url, body, connections=concurrency, duration_s=warmup_s, expected=expected)
     if warm["ok"] == 0:
         raise SystemExit(f"{name}: every warm-up request failed: {warm['detail']}")
-    cpu0 = {k: tree_cpu(p) for k, p in pids.items()}
-    row = {"target": name, **run_wrk(url, body, connections=concurrency, duration_s=seconds, expected=expected)}
-    cpu1 = {k: tree_cpu(p) for k, p in pids.items()}
-    for k in pids:
-        if cpu0[k] is not None and cpu1[k] is not None:
-            row[f"{k}_cpu_s"] = cpu1[k] - cpu0[k]
+    meter = CPUMeter(pids)
+    meter.start()
+    row = meter.add_to({"target": name, **run_wrk(url, body, connections=concurrency, duration_s=seconds,
+                                                  expected=expected)})
     print(f"  {name:<10} {row['requests']} in {row['elapsed_s']:.0f} s: {row['req_per_s']:.0f} req/s  "
           f"total p50 {row['total_p50_ms']:.1f} ms  errors {row['errors']}", flush=True)
     return row

@@ -25,12 +25,13 @@ def deployed_proxy_settings(text: str | None = None) -> tuple[str, str]:
         raise ValueError(f"{DEPLOY_CONF}: no client_max_body_size or location / block")
     return body.group(0).strip(), location.group(1)
 
-CONFIG = """
+
+HEAD = """
 daemon off;
 worker_processes 1;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
-events {{ worker_connections 1024; }}
+events {{ worker_connections {connections}; }}
 http {{
   access_log off;
   client_body_temp_path {dir}/body;
@@ -38,6 +39,9 @@ http {{
   fastcgi_temp_path {dir}/fastcgi;
   uwsgi_temp_path {dir}/uwsgi;
   scgi_temp_path {dir}/scgi;
+"""
+
+BALANCER = """
   upstream baimo {{
 {servers}
     keepalive 32;
@@ -50,22 +54,21 @@ http {{
       add_header x-upstream $upstream_addr always;
     }}
   }}
-}}
 """
 
 
-class TempNginx(LoopbackDaemon):
-    """nginx in the foreground in its own directory, balancing `backends` ("host:port"); `url` is its address."""
+class NginxDaemon(LoopbackDaemon):
+    """nginx (one worker process) in the foreground in its own directory, on a free loopback port, serving
+    `http_block` (the inside of its `http { }` after the temp paths; `{port}` and `{dir}` are filled in)."""
 
     name = "nginx"
     package = "nginx"
 
-    def __init__(self, backends: list[str]) -> None:
+    def __init__(self, http_block: str, connections: int = 1024) -> None:
         super().__init__("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "nginx")
-        servers = "\n".join(f"    server {b} max_fails=1 fail_timeout=2s;" for b in backends)
-        body_size, location = deployed_proxy_settings()
-        Path(self.dir, "nginx.conf").write_text(CONFIG.format(dir=self.dir, servers=servers, port=self.port,
-                                                              body_size=body_size, location=location))
+        Path(self.dir, "nginx.conf").write_text(HEAD.format(dir=self.dir, connections=connections)
+                                               + http_block.replace("{port}", str(self.port))
+                                               .replace("{dir}", self.dir) + "}\n")
 
     @property
     def url(self) -> str:
@@ -77,6 +80,16 @@ class TempNginx(LoopbackDaemon):
     def failure(self) -> str:
         log = Path(self.dir, "error.log")
         return log.read_text(errors="replace") if log.exists() else ""
+
+
+class TempNginx(NginxDaemon):
+    """nginx balancing `backends` ("host:port") round robin with deploy/nginx.conf's proxy settings; `url` is its
+    address."""
+
+    def __init__(self, backends: list[str]) -> None:
+        servers = "\n".join(f"    server {b} max_fails=1 fail_timeout=2s;" for b in backends)
+        body_size, location = deployed_proxy_settings()
+        super().__init__(BALANCER.format(servers=servers, port="{port}", body_size=body_size, location=location))
 
     def start(self, timeout: float = 15) -> TempNginx:
         return super().start(timeout)
