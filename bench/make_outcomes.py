@@ -47,17 +47,15 @@ LOCAL_USD_PER_CPU_SECOND = MACHINE_USD_PER_HOUR / MACHINE_VCPUS / 3600.0
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"  # ../shared beside the checkout
 sys.path.insert(0, str(REPO / "bench"))
+from _common import LOCAL_MODELS as BENCH_MODELS  # noqa: E402
 from _common import MODELS_DIR  # noqa: E402  (BAIMO_MODELS_DIR, else BAIMO_HOME/models, as Baimo itself)
 
 CSV_PATH = SHARED / "data/routing/routellm/gsm8k_responses.csv"
 GOLD_PATH = SHARED / "data/eval/gsm8k/test.jsonl"
 OUT_DIR = REPO / "bench" / "outcomes"
 
-LOCAL_MODELS: dict[str, str] = {  # model id -> GGUF file in MODELS_DIR (run in this order per question)
-    "local/smollm2-135m": "SmolLM2-135M-Instruct.Q4_1.gguf",
-    "local/qwen2.5-coder-0.5b": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-    "local/qwen2.5-coder-1.5b": "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-}
+# model id -> GGUF file in MODELS_DIR (run in this order per question): bench/_common's table
+LOCAL_MODELS: dict[str, str] = {m["id"]: m["file"] for m in BENCH_MODELS.values()}
 API_COLUMNS: dict[str, str] = {  # model id -> CSV column prefix
     "mixtral-8x7b": "mistralai/Mixtral-8x7B-Instruct-v0.1",
     "gpt-4": "gpt-4-1106-preview",

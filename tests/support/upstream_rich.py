@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.support.upstream_streams import AbruptClose, sse
+from tests.support.upstream_text import last_user_text
 
 REASONING = ["Thinking", " about", " the sky."]
 REFUSAL = ["I can't", " help with that."]
@@ -41,16 +42,6 @@ def _words(text: str) -> list[str]:
         out.append(w if i == 0 else " " + w)
     return out
 
-
-def _last_user_text(messages: Any) -> str:
-    for m in reversed(messages if isinstance(messages, list) else []):
-        if isinstance(m, Mapping) and m.get("role") == "user":
-            c = m.get("content")
-            if isinstance(c, str):
-                return c
-            if isinstance(c, list):
-                return " ".join(str(p.get("text", "")) for p in c if isinstance(p, Mapping))
-    return ""
 
 
 def _prompt_tokens(body: Mapping[str, Any]) -> int:
@@ -84,7 +75,7 @@ def plan(body: Mapping[str, Any]) -> list[RichChoice]:
     for i in range(n):
         if body.get("tools"):
             choices.append(RichChoice(i, "tool_calls", finish="tool_calls"))
-        elif "refuse" in _last_user_text(body.get("messages")):
+        elif "refuse" in last_user_text(body.get("messages") or []):
             choices.append(RichChoice(i, "refusal", list(REFUSAL)))
         else:
             tokens = _words(rich_text(i))
@@ -98,7 +89,7 @@ def plan(body: Mapping[str, Any]) -> list[RichChoice]:
 def tool_call_parts(body: Mapping[str, Any], index: int) -> list[dict[str, Any]]:
     """The streamed pieces of one call to the first tool offered: id and name, then the arguments in two halves."""
     name = body["tools"][0]["function"]["name"]
-    arguments = json.dumps({"q": _last_user_text(body.get("messages")), "choice": index})
+    arguments = json.dumps({"q": last_user_text(body.get("messages") or []), "choice": index})
     half = len(arguments) // 2
     return [{"index": 0, "id": f"call_{index}", "type": "function",
              "function": {"name": name, "arguments": arguments[:half]}},
