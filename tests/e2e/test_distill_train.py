@@ -77,6 +77,33 @@ def test_train_checkpoint_resume_convert_register_and_serve(tmp_path: Path) -> N
     assert reply.usage.prompt_tokens > 5 and reply.usage.completion_tokens > 0
 
 
+def test_dpo_after_sft_trains_on_preference_pairs(tmp_path: Path) -> None:
+    """`--dpo`: after SFT, DPO with a fresh LoRA on pairs like `baimo distill export --pairs` writes (the prompt,
+    the answer a thumbs-up or the verifier kept, the one it turned down); its steps are reported and logged."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "baimo.yaml").write_text(SMOLLM_YAML, encoding="utf-8")
+    data = tmp_path / "orders.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in ROWS[:2]), encoding="utf-8")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({
+        "prompt": r["messages"][:1], "chosen": r["messages"][1]["content"],
+        "rejected": "Sorry, I cannot help with orders."}) + "\n" for r in ROWS[:4]), encoding="utf-8")
+    proc = _baimo(home, "distill", "train", "--base", "local/smollm2-135m", "--data", str(data), "--out", "prefs",
+                  "--steps", "1", "--dpo", str(pairs), "--dpo-steps", "2", "--max-seq-len", "64", "--batch-size",
+                  "2", "--threads", "1", "--no-register", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["global_step"] == 1 and report["dpo_steps"] == 2
+    assert "dpo step 2/2" in proc.stderr and "loss" in proc.stderr
+    assert (home / "distill" / "prefs" / "dpo-checkpoints").is_dir()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "hi", "chosen": "same", "rejected": "same"}) + "\n", encoding="utf-8")
+    proc = _baimo(home, "distill", "train", "--base", "local/smollm2-135m", "--data", str(data), "--out", "p2",
+                  "--dpo", str(bad), "--no-register")
+    assert proc.returncode != 0 and "chosen and rejected are the same answer" in proc.stderr.strip().splitlines()[-1]
+
+
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
